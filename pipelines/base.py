@@ -1,0 +1,114 @@
+"""The seam between the studio and its generation backends.
+
+A backend turns a resolved request (every field concrete, seed included) plus already
+decoded input media into frames. It does no file or database I/O: the job service
+decodes uploads into `MediaInputs` before the call and writes the frames after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:  # torch and numpy are only needed by implementations
+    import numpy as np
+    import torch
+
+    from studio.requests import GenerationRequest
+
+MODES = ("t2v", "i2v", "v2v", "inpaint")
+
+
+class Cancelled(Exception):
+    """Raised by a backend when `should_cancel()` turned true between two steps."""
+
+
+class ModelLoadError(Exception):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Inclusive bounds; ints must satisfy (value - offset) % multiple_of == 0 (Wan frames: 4k+1)."""
+
+    min: float
+    max: float
+    multiple_of: int = 1
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    steps: int
+    cfg_scale: float
+    frames: int
+    fps: int
+    width: int
+    height: int
+    strength: float = 0.6  # v2v default; inpaint uses 1.0 unless told
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    steps: Range = Range(1, 100)
+    cfg_scale: Range = Range(0.0, 20.0)
+    frames: Range = Range(1, 256)
+    fps: Range = Range(1, 60)
+    width: Range = Range(16, 2048, 8)
+    height: Range = Range(16, 2048, 8)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the UI, the CLI and validation need to know about a model, without loading it."""
+
+    id: str  # stable registry id, e.g. "embedded-shapes"
+    version: str  # bumped whenever weights or sampling change results
+    label: str
+    family: str  # "embedded", "wan", "ltx", ...
+    modes: tuple[str, ...]
+    defaults: ModelDefaults
+    limits: ModelLimits = field(default_factory=ModelLimits)
+    description: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+
+@dataclass(frozen=True, eq=False)
+class MediaInputs:
+    """Decoded inputs, already conformed to the request's size and frame count.
+
+    image: (H, W, 3) uint8, the first frame for i2v.
+    video: (F, H, W, 3) uint8, the source for v2v and inpaint.
+    mask:  (F, H, W) float32 in [0, 1]; 1 = regenerate, 0 = keep.
+    """
+
+    image: "np.ndarray | None" = None
+    video: "np.ndarray | None" = None
+    mask: "np.ndarray | None" = None
+
+
+class StepCallback(Protocol):
+    def __call__(self, step: int, total: int, preview: "np.ndarray | None") -> None:
+        """Called after every denoising step; `preview` is (F, H, W, 3) uint8 every few steps, else None."""
+
+
+class Backend(Protocol):
+    spec: ModelSpec
+
+    def generate(
+        self,
+        request: "GenerationRequest",
+        media: MediaInputs,
+        generator: "torch.Generator",
+        on_step: StepCallback,
+        should_cancel: Callable[[], bool],
+    ) -> "np.ndarray":
+        """Return (F, H, W, 3) uint8 frames. Raise `Cancelled` when `should_cancel()` is true."""
+        ...
+
+    def unload(self) -> None:
+        """Free weights and device memory."""
+        ...

@@ -1,0 +1,93 @@
+"""An explicit registry of models: stable ids -> spec + loader. One backend stays loaded."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+from pipelines.base import Backend, ModelSpec
+
+
+class UnknownModel(KeyError):
+    def __init__(self, model_id: str, known: Iterable[str]):
+        self.model_id = model_id
+        super().__init__(f"unknown model {model_id!r}; known models: {', '.join(sorted(known))}")
+
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    spec: ModelSpec
+    load: Callable[[str], Backend]  # device -> backend
+
+
+# A resolver turns an id that is not in the table (a local folder, a hub repo id) into an entry, or None.
+Resolver = Callable[[str], "RegistryEntry | None"]
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        entries: Mapping[str, RegistryEntry],
+        *,
+        device: str = "cpu",
+        resolvers: Iterable[Resolver] = (),
+        default_id: str | None = None,
+    ):
+        self._entries = dict(entries)
+        self._resolvers = list(resolvers)
+        self.device = device
+        self.default_id = default_id or next(iter(self._entries))
+        self._loaded: tuple[str, Backend] | None = None
+        self._lock = threading.Lock()
+
+    def specs(self) -> list[ModelSpec]:
+        return [e.spec for e in self._entries.values()]
+
+    def entry(self, model_id: str) -> RegistryEntry:
+        if model_id in self._entries:
+            return self._entries[model_id]
+        for resolve in self._resolvers:
+            found = resolve(model_id)
+            if found is not None:
+                self._entries[model_id] = found
+                return found
+        raise UnknownModel(model_id, self._entries)
+
+    def spec(self, model_id: str) -> ModelSpec:
+        return self.entry(model_id).spec
+
+    def load(self, model_id: str) -> Backend:
+        """Return the backend for `model_id`, freeing whichever other one was loaded."""
+        with self._lock:
+            if self._loaded and self._loaded[0] == model_id:
+                return self._loaded[1]
+            entry = self.entry(model_id)
+            self._unload_locked()
+            backend = entry.load(self.device)
+            self._loaded = (model_id, backend)
+            return backend
+
+    def unload(self) -> None:
+        with self._lock:
+            self._unload_locked()
+
+    def _unload_locked(self) -> None:
+        if self._loaded is None:
+            return
+        _, backend = self._loaded
+        self._loaded = None
+        backend.unload()
+        del backend
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover - torch is a hard dependency
+            pass
