@@ -70,6 +70,7 @@ class ModelSpec:
     defaults: ModelDefaults
     limits: ModelLimits = field(default_factory=ModelLimits)
     description: str = ""
+    profiles: tuple[str, ...] = ()  # speed/memory profiles; the first is the default; () = none
 
     @property
     def ref(self) -> str:
@@ -107,6 +108,10 @@ class Backend(Protocol):
         should_cancel: Callable[[], bool],
     ) -> "np.ndarray":
         """Return (F, H, W, 3) uint8 frames. Raise `Cancelled` when `should_cancel()` is true."""
+        ...
+
+    def manifest(self) -> dict:
+        """What reproducing a clip needs beyond the request: dtype, profile, device, library versions."""
         ...
 
     def unload(self) -> None:

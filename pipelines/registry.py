@@ -22,7 +22,7 @@ class UnknownModel(KeyError):
 @dataclass(frozen=True)
 class RegistryEntry:
     spec: ModelSpec
-    load: Callable[[str], Backend]  # device -> backend
+    load: Callable[[str, "str | None"], Backend]  # (device, profile) -> backend
 
 
 # A resolver turns an id that is not in the table (a local folder, a hub repo id) into an entry, or None.
@@ -42,7 +42,7 @@ class ModelRegistry:
         self._resolvers = list(resolvers)
         self.device = device
         self.default_id = default_id or next(iter(self._entries))
-        self._loaded: tuple[str, Backend] | None = None
+        self._loaded: tuple[tuple[str, str | None], Backend] | None = None
         self._lock = threading.Lock()
 
     def specs(self) -> list[ModelSpec]:
@@ -61,15 +61,16 @@ class ModelRegistry:
     def spec(self, model_id: str) -> ModelSpec:
         return self.entry(model_id).spec
 
-    def load(self, model_id: str) -> Backend:
-        """Return the backend for `model_id`, freeing whichever other one was loaded."""
+    def load(self, model_id: str, profile: str | None = None) -> Backend:
+        """Return the backend for `model_id` under `profile`, freeing whichever other one was loaded."""
         with self._lock:
-            if self._loaded and self._loaded[0] == model_id:
+            key = (model_id, profile)
+            if self._loaded and self._loaded[0] == key:
                 return self._loaded[1]
             entry = self.entry(model_id)
             self._unload_locked()
-            backend = entry.load(self.device)
-            self._loaded = (model_id, backend)
+            backend = entry.load(self.device, profile)
+            self._loaded = (key, backend)
             return backend
 
     def unload(self) -> None:

@@ -43,6 +43,7 @@ class GenerationRequest:
     fps: int | None = None
     width: int | None = None
     height: int | None = None
+    profile: str | None = None  # speed/memory profile; None = the model's first (or none)
 
     # ---- resolution and validation -------------------------------------------------------
     def resolve(self, spec: ModelSpec, seed: int) -> "GenerationRequest":
@@ -52,6 +53,8 @@ class GenerationRequest:
         for name in ("steps", "cfg_scale", "frames", "fps", "width", "height"):
             if getattr(self, name) is None:
                 changes[name] = getattr(d, name)
+        if self.profile is None and spec.profiles:
+            changes["profile"] = spec.profiles[0]
         if "strength" in {f.name for f in dataclasses.fields(self)} and getattr(self, "strength") is None:
             changes["strength"] = 1.0 if self.mode == "inpaint" else d.strength
         return dataclasses.replace(self, **changes)
@@ -80,6 +83,9 @@ class GenerationRequest:
         _check_int("fps", self.fps, lim.fps)
         _check_int("width", self.width, lim.width)
         _check_int("height", self.height, lim.height)
+        if self.profile is not None and self.profile not in spec.profiles:
+            known = ", ".join(spec.profiles) or "none"
+            raise RequestError("profile", f"{self.profile!r} is not a profile of {spec.id}; it has: {known}")
         for name in self.media_fields:
             if not getattr(self, name):
                 raise RequestError(name, f"is required for {self.mode}")
