@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the studio into ./.venv. torch is pinned to the CPU wheel and installed first:
+# an unpinned torch makes pip pull a CUDA build with several GB of packages.
+# Usage: scripts/setup.sh [--test]   (--test also installs the test tools and Debian's Chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+pip install -q torch==2.13.0
+if [ "${1:-}" = "--test" ]; then
+  pip install -q -e ".[test]"
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "setup: Debian's chromium is missing; run: sudo apt-get install chromium (browser tests will be skipped)" >&2
+    fi
+  fi
+else
+  pip install -q -e .
+fi

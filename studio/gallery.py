@@ -1,0 +1,92 @@
+"""Read and manage the gallery for the UI and CLI, without them touching SQLAlchemy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from storage.repositories import GalleryRepository
+from storage.files import FileStore
+from studio.requests import GenerationRequest, request_from_params
+
+
+@dataclass(frozen=True)
+class ClipView:
+    id: str
+    batch_id: str
+    created_at: str
+    mode: str
+    model_id: str
+    model_version: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    cfg_scale: float
+    frames: int
+    fps: int
+    width: int
+    height: int
+    strength: float | None
+    profile: str | None
+    generation_seconds: float
+    video: Path  # absolute paths inside the data dir
+    thumb: Path
+    params: dict[str, Any]
+    manifest: dict[str, Any]
+    inputs: dict[str, Any]
+
+    @property
+    def caption(self) -> str:
+        return f"seed {self.seed} · {self.mode} · {self.prompt[:60]}"
+
+
+class GalleryService:
+    def __init__(self, session_factory: Callable, files: FileStore):
+        self._session_factory = session_factory
+        self.files = files
+
+    def _view(self, c) -> ClipView:
+        return ClipView(
+            id=c.id, batch_id=c.batch_id, created_at=c.created_at.isoformat(timespec="seconds"),
+            mode=c.mode, model_id=c.model_id, model_version=c.model_version, prompt=c.prompt,
+            negative_prompt=c.negative_prompt, seed=c.seed, steps=c.steps, cfg_scale=c.cfg_scale,
+            frames=c.frames, fps=c.fps, width=c.width, height=c.height, strength=c.strength,
+            profile=c.profile, generation_seconds=c.generation_seconds,
+            video=self.files.resolve(c.video_path), thumb=self.files.resolve(c.thumb_path),
+            params=dict(c.params), manifest=dict(c.manifest or {}), inputs=dict(c.inputs or {}),
+        )
+
+    def list(self, mode: str | None = None, model_id: str | None = None, limit: int = 100, offset: int = 0) -> list[ClipView]:
+        with self._session_factory() as session:
+            rows = GalleryRepository(session).list(mode=mode, model_id=model_id, limit=limit, offset=offset)
+            return [self._view(c) for c in rows]
+
+    def get(self, clip_id: str) -> ClipView | None:
+        with self._session_factory() as session:
+            c = GalleryRepository(session).get(clip_id)
+            return None if c is None else self._view(c)
+
+    def models(self) -> list[str]:
+        with self._session_factory() as session:
+            return GalleryRepository(session).distinct_models()
+
+    def delete(self, clip_id: str) -> bool:
+        """Remove the row and its files together: the row first (so a failure leaves the row), then the files."""
+        with self._session_factory() as session, session.begin():
+            found = GalleryRepository(session).delete(clip_id)
+        if found is None:
+            return False
+        self.files.remove_clip(clip_id)
+        return True
+
+    def export(self, clip_id: str, fmt: str) -> Path:
+        return self.files.export(clip_id, fmt)
+
+    def recall(self, clip_id: str) -> GenerationRequest:
+        """The exact request a clip was made with (seed included); inputs point at the stored copies."""
+        view = self.get(clip_id)
+        if view is None:
+            raise KeyError(f"no clip {clip_id!r}")
+        return request_from_params(view.params)

@@ -1,0 +1,405 @@
+"""The one way to generate: the UI, the CLI and the API all submit requests here.
+
+submit(): validate, pin seeds, copy inputs into the data dir, persist queued jobs -> job ids.
+worker:   load backend, decode inputs, generate with progress + cancel, write files, then
+          commit the gallery row; if either fails, neither remains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from pipelines.base import Backend, Cancelled, ModelLoadError
+from pipelines.registry import ModelRegistry, UnknownModel
+from studio.media import MediaService
+from studio.requests import MAX_SEED, GenerationRequest, RequestError, request_from_params
+from storage.models import Clip, Job
+from storage.repositories import GalleryRepository, JobRepository
+from storage.files import FileStore
+
+log = logging.getLogger(__name__)
+
+MAX_SEEDS_PER_BATCH = 8
+TERMINAL = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Submission:
+    batch_id: str
+    job_ids: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass
+class JobState:
+    """Live, in-memory view of a job; the database holds the durable part."""
+
+    job_id: str
+    status: str = "queued"
+    step: int = 0
+    total: int = 0
+    started: float | None = None
+    step_times: list[float] = field(default_factory=list)
+    preview: object | None = None  # (F, H, W, 3) uint8 ndarray, newest preview
+    preview_version: int = 0
+    clip_id: str | None = None
+    error: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.step_times or not self.total:
+            return None
+        per_step = (self.step_times[-1] - self.step_times[0]) / max(1, len(self.step_times) - 1) if len(
+            self.step_times
+        ) > 1 else self.step_times[0] - (self.started or self.step_times[0])
+        return max(0.0, per_step * (self.total - self.step))
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    status: str
+    step: int
+    total: int
+    queue_position: int | None  # 0 = running, 1 = next, ...; None when finished
+    eta_seconds: float | None
+    clip_id: str | None
+    error: str | None
+    preview_version: int
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JobService:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        session_factory: Callable,
+        files: FileStore,
+        media: MediaService,
+        *,
+        library_versions: Callable[[], dict] | None = None,
+    ):
+        self.registry = registry
+        self._session_factory = session_factory
+        self.files = files
+        self.media = media
+        self._library_versions = library_versions or (lambda: {})
+        self._queue: "queue.Queue[str | None]" = queue.Queue()
+        self._order: list[str] = []  # job ids waiting or running, in order
+        self._states: dict[str, JobState] = {}
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker; re-queue jobs a previous run left queued or running."""
+        if self._worker is not None:
+            return
+        with self._session_factory() as session, session.begin():
+            repo = JobRepository(session)
+            leftover = repo.list_by_status("running") + repo.list_by_status("queued")
+            leftover.sort(key=lambda j: j.created_at)
+            for job in leftover:
+                job.status = "queued"
+                job.started_at = None
+            ids = [j.id for j in leftover]
+        for job_id in ids:
+            self._enqueue(job_id)
+        self._worker = threading.Thread(target=self._run_worker, name="studio-worker", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._worker is None:
+            return
+        with self._lock:
+            for state in self._states.values():
+                if state.status == "running":
+                    state.cancel.set()
+        self._queue.put(None)
+        self._worker.join(timeout)
+        self._worker = None
+
+    # ---- submission -----------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest, seeds: int = 1) -> Submission:
+        """Validate, pin the seeds, store the inputs and queue one job per seed."""
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS_PER_BATCH:
+            raise RequestError("seeds", f"{seeds!r} is not a whole number from 1 to {MAX_SEEDS_PER_BATCH}")
+        try:
+            spec = self.registry.spec(request.model_id)
+        except UnknownModel as e:
+            raise RequestError("model_id", str(e)) from None
+        except ModelLoadError as e:
+            raise RequestError("model_id", str(e)) from None
+        base_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+        first = request.resolve(spec, base_seed)
+        first.validate(spec)
+        if base_seed + seeds - 1 > MAX_SEED:
+            raise RequestError("seed", f"{base_seed} leaves no room for {seeds} consecutive seeds")
+        stored = self.media.ingest(first)  # copies inputs into the data dir, probes them: MediaError
+        batch_id = uuid.uuid4().hex
+        jobs = []
+        for i in range(seeds):
+            req = dataclasses.replace(stored, seed=base_seed + i)
+            jobs.append(
+                Job(
+                    id=uuid.uuid4().hex,
+                    batch_id=batch_id,
+                    batch_index=i,
+                    status="queued",
+                    mode=req.mode,
+                    model_id=req.model_id,
+                    params=req.to_params(),
+                    created_at=utcnow(),
+                )
+            )
+        with self._session_factory() as session, session.begin():
+            repo = JobRepository(session)
+            for job in jobs:
+                repo.add(job)
+        for job in jobs:
+            self._enqueue(job.id)
+        return Submission(batch_id, tuple(j.id for j in jobs), tuple(base_seed + i for i in range(seeds)))
+
+    def _enqueue(self, job_id: str) -> None:
+        with self._lock:
+            self._states[job_id] = JobState(job_id)
+            self._order.append(job_id)
+        self._queue.put(job_id)
+
+    # ---- observation and control ----------------------------------------------------------------
+    def status(self, job_id: str) -> JobStatus:
+        with self._lock:
+            state = self._states.get(job_id)
+            if state is not None:
+                pos = self._order.index(job_id) if job_id in self._order else None
+                return JobStatus(
+                    job_id, state.status, state.step, state.total, pos, state.eta_seconds,
+                    state.clip_id, state.error, state.preview_version,
+                )
+        with self._session_factory() as session:
+            job = JobRepository(session).get(job_id)
+            if job is None:
+                raise KeyError(f"no job {job_id!r}")
+            return JobStatus(job.id, job.status, 0, 0, None, None, job.clip_id, job.error, 0)
+
+    def preview(self, job_id: str):
+        with self._lock:
+            state = self._states.get(job_id)
+            return None if state is None else state.preview
+
+    def wait(self, job_ids: Iterable[str], timeout: float | None = None) -> list[JobStatus]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job_id in job_ids:
+            with self._lock:
+                state = self._states.get(job_id)
+            if state is not None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not state.finished.wait(left):
+                    raise TimeoutError(f"job {job_id} did not finish in time")
+        return [self.status(j) for j in job_ids]
+
+    def cancel(self, job_id: str) -> None:
+        """A queued job is cancelled at once; a running one stops within one denoising step."""
+        with self._lock:
+            state = self._states.get(job_id)
+            if state is None or state.status in TERMINAL:
+                return
+            state.cancel.set()
+            queued = state.status == "queued"
+        if queued:
+            self._finish(job_id, "cancelled")
+
+    def cancel_batch(self, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self.cancel(job_id)
+
+    # ---- the worker -----------------------------------------------------------------------------
+    def _run_worker(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            with self._lock:
+                state = self._states.get(job_id)
+                if state is None or state.status in TERMINAL:
+                    continue
+            try:
+                self._run_job(job_id, state)
+            except Exception:  # the worker must survive anything a job does
+                log.exception("job %s crashed the worker loop", job_id)
+                self._finish(job_id, "failed", error="internal error; see the server log")
+
+    def _run_job(self, job_id: str, state: JobState) -> None:
+        with self._session_factory() as session, session.begin():
+            job = JobRepository(session).get(job_id)
+            if job is None or job.status != "queued":
+                self._forget(job_id)
+                return
+            request = request_from_params(job.params)
+            JobRepository(session).mark_running(job_id)
+            batch_id = job.batch_id
+        with self._lock:
+            state.status = "running"
+            state.started = time.monotonic()
+
+        import torch
+
+        t0 = time.perf_counter()
+        try:
+            backend = self.registry.load(request.model_id, request.profile)
+            media = self.media.load(request)
+            generator = torch.Generator(device="cpu").manual_seed(request.seed)
+
+            def on_step(step: int, total: int, preview) -> None:
+                with self._lock:
+                    state.step, state.total = step, total
+                    state.step_times.append(time.monotonic())
+                    if preview is not None:
+                        state.preview = preview
+                        state.preview_version += 1
+
+            frames = backend.generate(request, media, generator, on_step, state.cancel.is_set)
+        except Cancelled:
+            self._finish(job_id, "cancelled")
+            return
+        except RequestError as e:
+            self._finish(job_id, "failed", error=str(e))
+            return
+        except Exception as e:  # model failure, out of memory, bad media discovered late
+            log.exception("job %s failed", job_id)
+            if _is_oom(e):
+                self.registry.unload()
+            self._finish(job_id, "failed", error=_describe(e))
+            return
+        seconds = time.perf_counter() - t0
+        if state.cancel.is_set():
+            self._finish(job_id, "cancelled")
+            return
+        clip_id = self._save(job_id, batch_id, request, backend, frames, seconds)
+        if clip_id is None:
+            return
+        self._finish(job_id, "done", clip_id=clip_id)
+
+    def _save(self, job_id, batch_id, request, backend: Backend, frames, seconds) -> str | None:
+        """Write the files, then commit the row. If either fails, neither remains."""
+        clip_id = uuid.uuid4().hex
+        spec = backend.spec
+        manifest = {**self._library_versions(), **_safe_manifest(backend)}
+        inputs = self.media.describe_inputs(request)
+        recipe = {
+            "clip_id": clip_id,
+            "model": spec.id,
+            "model_version": spec.version,
+            "params": request.to_params(),
+            "inputs": inputs,
+            "manifest": manifest,
+            "created_at": utcnow().isoformat(),
+        }
+        try:
+            saved = self.files.save_clip(clip_id, frames, request.fps, recipe)
+        except Exception as e:
+            log.exception("could not write clip files for job %s", job_id)
+            self._finish(job_id, "failed", error=f"could not write the clip: {e}")
+            return None
+        try:
+            with self._session_factory() as session, session.begin():
+                GalleryRepository(session).add(
+                    Clip(
+                        id=clip_id,
+                        job_id=job_id,
+                        batch_id=batch_id,
+                        created_at=utcnow(),
+                        mode=request.mode,
+                        model_id=spec.id,
+                        model_version=spec.version,
+                        prompt=request.prompt,
+                        negative_prompt=request.negative_prompt,
+                        seed=request.seed,
+                        steps=request.steps,
+                        cfg_scale=request.cfg_scale,
+                        frames=int(frames.shape[0]),
+                        fps=request.fps,
+                        width=int(frames.shape[2]),
+                        height=int(frames.shape[1]),
+                        strength=getattr(request, "strength", None),
+                        profile=request.profile,
+                        params=request.to_params(),
+                        manifest=manifest,
+                        inputs=inputs,
+                        video_path=saved.video,
+                        thumb_path=saved.thumb,
+                        sidecar_path=saved.sidecar,
+                        generation_seconds=seconds,
+                    )
+                )
+                JobRepository(session).mark_done(job_id, clip_id)
+        except Exception as e:
+            log.exception("could not record clip for job %s", job_id)
+            self.files.remove_clip(clip_id)
+            self._finish(job_id, "failed", error=f"could not record the clip: {e}")
+            return None
+        return clip_id
+
+    def _finish(self, job_id: str, status: str, *, clip_id: str | None = None, error: str | None = None) -> None:
+        if status != "done":  # "done" was committed together with the clip row
+            try:
+                with self._session_factory() as session, session.begin():
+                    repo = JobRepository(session)
+                    job = repo.get(job_id)
+                    if job is not None and job.status not in TERMINAL:
+                        if status == "cancelled":
+                            repo.mark_cancelled(job_id)
+                        else:
+                            repo.mark_failed(job_id, error or "failed")
+            except Exception:
+                log.exception("could not mark job %s %s", job_id, status)
+        with self._lock:
+            state = self._states.get(job_id)
+            if state is not None:
+                state.status, state.clip_id, state.error = status, clip_id, error
+                state.finished.set()
+            if job_id in self._order:
+                self._order.remove(job_id)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            state = self._states.get(job_id)
+            if job_id in self._order:
+                self._order.remove(job_id)
+            if state is not None:
+                state.finished.set()
+
+
+def _safe_manifest(backend: Backend) -> dict:
+    try:
+        return dict(backend.manifest())
+    except Exception:
+        log.exception("backend manifest failed")
+        return {}
+
+
+def _is_oom(e: BaseException) -> bool:
+    name = type(e).__name__
+    return "OutOfMemory" in name or "GenerationOOM" in name or "out of memory" in str(e).lower()
+
+
+def _describe(e: BaseException) -> str:
+    if _is_oom(e):
+        return f"out of memory: {e}. The model was unloaded; try a lower-memory profile, fewer frames or a smaller size."
+    if isinstance(e, (ModelLoadError, ValueError)):
+        return str(e)
+    return f"the model failed: {type(e).__name__}: {e}"

@@ -1,0 +1,47 @@
+"""Settings: command-line flags over environment variables over defaults. Built explicitly, never at import."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_DATA_DIR = "./studio-data"
+DEFAULT_PORT = 7860
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None = None  # None: SQLite `gallery.db` in the data dir
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    share: bool = False
+    device: str = "auto"  # "auto" picks cuda when present
+    torch_threads: int | None = None  # None: torch's default
+    max_upload_mb: int = 200
+    max_input_pixels: int = 4096 * 4096
+    max_input_frames: int = 2000
+    default_model: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        s = cls(
+            data_dir=Path(env.get("STUDIO_DATA_DIR", DEFAULT_DATA_DIR)),
+            database_url=env.get("DATABASE_URL") or None,
+            device=env.get("STUDIO_DEVICE", "auto"),
+            torch_threads=int(env["STUDIO_TORCH_THREADS"]) if env.get("STUDIO_TORCH_THREADS") else None,
+            max_upload_mb=int(env.get("STUDIO_MAX_UPLOAD_MB", 200)),
+            default_model=env.get("STUDIO_DEFAULT_MODEL") or None,
+        )
+        return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,80 @@
+"""Composition root: settings -> storage -> model registry -> services. Used by app.py and the CLI."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+
+from pipelines.registry import ModelRegistry
+from storage.db import default_database_url, make_engine, make_session_factory, upgrade
+from storage.files import FileStore
+from studio.gallery import GalleryService
+from studio.jobs import JobService
+from studio.media import MediaService
+from studio.settings import Settings
+
+
+@dataclass
+class Studio:
+    settings: Settings
+    registry: ModelRegistry
+    jobs: JobService
+    gallery: GalleryService
+    files: FileStore
+    engine: object
+
+    def close(self) -> None:
+        self.jobs.stop()
+        self.registry.unload()
+        self.engine.dispose()
+
+
+@cache
+def library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("video-diffusion-studio", "torch", "diffusers", "transformers", "numpy", "safetensors"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def build_registry(settings: Settings, extra_entries: dict | None = None) -> ModelRegistry:
+    from pipelines.diffusers_backend import catalog_entries, local_model_resolver
+    from pipelines.embedded.backend import EMBEDDED_SPEC, embedded_entry
+
+    entries = {EMBEDDED_SPEC.id: embedded_entry()}
+    entries.update(catalog_entries())
+    entries.update(extra_entries or {})
+    return ModelRegistry(
+        entries,
+        device=settings.resolved_device,
+        resolvers=[local_model_resolver],
+        default_id=settings.default_model or EMBEDDED_SPEC.id,
+    )
+
+
+def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, start: bool = True) -> Studio:
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url or default_database_url(settings.data_dir))
+    upgrade(engine)
+    session_factory = make_session_factory(engine)
+    files = FileStore(settings.data_dir)
+    registry = registry or build_registry(settings)
+    media = MediaService(
+        files,
+        max_upload_mb=settings.max_upload_mb,
+        max_pixels=settings.max_input_pixels,
+        max_frames=settings.max_input_frames,
+    )
+    jobs = JobService(registry, session_factory, files, media, library_versions=library_versions)
+    if start:
+        jobs.start()
+    return Studio(settings, registry, jobs, GalleryService(session_factory, files), files, engine)

@@ -1,0 +1,93 @@
+import pytest
+
+from studio.requests import (
+    ImageToVideoRequest,
+    InpaintRequest,
+    RequestError,
+    TextToVideoRequest,
+    VideoToVideoRequest,
+    request_from_params,
+)
+from studio.ui.widgets import request_from_widgets, widgets_from_request
+from tests.conftest import TEST_SPEC
+
+
+def resolved(req, seed=7):
+    r = req.resolve(TEST_SPEC, seed)
+    r.validate(TEST_SPEC)
+    return r
+
+
+def test_resolve_fills_model_defaults_and_pins_seed():
+    r = resolved(TextToVideoRequest(prompt="a red circle", model_id=TEST_SPEC.id))
+    assert (r.seed, r.steps, r.frames, r.width, r.height) == (7, 4, 8, 32, 32)
+    assert r.cfg_scale == 2.0
+
+
+def test_explicit_seed_is_kept():
+    assert resolved(TextToVideoRequest(prompt="x", seed=123)).seed == 123
+
+
+@pytest.mark.parametrize(
+    "kwargs, field, words",
+    [
+        (dict(prompt=""), "prompt", "empty"),
+        (dict(prompt="x", width=63), "width", "multiple of 8"),
+        (dict(prompt="x", width=8), "width", "outside"),
+        (dict(prompt="x", steps=0), "steps", "outside"),
+        (dict(prompt="x", frames=1000), "frames", "outside"),
+        (dict(prompt="x", cfg_scale=float("nan")), "cfg_scale", "not a number"),
+        (dict(prompt="x", seed=-5), "seed", "not an integer"),
+        (dict(prompt="x" * 3000), "prompt", "limit"),
+        (dict(prompt="x", profile="turbo"), "profile", "not a profile"),
+    ],
+)
+def test_validation_names_the_bad_field(kwargs, field, words):
+    with pytest.raises(RequestError) as e:
+        resolved(TextToVideoRequest(**kwargs))
+    assert e.value.field == field
+    assert words in str(e.value)
+
+
+def test_media_and_strength_are_checked():
+    with pytest.raises(RequestError, match="strength"):
+        resolved(VideoToVideoRequest(prompt="x", video="v.mp4", strength=1.5))
+    with pytest.raises(RequestError, match="image: is required"):
+        resolved(ImageToVideoRequest(prompt="x", image=""))
+
+
+def test_strength_defaults_per_mode():
+    assert resolved(VideoToVideoRequest(prompt="x", video="v.mp4")).strength == 0.6
+    assert resolved(InpaintRequest(prompt="x", video="v.mp4", mask="m.png")).strength == 1.0
+
+
+def test_mode_the_model_cannot_do_is_refused():
+    from dataclasses import replace
+
+    t2v_only = replace(TEST_SPEC, modes=("t2v",))
+    r = VideoToVideoRequest(prompt="x", video="v.mp4").resolve(t2v_only, 1)
+    with pytest.raises(RequestError, match="cannot do v2v"):
+        r.validate(t2v_only)
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        TextToVideoRequest(prompt="a", seed=1, steps=3),
+        ImageToVideoRequest(prompt="b", image="inputs/aa/x.png", seed=2),
+        VideoToVideoRequest(prompt="c", video="inputs/bb/y.mp4", strength=0.3, seed=3),
+        InpaintRequest(prompt="d", video="inputs/bb/y.mp4", mask="inputs/cc/m.png", strength=0.9, seed=4),
+    ],
+)
+def test_params_round_trip_and_widgets_round_trip(req):
+    assert request_from_params(req.to_params()) == req
+    assert request_from_widgets(req.mode, widgets_from_request(req)) == req
+
+
+def test_widgets_map_random_seed_and_reject_fractions():
+    r = request_from_widgets("t2v", {"prompt": "x", "seed": -1, "steps": 5.0, "profile": "default"})
+    assert r.seed is None and r.steps == 5 and r.profile is None
+    with pytest.raises(RequestError, match="width"):
+        request_from_widgets("t2v", {"prompt": "x", "width": 32.5})
+    with pytest.raises(RequestError, match="upload an image"):
+        request_from_widgets("i2v", {"prompt": "x"})
