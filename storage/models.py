@@ -1,0 +1,140 @@
+"""SQLAlchemy models: `jobs` (the queue and its history) and `clips` (the gallery).
+
+Typed columns hold what the gallery filters and sorts on; `params` keeps the whole request
+(with its schema_version) so a clip can be recalled exactly. Every schema change is an
+Alembic migration in storage/migrations/versions/ with a test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, MetaData, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED_STATUSES = ("done", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one (UTC)")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime(), float: Float(), dict[str, Any]: JSON()}
+
+
+class Clip(Base):
+    """A finished clip in the gallery. File paths are relative to the data dir."""
+
+    __tablename__ = "clips"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    batch_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True, default=utcnow)
+    mode: Mapped[str] = mapped_column(String(16), index=True)
+    model_id: Mapped[str] = mapped_column(String(128), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    seed: Mapped[int] = mapped_column(BigInteger)
+    steps: Mapped[int]
+    cfg_scale: Mapped[float]
+    frames: Mapped[int]
+    fps: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    strength: Mapped[float | None]
+    profile: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]]  # request.to_params(), schema_version inside
+    manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)  # library versions, device, dtype
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"image": {"path", "sha256"}}
+    video_path: Mapped[str] = mapped_column(String(512))
+    thumb_path: Mapped[str] = mapped_column(String(512))
+    sidecar_path: Mapped[str] = mapped_column(String(512))
+    generation_seconds: Mapped[float | None]
+
+    PARAM_COLUMNS = (
+        "mode", "model_id", "prompt", "negative_prompt", "seed", "steps", "cfg_scale",
+        "frames", "fps", "width", "height", "strength", "profile",
+    )
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], **fields: Any) -> "Clip":
+        """A Clip whose typed columns are copied from a resolved request's `to_params()`."""
+        cols = {k: params.get(k) for k in cls.PARAM_COLUMNS if k in params}
+        cols.update(fields)
+        return cls(params=dict(params), **cols)
+
+    def file_paths(self) -> tuple[str, str, str]:
+        return (self.video_path, self.thumb_path, self.sidecar_path)
+
+    def __repr__(self) -> str:
+        return f"Clip(id={self.id!r}, mode={self.mode!r}, model_id={self.model_id!r})"
+
+
+class Job(Base):
+    """One generation in the queue; a batch is several jobs with the same batch_id."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    batch_id: Mapped[str] = mapped_column(String(32), index=True)
+    batch_index: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    mode: Mapped[str] = mapped_column(String(16))
+    model_id: Mapped[str] = mapped_column(String(128))
+    params: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    clip_id: Mapped[str | None] = mapped_column(
+        ForeignKey("clips.id", ondelete="SET NULL"), index=True
+    )
+
+    @validates("status")
+    def _check_status(self, _key: str, value: str) -> str:
+        if value not in JOB_STATUSES:
+            raise ValueError(f"job status {value!r} is not one of {', '.join(JOB_STATUSES)}")
+        return value
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, status={self.status!r}, batch={self.batch_id!r}#{self.batch_index})"

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from storage.db import current_revision, default_database_url, downgrade, head_revision, make_engine, upgrade
+from storage.models import Base
+
+
+def test_upgrade_from_empty_creates_tables_and_columns(tmp_path: Path) -> None:
+    engine = make_engine(default_database_url(tmp_path))
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    insp = inspect(engine)
+    assert {"jobs", "clips", "alembic_version"} <= set(insp.get_table_names())
+    jobs = {c["name"] for c in insp.get_columns("jobs")}
+    assert jobs == {"id", "batch_id", "batch_index", "status", "mode", "model_id", "params", "error",
+                    "created_at", "started_at", "finished_at", "clip_id"}
+    clips = {c["name"] for c in insp.get_columns("clips")}
+    assert {"id", "job_id", "batch_id", "created_at", "mode", "model_id", "model_version", "prompt",
+            "negative_prompt", "seed", "steps", "cfg_scale", "frames", "fps", "width", "height", "strength",
+            "profile", "params", "manifest", "inputs", "video_path", "thumb_path", "sidecar_path",
+            "generation_seconds"} == clips
+    fks = insp.get_foreign_keys("jobs")
+    assert fks[0]["referred_table"] == "clips" and fks[0]["options"].get("ondelete") == "SET NULL"
+    assert {"ix_jobs_status", "ix_jobs_batch_id"} <= {i["name"] for i in insp.get_indexes("jobs")}
+    assert {"ix_clips_created_at", "ix_clips_mode", "ix_clips_model_id", "ix_clips_batch_id"} <= {
+        i["name"] for i in insp.get_indexes("clips")
+    }
+    upgrade(engine)  # idempotent at head
+    engine.dispose()
+
+
+def test_models_match_migrations(engine) -> None:
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(ctx, Base.metadata) == []
+
+
+def test_downgrade_to_base_and_up_again(engine) -> None:
+    downgrade(engine)
+    assert current_revision(engine) is None
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    upgrade(engine)
+    assert {"jobs", "clips"} <= set(inspect(engine).get_table_names())
+
+
+def test_sqlite_pragmas(engine) -> None:
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_default_url_and_memory_engine(tmp_path: Path) -> None:
+    assert default_database_url(tmp_path) == f"sqlite:///{(tmp_path / 'gallery.db').resolve().as_posix()}"
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    assert "clips" in inspect(engine).get_table_names()
