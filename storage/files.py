@@ -1,0 +1,231 @@
+"""The file store: clips, thumbnails, sidecars, uploaded inputs and exports under one data dir.
+
+Layout (paths handed out are relative to `root`, with forward slashes):
+    clips/<id>.mp4   H.264 video, the recipe embedded in its metadata
+    clips/<id>.jpg   thumbnail (middle frame)
+    clips/<id>.json  sidecar: the recipe
+    inputs/<sha[:2]>/<sha>.<ext>   uploaded inputs, content-addressed
+    exports/<id>.<fmt>             webm/gif conversions, cached
+
+Every file is written under a temporary name in its final directory and moved into place
+with `os.replace`, so a reader never sees half a file and a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from PIL import Image
+
+from storage import video_io
+
+EXPORT_FORMATS = ("mp4", "webm", "gif")
+TMP_MARK = ".tmp-"  # temporary files are named ".tmp-<random>-<final name>"
+_CLIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_EXT = re.compile(r"^[a-z0-9]{1,8}$")
+
+
+class UnsafePathError(ValueError):
+    """A relative path points outside the data dir (traversal, absolute path, symlink out)."""
+
+
+@dataclass(frozen=True)
+class SavedClip:
+    """Paths relative to the store's root."""
+
+    video: str
+    thumb: str
+    sidecar: str
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    path: str  # relative to the store's root
+    sha256: str
+
+    def to_json(self) -> dict[str, str]:
+        """The entry for a gallery row's `inputs` column: {"path": ..., "sha256": ...}."""
+        return {"path": self.path, "sha256": self.sha256}
+
+
+class FileStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    # ---- paths -------------------------------------------------------------------------------
+    def clip_paths(self, clip_id: str) -> SavedClip:
+        _check_clip_id(clip_id)
+        return SavedClip(f"clips/{clip_id}.mp4", f"clips/{clip_id}.jpg", f"clips/{clip_id}.json")
+
+    def resolve(self, rel: str) -> Path:
+        """Absolute path of `rel` inside root; UnsafePathError for anything that leaves it."""
+        if not isinstance(rel, str) or not rel or "\x00" in rel:
+            raise UnsafePathError(f"{rel!r} is not a relative path inside the data dir")
+        if rel.startswith(("/", "\\")) or Path(rel).is_absolute() or re.match(r"^[A-Za-z]:", rel):
+            raise UnsafePathError(f"{rel!r} is absolute; expected a path relative to the data dir")
+        root = self.root.resolve()
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root):
+            raise UnsafePathError(f"{rel!r} points outside the data dir")
+        return target
+
+    def _dir(self, name: str) -> Path:
+        d = self.root / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    # ---- clips -------------------------------------------------------------------------------
+    def save_clip(self, clip_id: str, frames: np.ndarray, fps: int, recipe: dict[str, Any]) -> SavedClip:
+        """Write the mp4 (recipe embedded), thumbnail and sidecar atomically: all three or none."""
+        rel = self.clip_paths(clip_id)
+        frames = video_io.check_frames(frames)
+        try:
+            sidecar_text = json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"recipe for clip {clip_id} is not JSON-serialisable: {e}") from None
+        clips = self._dir("clips")
+        finals = [clips / Path(r).name for r in (rel.video, rel.thumb, rel.sidecar)]
+        if any(p.exists() for p in finals):
+            raise FileExistsError(f"clip {clip_id} already has files in {clips}")
+        temps = [_tmp_name(p) for p in finals]
+        moved: list[Path] = []
+        try:
+            video_io.write_mp4(frames, fps, temps[0], recipe)
+            Image.fromarray(np.ascontiguousarray(frames[len(frames) // 2])).save(
+                temps[1], format="JPEG", quality=88
+            )
+            temps[2].write_text(sidecar_text + "\n", encoding="utf-8")
+            for tmp, final in zip(temps, finals):
+                os.replace(tmp, final)
+                moved.append(final)
+        except BaseException:
+            for p in temps + moved:
+                p.unlink(missing_ok=True)
+            raise
+        return rel
+
+    def remove_clip(self, clip_id: str) -> None:
+        """Delete a clip's files and exports; missing files are fine."""
+        rel = self.clip_paths(clip_id)
+        for r in (rel.video, rel.thumb, rel.sidecar):
+            (self.root / r).unlink(missing_ok=True)
+        exports = self.root / "exports"
+        for fmt in EXPORT_FORMATS:
+            (exports / f"{clip_id}.{fmt}").unlink(missing_ok=True)
+
+    def remove_files(self, rel_paths: list[str | None] | tuple[str | None, ...]) -> None:
+        """Delete the given relative paths (e.g. what `GalleryRepository.delete` returned)."""
+        for rel in rel_paths:
+            if rel:
+                self.resolve(rel).unlink(missing_ok=True)
+
+    def read_sidecar(self, clip_id: str) -> dict[str, Any]:
+        return json.loads((self.root / self.clip_paths(clip_id).sidecar).read_text(encoding="utf-8"))
+
+    def clip_ids_on_disk(self) -> set[str]:
+        """Ids with a finished video under clips/ (temporary files excluded)."""
+        clips = self.root / "clips"
+        if not clips.is_dir():
+            return set()
+        return {p.stem for p in clips.glob("*.mp4") if not p.name.startswith(TMP_MARK)}
+
+    def sweep_temp(self, older_than_s: float = 3600.0) -> list[str]:
+        """Remove temporary files left by a crash; returns their relative paths."""
+        removed = []
+        cutoff = time.time() - older_than_s
+        for d in ("clips", "inputs", "exports"):
+            base = self.root / d
+            if not base.is_dir():
+                continue
+            for p in base.rglob(TMP_MARK + "*"):
+                if p.is_file() and p.stat().st_mtime < cutoff:
+                    p.unlink(missing_ok=True)
+                    removed.append(p.relative_to(self.root).as_posix())
+        return removed
+
+    # ---- inputs ------------------------------------------------------------------------------
+    def save_input(self, src: Path | str) -> StoredInput:
+        """Copy an uploaded file into inputs/<sha[:2]>/<sha>.<ext> (deduplicated by content)."""
+        src = Path(src)
+        digest = hashlib.sha256()
+        with src.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        sha = digest.hexdigest()
+        ext = src.suffix.lower().lstrip(".")
+        ext = ext if _EXT.match(ext) else "bin"
+        return self._store_input(sha, ext, lambda tmp: shutil.copyfile(src, tmp))
+
+    def save_input_image(self, image: np.ndarray) -> StoredInput:
+        """Store an array (e.g. a mask layer from an image editor) as a content-addressed PNG."""
+        arr = np.ascontiguousarray(image)
+        sha = hashlib.sha256(repr((arr.shape, str(arr.dtype))).encode() + arr.tobytes()).hexdigest()
+        return self._store_input(sha, "png", lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
+
+    def _store_input(self, sha: str, ext: str, write: Callable[[Path], Any]) -> StoredInput:
+        rel = f"inputs/{sha[:2]}/{sha}.{ext}"
+        final = self.root / rel
+        if not final.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(final, write)
+        return StoredInput(rel, sha)
+
+    # ---- exports -----------------------------------------------------------------------------
+    def export(self, clip_id: str, fmt: Literal["mp4", "webm", "gif"]) -> Path:
+        """A downloadable file of the clip: the mp4 itself, or a webm/gif cached in exports/."""
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
+        video = self.root / self.clip_paths(clip_id).video
+        if not video.is_file():
+            raise FileNotFoundError(f"clip {clip_id} has no video file")
+        if fmt == "mp4":
+            return video
+        out = self._dir("exports") / f"{clip_id}.{fmt}"
+        if out.is_file() and out.stat().st_mtime >= video.stat().st_mtime:
+            return out
+        _atomic_write(out, lambda tmp: _convert(video, tmp, fmt))
+        return out
+
+
+def _check_clip_id(clip_id: str) -> None:
+    if not isinstance(clip_id, str) or not _CLIP_ID.match(clip_id):
+        raise ValueError(f"clip id {clip_id!r} must be 1 to 64 letters, digits, '-' or '_'")
+
+
+def _tmp_name(final: Path) -> Path:
+    """A temporary sibling that keeps the final extension (ffmpeg and PIL pick formats by it)."""
+    return final.with_name(f"{TMP_MARK}{uuid.uuid4().hex[:12]}-{final.name}")
+
+
+def _atomic_write(final: Path, write: Callable[[Path], Any]) -> None:
+    tmp = _tmp_name(final)
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _convert(video: Path, out: Path, fmt: str) -> None:
+    from moviepy import VideoFileClip  # heavy import, only when exporting
+
+    with VideoFileClip(str(video), audio=False) as clip:
+        if fmt == "gif":
+            clip.write_gif(str(out), fps=clip.fps, logger=None)
+        else:
+            clip.write_videofile(
+                str(out), codec="libvpx-vp9", audio=False, logger=None,
+                ffmpeg_params=["-crf", "32", "-b:v", "0", "-pix_fmt", "yuv420p", "-deadline", "good",
+                               "-cpu-used", "4", "-row-mt", "1"],
+            )
