@@ -279,10 +279,13 @@ def probe_video(path: Path | str, *, max_pixels: int = MAX_PIXELS, max_frames: i
 
 
 def _ffmpeg_stderr(args: list[str], timeout: float = 60) -> str:
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
-    )
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"ffmpeg took more than {timeout:g} s to read the file; it may be damaged") from None
     return proc.stderr.decode("utf-8", "replace")
 
 

@@ -209,3 +209,14 @@ def test_check_upload(tmp_path: Path) -> None:
         check_upload(p, 2999)
     with pytest.raises(MediaError, match="no such file"):
         check_upload(tmp_path / "nope", 10)
+
+
+def test_rotated_video_reports_display_size(tmp_path: Path) -> None:
+    src, rotated = tmp_path / "r0.mp4", tmp_path / "r90.mp4"
+    ff = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run(ff + ["-f", "lavfi", "-i", "testsrc=size=64x32:rate=4:duration=1", "-c:v", "libx264",
+                         "-pix_fmt", "yuv420p", str(src)], check=True)
+    subprocess.run(ff + ["-display_rotation", "90", "-i", str(src), "-c", "copy", str(rotated)], check=True)
+    info = probe_video(rotated)
+    assert (info.width, info.height, info.frames) == (32, 64, 4)
+    assert read_video(rotated)[0].shape == (4, 64, 32, 3)
