@@ -1,0 +1,232 @@
+"""Tiny random diffusers video pipelines, built in code with no download.
+
+`build_tiny_pipeline(family, mode, folder)` builds the pipeline whose weights can do `mode`
+for `family`, saves it with `save_pretrained(folder)` and returns the folder. The folders
+look like real hub snapshots (model_index.json + one folder per component), so the
+backend's local-folder path loads them exactly as it would load a downloaded model.
+
+Configs are the smallest that still exercise every code path (after diffusers' own tests).
+Tokenizers are built from in-code vocabularies (transformers 5 can do that offline).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# which kind of repo holds the weights for (family, mode); mirrors the catalog's repo split
+KINDS: dict[tuple[str, str], str] = {
+    ("wan", "t2v"): "wan-t2v",
+    ("wan", "v2v"): "wan-t2v",
+    ("wan", "i2v"): "wan-i2v",
+    ("wan", "inpaint"): "wan-vace",
+    ("ltx", "t2v"): "ltx",
+    ("ltx", "i2v"): "ltx",
+    ("ltx", "v2v"): "ltx",
+    ("ltx", "inpaint"): "ltx",
+    ("cogvideox", "t2v"): "cogvideox-t2v",
+    ("cogvideox", "v2v"): "cogvideox-t2v",
+    ("cogvideox", "inpaint"): "cogvideox-t2v",
+    ("cogvideox", "i2v"): "cogvideox-i2v",
+    ("mochi", "t2v"): "mochi",
+    ("svd", "i2v"): "svd",
+    ("animatediff", "t2v"): "animatediff",
+    ("animatediff", "v2v"): "animatediff",
+    ("animatediff", "inpaint"): "animatediff",
+}
+
+_WORDS = "a an the cat dog red blue green ball moves runs jumps left right on in over sky water tree car".split()
+
+
+def t5_tokenizer():
+    """A Unigram T5 tokenizer from an in-code vocabulary (T5 / UMT5 text encoders)."""
+    from transformers import T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -3.0)]
+    vocab += [("▁" + w, -1.0 - 0.01 * i) for i, w in enumerate(_WORDS)]
+    vocab += [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz"]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)  # 52 pieces
+
+
+def clip_tokenizer():
+    """A CLIP BPE tokenizer with characters only (no merges)."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _t5_encoder(umt5: bool = False):
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+    kw = dict(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+              relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    if umt5:
+        return UMT5EncoderModel(UMT5Config(**kw)).eval()
+    return T5EncoderModel(T5Config(**kw)).eval()
+
+
+# ---- one builder per kind of repo ----------------------------------------------------------------
+def _wan(kind: str):
+    from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline,
+                           WanPipeline, WanTransformer3DModel, WanVACEPipeline, WanVACETransformer3DModel)
+
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])  # 8x spatial, 4x temporal
+    common = dict(tokenizer=t5_tokenizer(), text_encoder=_t5_encoder(umt5=True), vae=vae,
+                  scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+    tr = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, out_channels=16,
+              text_dim=32, freq_dim=256, ffn_dim=32, cross_attn_norm=True,
+              qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    if kind == "wan-t2v":
+        return WanPipeline(transformer=WanTransformer3DModel(in_channels=16, num_layers=2, **tr), **common)
+    if kind == "wan-i2v":  # Wan2.1 I2V: CLIP image embedding + 16 noise + 4 mask + 16 image-latent channels
+        from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+        enc = CLIPVisionModel(CLIPVisionConfig(
+            hidden_size=4, projection_dim=4, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+            intermediate_size=16, patch_size=8)).eval()
+        proc = CLIPImageProcessor(crop_size=32, size=32)
+        transformer = WanTransformer3DModel(in_channels=36, num_layers=2, image_dim=4, added_kv_proj_dim=24, **tr)
+        return WanImageToVideoPipeline(transformer=transformer, image_encoder=enc, image_processor=proc, **common)
+    if kind == "wan-vace":  # control channels: 16 inactive + 16 reactive latents + 8*8 mask
+        transformer = WanVACETransformer3DModel(in_channels=16, num_layers=3, vace_layers=[0, 2],
+                                                vace_in_channels=96, **tr)
+        return WanVACEPipeline(transformer=transformer, **common)
+    raise ValueError(kind)
+
+
+def _ltx():
+    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
+                           LTXVideoTransformer3DModel)
+
+    transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
+                                             num_attention_heads=4, attention_head_dim=8, cross_attention_dim=32,
+                                             num_layers=1, caption_channels=32)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, timestep_conditioning=False,
+        patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False)  # 4x spatial, 4x temporal
+    return LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=_t5_encoder(),
+                       tokenizer=t5_tokenizer(), transformer=transformer)
+
+
+def _cogvideox(kind: str):
+    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline,
+                           CogVideoXPipeline, CogVideoXTransformer3DModel)
+
+    i2v = kind == "cogvideox-i2v"
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8 if i2v else 4, out_channels=4,
+        time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4, sample_height=4, sample_frames=9,
+        patch_size=2, temporal_compression_ratio=4, max_text_seq_length=16,
+        use_rotary_positional_embeddings=i2v, use_learned_positional_embeddings=False)
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)  # 8x spatial, 4x temporal
+    cls = CogVideoXImageToVideoPipeline if i2v else CogVideoXPipeline
+    return cls(tokenizer=t5_tokenizer(), text_encoder=_t5_encoder(), vae=vae, transformer=transformer,
+               scheduler=CogVideoXDDIMScheduler())
+
+
+def _mochi():
+    from diffusers import (AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline,
+                           MochiTransformer3DModel)
+
+    transformer = MochiTransformer3DModel(patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=2,
+                                          pooled_projection_dim=16, in_channels=12, out_channels=None,
+                                          qk_norm="rms_norm", text_embed_dim=32, time_embed_dim=4,
+                                          activation_fn="swiglu", max_sequence_length=16)
+    transformer.pos_frequencies.data = transformer.pos_frequencies.new_ones(transformer.pos_frequencies.shape)
+    vae = AutoencoderKLMochi(latent_channels=12, out_channels=3, encoder_block_out_channels=(32, 32, 32, 32),
+                             decoder_block_out_channels=(32, 32, 32, 32), layers_per_block=(1, 1, 1, 1, 1))
+    return MochiPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=_t5_encoder(),
+                         tokenizer=t5_tokenizer(), transformer=transformer)
+
+
+def _svd():
+    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
+                           UNetSpatioTemporalConditionModel)
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=8, out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=32,
+        num_attention_heads=8, projection_class_embeddings_input_dim=96, addition_time_embed_dim=32)
+    scheduler = EulerDiscreteScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, interpolation_type="linear",
+        num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002,
+        steps_offset=1, timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True)
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=[32, 64], in_channels=3, out_channels=3,
+                                       down_block_types=["DownEncoderBlock2D"] * 2, latent_channels=4)
+    # SVD resizes the conditioning image to 224 before CLIP: the config must say so
+    enc = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4, image_size=224,
+        intermediate_size=37, patch_size=32)).eval()
+    return StableVideoDiffusionPipeline(vae=vae, image_encoder=enc, unet=unet, scheduler=scheduler,
+                                        feature_extractor=CLIPImageProcessor(crop_size=224, size=224))
+
+
+def _animatediff():
+    from diffusers import (AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                norm_num_groups=2)
+    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        latent_channels=4, norm_num_groups=2)  # 2x spatial
+    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32,
+                                                intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                                                vocab_size=64, layer_norm_eps=1e-5)).eval()
+    adapter = MotionAdapter(block_out_channels=(8, 16), motion_layers_per_block=1, motion_norm_num_groups=2,
+                            motion_num_attention_heads=4)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
+                              timestep_spacing="linspace", steps_offset=1)
+    return AnimateDiffPipeline(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet,
+                               motion_adapter=adapter, scheduler=scheduler)
+
+
+def build_tiny_pipe(kind: str, seed: int = 0):
+    """The in-memory pipeline for a kind of repo (see KINDS); weights are random from `seed`."""
+    torch.manual_seed(seed)
+    if kind.startswith("wan-"):
+        return _wan(kind)
+    if kind == "ltx":
+        return _ltx()
+    if kind.startswith("cogvideox-"):
+        return _cogvideox(kind)
+    if kind == "mochi":
+        return _mochi()
+    if kind == "svd":
+        return _svd()
+    if kind == "animatediff":
+        return _animatediff()
+    raise ValueError(f"no tiny builder for {kind!r}; kinds: {sorted(set(KINDS.values()))}")
+
+
+def build_tiny_pipeline(family: str, mode: str, folder: str | Path) -> Path:
+    """Save the tiny pipeline whose weights can do `mode` for `family` into `folder`; return it."""
+    folder = Path(folder)
+    if not (folder / "model_index.json").exists():
+        build_tiny_pipe(KINDS[(family, mode)]).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_kind(kind: str, folder: str | Path) -> Path:
+    folder = Path(folder)
+    if not (folder / "model_index.json").exists():
+        build_tiny_pipe(kind).save_pretrained(folder)
+    return folder
