@@ -138,6 +138,8 @@ class JobService:
         """Validate, pin the seeds, store the inputs and queue one job per seed."""
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS_PER_BATCH:
             raise RequestError("seeds", f"{seeds!r} is not a whole number from 1 to {MAX_SEEDS_PER_BATCH}")
+        if not request.model_id:
+            request = dataclasses.replace(request, model_id=self.registry.default_id)
         try:
             spec = self.registry.spec(request.model_id)
         except UnknownModel as e:

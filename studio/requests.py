@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pipelines.base import ModelSpec, Range
 
-DEFAULT_MODEL_ID = "embedded-shapes"
+DEFAULT_MODEL_ID = ""  # "" = the registry's default model, filled in by the job service
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
 PARAMS_SCHEMA_VERSION = 1

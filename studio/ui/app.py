@@ -120,7 +120,7 @@ def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
                                           label="Strength", info="0 returns the input, 1 ignores it")
             with gr.Row():
                 f["seed"] = gr.Number(value=-1, precision=0, label="Seed", info="-1 = random", min_width=120)
-                dice = gr.Button("🎲", scale=0, min_width=50, elem_id=f"{mode}-dice")
+                dice = gr.Button("Random", scale=0, min_width=80, elem_id=f"{mode}-dice")
                 tab.seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds", info="one clip per seed, side by side")
             d, lim = (default.defaults, default.limits) if default else (None, None)
             profiles = list(default.profiles) if default and default.profiles else ["default"]
@@ -375,8 +375,8 @@ def _register_api(studio: "Studio") -> None:
             clips.append({"id": v.id, "seed": v.seed, "prompt": v.prompt, "model": v.model_id,
                           "model_version": v.model_version, "mode": v.mode, "steps": v.steps,
                           "cfg_scale": v.cfg_scale, "frames": v.frames, "fps": v.fps, "width": v.width,
-                          "height": v.height, "path": str(v.video)})
-        return FileData(path=clips[0]["path"]), clips
+                          "height": v.height, "file": str(v.video)})
+        return FileData(path=clips[0]["file"]), clips
 
     def text_to_video(prompt: str, negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
                       steps: int | None = None, cfg_scale: float | None = None, frames: int | None = None,

@@ -1,0 +1,54 @@
+"""The public Gradio API against a launched studio (test backend)."""
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.conftest import TEST_SPEC
+
+
+@pytest.fixture
+def client(app_url):
+    url, studio = app_url
+    return Client(url, verbose=False), studio
+
+
+def test_endpoints_are_named_and_defaulted(client):
+    c, _ = client
+    api = c.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name in ("/text_to_video", "/image_to_video", "/video_to_video", "/inpaint"):
+        assert name in api
+    params = {p["parameter_name"]: p for p in api["/text_to_video"]["parameters"]}
+    assert not params["prompt"]["parameter_has_default"]
+    assert all(p["parameter_has_default"] for n, p in params.items() if n != "prompt")
+
+
+def test_text_to_video_with_only_a_prompt(client):
+    c, studio = client
+    video, clips = c.predict(prompt="a red circle", api_name="/text_to_video")
+    assert video.endswith(".mp4")
+    assert clips[0]["model"] == TEST_SPEC.id and clips[0]["mode"] == "t2v"
+    assert studio.gallery.get(clips[0]["id"]).seed == clips[0]["seed"]
+
+
+def test_seeds_and_settings(client):
+    c, _ = client
+    _, clips = c.predict(prompt="x", seed=5, seeds=2, steps=2, api_name="/text_to_video")
+    assert [k["seed"] for k in clips] == [5, 6] and clips[0]["steps"] == 2
+
+
+def test_media_endpoints(client, sample_image, sample_video, sample_mask):
+    c, _ = client
+    _, clips = c.predict(prompt="go", image=handle_file(str(sample_image)), api_name="/image_to_video")
+    assert clips[0]["mode"] == "i2v"
+    _, clips = c.predict(prompt="go", video=handle_file(str(sample_video)), strength=0.3, api_name="/video_to_video")
+    assert clips[0]["mode"] == "v2v"
+    _, clips = c.predict(prompt="go", video=handle_file(str(sample_video)), mask=handle_file(str(sample_mask)),
+                         api_name="/inpaint")
+    assert clips[0]["mode"] == "inpaint"
+
+
+def test_bad_value_is_a_readable_error(client):
+    c, studio = client
+    with pytest.raises(Exception, match="width: 33 must be a multiple of 8"):
+        c.predict(prompt="x", width=33, api_name="/text_to_video")
+    assert studio.gallery.list() == []
