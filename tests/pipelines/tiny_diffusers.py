@@ -72,13 +72,14 @@ def _t5_encoder(umt5: bool = False):
 
 # ---- one builder per kind of repo ----------------------------------------------------------------
 def _wan(kind: str):
-    from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline,
-                           WanPipeline, WanTransformer3DModel, WanVACEPipeline, WanVACETransformer3DModel)
+    from diffusers import (AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline,
+                           WanTransformer3DModel, WanVACEPipeline, WanVACETransformer3DModel)
 
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True])  # 8x spatial, 4x temporal
     common = dict(tokenizer=t5_tokenizer(), text_encoder=_t5_encoder(umt5=True), vae=vae,
-                  scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+                  scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                                    flow_shift=5.0))  # as the Wan repos ship
     tr = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, out_channels=16,
               text_dim=32, freq_dim=256, ffn_dim=32, cross_attn_norm=True,
               qk_norm="rms_norm_across_heads", rope_max_seq_len=32)

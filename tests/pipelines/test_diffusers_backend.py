@@ -1,0 +1,392 @@
+"""The diffusers backend, end to end on tiny random pipelines (CPU, no downloads).
+
+Each tiny pipeline is built in code once per session, saved with save_pretrained and loaded
+back through the backend's own loading path (local_model_resolver / catalog_entries with a
+local folder), then every mode its weights support runs through `generate`.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import shutil
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.base import MODES, Cancelled, MediaInputs, ModelLoadError
+from pipelines.diffusers_backend import (
+    DEFAULT_CATALOG,
+    DiffusersBackend,
+    GenerationOOM,
+    catalog_entries,
+    local_model_resolver,
+    read_catalog,
+)
+from studio.requests import REQUEST_TYPES
+from tests.pipelines.tiny_diffusers import build_tiny_kind
+
+torch.set_num_threads(1)
+
+# kind of tiny repo -> (family, the modes its weights support)
+KINDS = {
+    "wan-t2v": ("wan", ("t2v", "v2v", "inpaint")),
+    "wan-i2v": ("wan", ("i2v",)),
+    "wan-vace": ("wan", ("t2v", "i2v", "inpaint")),
+    "ltx": ("ltx", ("t2v", "i2v", "v2v", "inpaint")),
+    "cogvideox-t2v": ("cogvideox", ("t2v", "v2v", "inpaint")),
+    "cogvideox-i2v": ("cogvideox", ("i2v",)),
+    "mochi": ("mochi", ("t2v",)),
+    "svd": ("svd", ("i2v",)),
+    "animatediff": ("animatediff", ("t2v", "v2v", "inpaint")),
+}
+CASES = [(kind, mode) for kind, (_, modes) in KINDS.items() for mode in modes]
+BLEND_KINDS = ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff"]  # inpaint by latent blending
+FRAMES = {"wan": 5, "ltx": 9, "cogvideox": 9, "mochi": 7, "svd": 3, "animatediff": 8}  # smallest valid
+SIZE = 32  # pixels, square
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-diffusers")
+
+    def folder(kind: str):
+        return build_tiny_kind(kind, root / kind)  # built once, then reused
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def backends(tiny_dir):
+    loaded: dict[str, DiffusersBackend] = {}
+
+    def get(kind: str) -> DiffusersBackend:
+        if kind not in loaded:
+            entry = local_model_resolver(str(tiny_dir(kind)))
+            loaded[kind] = entry.load("cpu", None)
+        return loaded[kind]
+
+    yield get
+    for b in loaded.values():
+        b.unload()
+
+
+def make_request(mode: str, family: str, *, seed: int = 1, steps: int = 2, strength: float | None = None, **kw):
+    fields = dict(prompt="a red ball moves left", width=SIZE, height=SIZE, frames=FRAMES[family], steps=steps,
+                  cfg_scale=2.0, fps=8, seed=seed, model_id="tiny")
+    if mode == "i2v":
+        fields["image"] = "first.png"
+    if mode in ("v2v", "inpaint"):
+        fields["video"] = "in.mp4"
+        fields["strength"] = strength if strength is not None else (0.7 if mode == "v2v" else 1.0)
+    if mode == "inpaint":
+        fields["mask"] = "mask.png"
+    fields.update(kw)
+    return REQUEST_TYPES[mode](**fields)
+
+
+def make_media(family: str, mask: np.ndarray | None = None) -> MediaInputs:
+    rng = np.random.default_rng(7)
+    f = FRAMES[family]
+    # smooth content (a gradient plus a square), so a VAE round trip is meaningful
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    frame = np.stack([xx * 8, yy * 8, np.full_like(xx, 128)], -1).astype(np.uint8)
+    video = np.stack([np.roll(frame, 2 * i, axis=1) for i in range(f)])
+    video[:, 8:16, 8:16] = (230, 40, 40)
+    if mask is None:
+        mask = np.zeros((f, SIZE, SIZE), np.float32)
+        mask[:, :, SIZE // 2 :] = 1.0  # regenerate the right half
+    return MediaInputs(image=video[0].copy(), video=video, mask=mask)
+
+
+def run(backend, request, media, *, seed=None, cancel_after=None):
+    steps: list[tuple[int, int, object]] = []
+
+    def on_step(step, total, preview):
+        steps.append((step, total, preview))
+
+    def should_cancel():
+        return cancel_after is not None and len(steps) >= cancel_after
+
+    g = torch.Generator().manual_seed(request.seed if seed is None else seed)
+    frames = backend.generate(request, media, g, on_step, should_cancel)
+    return frames, steps
+
+
+# ---- loading -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_local_folder_gives_family_and_modes(tiny_dir, kind):
+    family, modes = KINDS[kind]
+    entry = local_model_resolver(str(tiny_dir(kind)))
+    assert entry is not None
+    assert entry.spec.family == family
+    assert entry.spec.modes == modes
+    assert entry.spec.profiles, "a local model offers the family's profiles"
+
+
+def test_resolver_ignores_what_is_not_a_model(tmp_path):
+    assert local_model_resolver("embedded-shapes") is None
+    assert local_model_resolver(str(tmp_path)) is None  # a folder without model_index.json
+
+
+def test_uncached_hub_id_says_how_to_download():
+    with pytest.raises(ModelLoadError) as err:
+        local_model_resolver("nobody-here/not-a-cached-model")
+    msg = str(err.value)
+    assert "model_index.json" in msg
+    assert "hf download nobody-here/not-a-cached-model" in msg
+    assert "Traceback" not in msg
+
+
+def test_catalog_model_not_on_disk_says_what_is_missing(tmp_path):
+    entry = catalog_entries(models_dir=tmp_path)["wan2.1-t2v-1.3b"]
+    with pytest.raises(ModelLoadError) as err:
+        entry.load("cpu", None)
+    msg = str(err.value)
+    assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in msg
+    assert f"hf download Wan-AI/Wan2.1-T2V-1.3B-Diffusers --local-dir {tmp_path / 'Wan2.1-T2V-1.3B-Diffusers'}" in msg
+
+
+def test_incomplete_folder_lists_missing_weights(tiny_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir("wan-t2v"), broken)
+    for f in (broken / "transformer").glob("*.safetensors"):
+        f.unlink()
+    entry = local_model_resolver(str(broken))
+    with pytest.raises(ModelLoadError) as err:
+        entry.load("cpu", None)
+    assert "transformer/ (weights)" in str(err.value)
+
+
+# ---- every mode of every family ----------------------------------------------------------------------
+@pytest.mark.parametrize("kind,mode", CASES)
+def test_generate_every_mode(backends, kind, mode):
+    family = KINDS[kind][0]
+    backend = backends(kind)
+    request = make_request(mode, family)
+    media = make_media(family)
+    frames, steps = run(backend, request, media)
+    assert frames.shape == (FRAMES[family], SIZE, SIZE, 3)
+    assert frames.dtype == np.uint8
+    # progress: one call per denoising step, counting up to the total the pipeline runs
+    assert steps and [s for s, _, _ in steps] == list(range(1, len(steps) + 1))
+    assert steps[-1][0] == steps[-1][1]
+    again, _ = run(backend, request, media)
+    np.testing.assert_array_equal(frames, again)  # same seed, same frames
+    manifest = backend.manifest()
+    assert manifest["last_run"]["mode"] == mode
+
+
+@pytest.mark.parametrize("kind", ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff", "svd"])
+def test_seed_changes_the_clip(backends, kind):
+    family, modes = KINDS[kind]
+    request = make_request(modes[0], family)
+    a, _ = run(backends(kind), request, make_media(family), seed=1)
+    b, _ = run(backends(kind), request, make_media(family), seed=2)
+    assert not np.array_equal(a, b)
+
+
+def test_manifest(backends, tiny_dir):
+    backend = backends("wan-t2v")
+    run(backend, make_request("t2v", "wan"), make_media("wan"))
+    m = backend.manifest()
+    import diffusers
+    import transformers
+
+    assert m["backend"] == "diffusers"
+    assert m["versions"] == {"diffusers": diffusers.__version__, "torch": torch.__version__,
+                             "transformers": transformers.__version__}
+    assert m["device"] == "cpu" and m["dtype"] == "float32"
+    assert m["folder"] == str(tiny_dir("wan-t2v"))
+    assert m["profile"] == backend.spec.profiles[0]
+    assert m["settings"]["attention"] == "sdpa"
+    assert m["settings"]["offload"] == "none (cpu)"
+    assert m["last_run"]["pipeline"] == "WanPipeline"
+    assert m["model"] == backend.spec.ref
+
+
+def test_cancel_between_steps_raises_cancelled(backends):
+    backend = backends("wan-t2v")
+    request = make_request("t2v", "wan", steps=4)
+    with pytest.raises(Cancelled):
+        run(backend, request, make_media("wan"), cancel_after=1)
+    with pytest.raises(Cancelled):  # cancelled before it started
+        backend.generate(request, make_media("wan"), torch.Generator().manual_seed(1),
+                         lambda *a: None, lambda: True)
+    frames, steps = run(backend, request, make_media("wan"))  # still usable afterwards
+    assert len(steps) == 4 and frames.shape[0] == FRAMES["wan"]
+
+
+def test_previews_every_few_steps(tiny_dir):
+    entry = local_model_resolver(str(tiny_dir("wan-t2v")), preview_every=1)
+    backend = entry.load("cpu", None)
+    _, steps = run(backend, make_request("t2v", "wan", steps=3), make_media("wan"))
+    previews = [p for _, _, p in steps]
+    assert previews[-1] is None  # the final frames follow at once
+    for p in previews[:-1]:
+        assert p.shape == (FRAMES["wan"], SIZE, SIZE, 3) and p.dtype == np.uint8
+    backend.unload()
+
+
+def test_unsupported_mode_is_refused(backends):
+    backend = backends("wan-i2v")
+    assert "t2v" not in backend.spec.modes
+    with pytest.raises(ValueError, match="cannot do t2v"):
+        run(backend, make_request("t2v", "wan"), make_media("wan"))
+
+
+# ---- latent-blend inpainting ---------------------------------------------------------------------------
+def _encode_raw(pipe, family, video):
+    """The VAE's own encoding of the input (its mode), in the space vae.decode takes."""
+    x = torch.from_numpy(video).float().permute(3, 0, 1, 2)[None] / 127.5 - 1.0
+    with torch.no_grad():
+        if family == "animatediff":
+            return pipe.vae.encode(x[0].permute(1, 0, 2, 3)).latent_dist.mode()  # (F, C, h, w)
+        return pipe.vae.encode(x).latent_dist.mode()  # (1, C, f, h, w)
+
+
+def _round_trip(pipe, family, video):
+    z = _encode_raw(pipe, family, video)
+    with torch.no_grad():
+        if family == "animatediff":
+            x = pipe.vae.decode(z).sample.permute(1, 0, 2, 3)[None]
+        else:
+            x = pipe.vae.decode(z).sample
+    x = ((x[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)  # (F, H, W, 3)
+    return (x.numpy() * 255).round().astype(np.uint8)
+
+
+def _spy_decode(monkeypatch, pipe):
+    seen = []
+    original = pipe.vae.decode
+
+    def decode(z, *a, **k):
+        seen.append(z.detach().clone())
+        return original(z, *a, **k)
+
+    monkeypatch.setattr(pipe.vae, "decode", decode)
+    return seen
+
+
+@pytest.mark.parametrize("kind", BLEND_KINDS)
+def test_inpaint_keeps_the_unmasked_latents_exactly(backends, monkeypatch, kind):
+    """Provable: every latent the mask does not touch is decoded from the input's own encoding."""
+    family = KINDS[kind][0]
+    backend = backends(kind)
+    pipe = backend._pipeline_for("inpaint")
+    media = make_media(family)  # right half regenerated
+    seen = _spy_decode(monkeypatch, pipe)
+    frames, _ = run(backend, make_request("inpaint", family, steps=3), media)
+    decoded = torch.cat(seen)  # animatediff decodes in chunks of frames
+    ref = _encode_raw(pipe, family, media.video)
+    assert decoded.shape == ref.shape
+    half = ref.shape[-1] // 2
+    torch.testing.assert_close(decoded[..., :half], ref[..., :half], atol=1e-4, rtol=1e-4)
+    assert (decoded[..., half:] - ref[..., half:]).abs().mean() > 1e-2  # the masked half was generated
+
+
+@pytest.mark.parametrize("kind", BLEND_KINDS)
+def test_inpaint_with_nothing_masked_returns_the_vae_round_trip(backends, kind):
+    """In pixels: with an empty mask the output is the input through the VAE (all a random VAE can give)."""
+    family = KINDS[kind][0]
+    backend = backends(kind)
+    media = make_media(family, mask=np.zeros((FRAMES[family], SIZE, SIZE), np.float32))
+    frames, _ = run(backend, make_request("inpaint", family, steps=3), media)
+    expected = _round_trip(backend._pipeline_for("inpaint"), family, media.video)
+    assert np.abs(frames.astype(int) - expected.astype(int)).max() <= 2
+
+
+# ---- profiles, catalog, errors -------------------------------------------------------------------------
+def test_catalog_entry_with_local_folder_and_fast_profile(tiny_dir):
+    entries = catalog_entries(local_dirs={"wan2.1-t2v-1.3b": tiny_dir("wan-t2v")})
+    entry = entries["wan2.1-t2v-1.3b"]
+    backend = entry.load("cpu", "fast")
+    try:
+        request = make_request("t2v", "wan", model_id="wan2.1-t2v-1.3b")
+        frames, _ = run(backend, request, make_media("wan"))
+        assert frames.shape == (5, SIZE, SIZE, 3)
+        m = backend.manifest()
+        assert m["repo"] == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" and m["profile"] == "fast"
+        assert m["settings"]["cache"] == "first_block" and m["settings"]["cache_threshold"] == 0.05
+        assert m["settings"]["compile"] is False  # never on a CPU
+        assert m["last_run"]["first_block_cache"] is True
+        assert m["scheduler"] and backend._base.scheduler.config.flow_shift == 3.0  # catalog override
+        # WanVideoToVideoPipeline marks no cache contexts: the cache is switched off for it
+        run(backend, make_request("v2v", "wan", model_id="wan2.1-t2v-1.3b"), make_media("wan"))
+        assert backend.manifest()["last_run"]["first_block_cache"] is False
+    finally:
+        backend.unload()
+
+
+def test_out_of_memory_unloads_and_names_a_lower_profile(tiny_dir, monkeypatch):
+    entry = catalog_entries(local_dirs={"wan2.1-t2v-1.3b": tiny_dir("wan-t2v")})["wan2.1-t2v-1.3b"]
+    backend = entry.load("cpu", "balanced")
+
+    def boom(*a, **k):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(backend, "_call_kwargs", boom)
+    request = make_request("t2v", "wan")
+    with pytest.raises(GenerationOOM, match="try the 'low-vram' profile"):
+        run(backend, request, make_media("wan"))
+    assert backend._base is None  # unloaded
+    monkeypatch.undo()
+    frames, _ = run(backend, request, make_media("wan"))  # reloads on the next call
+    assert frames.shape[0] == 5
+    backend.unload()
+
+
+def test_unknown_profile_is_a_load_error(tiny_dir):
+    entry = local_model_resolver(str(tiny_dir("wan-t2v")))
+    with pytest.raises(ModelLoadError, match="no profile"):
+        entry.load("cpu", "turbo")
+
+
+REQUIRED_REPOS = {
+    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.1-T2V-14B-Diffusers", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+    "Wan-AI/Wan2.1-VACE-1.3B-diffusers", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "Lightricks/LTX-Video-0.9.7-dev",
+    "Lightricks/LTX-Video-0.9.7-distilled", "THUDM/CogVideoX-2b", "THUDM/CogVideoX-5b", "THUDM/CogVideoX-5b-I2V",
+    "hunyuanvideo-community/HunyuanVideo", "hunyuanvideo-community/HunyuanVideo-I2V", "genmo/mochi-1-preview",
+    "stabilityai/stable-video-diffusion-img2vid-xt", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+}
+
+
+def test_catalog_is_consistent():
+    import diffusers
+
+    data, models = read_catalog()
+    assert {m.repo for m in models} >= REQUIRED_REPOS
+    ids = [m.spec.id for m in models]
+    assert len(ids) == len(set(ids))
+    for m in models:
+        spec = m.spec
+        assert spec.modes and set(spec.modes) <= set(MODES)
+        assert set(m.pipelines) == set(spec.modes)
+        for cls in m.pipelines.values():
+            assert hasattr(diffusers, cls.removesuffix("+blend")), cls
+        assert spec.profiles and all(p in data["profiles"] for p in spec.profiles)
+        for p in spec.profiles:
+            lower = data["profiles"][p]["lower"]
+            assert lower == "" or lower in data["profiles"]
+        for mode in spec.modes:  # the defaults are a valid request in every mode
+            request = make_request(mode, "wan", model_id=spec.id, width=None, height=None, frames=None,
+                                   steps=None, cfg_scale=None, fps=None, seed=None, strength=None)
+            request.resolve(spec, seed=1).validate(spec)
+
+
+def test_catalog_modes_follow_the_weights():
+    by_id = {m.spec.id: m for m in read_catalog()[1]}
+    assert by_id["wan2.1-i2v-14b-480p"].spec.modes == ("i2v",)
+    assert by_id["wan2.1-vace-1.3b"].pipelines["inpaint"] == "WanVACEPipeline"  # native
+    assert by_id["wan2.1-t2v-1.3b"].pipelines["inpaint"].endswith("+blend")
+    assert by_id["svd-xt"].spec.modes == ("i2v",)
+    assert by_id["mochi-1-preview"].spec.modes == ("t2v",)
+    assert by_id["animatediff-v1-5-2"].adapter == "guoyww/animatediff-motion-adapter-v1-5-2"
+    frames = by_id["wan2.1-t2v-1.3b"].spec.limits.frames
+    assert (frames.multiple_of, frames.offset) == (4, 1)
+    with open(DEFAULT_CATALOG, "rb") as f:
+        assert tomllib.load(f)["schema"] == 1
