@@ -15,9 +15,23 @@ from storage.models import JOB_STATUSES, Base, Clip, Job, utcnow
 from storage.repositories import GalleryRepository, InvalidTransition, JobRepository, NotFound
 
 __all__ = [
-    "JOB_STATUSES", "Base", "Clip", "Job", "utcnow", "GalleryRepository", "InvalidTransition",
-    "JobRepository", "NotFound", "MIGRATIONS_DIR", "default_database_url", "make_engine",
-    "make_session_factory", "upgrade", "downgrade", "current_revision", "head_revision",
+    "JOB_STATUSES",
+    "MIGRATIONS_DIR",
+    "Base",
+    "Clip",
+    "GalleryRepository",
+    "InvalidTransition",
+    "Job",
+    "JobRepository",
+    "NotFound",
+    "current_revision",
+    "default_database_url",
+    "downgrade",
+    "head_revision",
+    "make_engine",
+    "make_session_factory",
+    "upgrade",
+    "utcnow",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

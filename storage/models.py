@@ -8,8 +8,8 @@ Alembic migration in storage/migrations/versions/ with a test.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, MetaData, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -20,7 +20,7 @@ FINISHED_STATUSES = ("done", "failed", "cancelled")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -38,13 +38,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one (UTC)")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -57,7 +57,7 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
-    type_annotation_map = {datetime: UTCDateTime(), float: Float(), dict[str, Any]: JSON()}
+    type_annotation_map = {datetime: UTCDateTime(), float: Float(), dict[str, Any]: JSON()}  # noqa: RUF012 (SQLAlchemy reads it)
 
 
 class Clip(Base):
@@ -91,13 +91,13 @@ class Clip(Base):
     sidecar_path: Mapped[str] = mapped_column(String(512))
     generation_seconds: Mapped[float | None]
 
-    PARAM_COLUMNS = (
+    PARAM_COLUMNS: ClassVar[tuple[str, ...]] = (
         "mode", "model_id", "prompt", "negative_prompt", "seed", "steps", "cfg_scale",
         "frames", "fps", "width", "height", "strength", "profile",
     )
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], **fields: Any) -> "Clip":
+    def from_params(cls, params: dict[str, Any], **fields: Any) -> Clip:
         """A Clip whose typed columns are copied from a resolved request's `to_params()`."""
         cols = {k: params.get(k) for k in cls.PARAM_COLUMNS if k in params}
         cols.update(fields)

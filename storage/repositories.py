@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Callable, Sequence
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
@@ -95,7 +96,7 @@ class GalleryRepository:
 
     def list(
         self, mode: str | None = None, model_id: str | None = None, limit: int = 100, offset: int = 0
-    ) -> list[Clip]:
+    ) -> builtins.list[Clip]:
         """Clips, newest first, optionally filtered by mode and model id."""
         q = _filtered(select(Clip), mode, model_id).order_by(Clip.created_at.desc(), Clip.id.desc())
         return list(self.session.scalars(q.limit(max(0, limit)).offset(max(0, offset))))
@@ -118,12 +119,12 @@ class GalleryRepository:
         self.session.flush()
         return paths
 
-    def by_batch(self, batch_id: str) -> list[Clip]:
+    def by_batch(self, batch_id: str) -> builtins.list[Clip]:
         """Clips of one batch in the order they were made."""
         q = select(Clip).where(Clip.batch_id == batch_id).order_by(Clip.created_at, Clip.id)
         return list(self.session.scalars(q))
 
-    def distinct_models(self) -> list[str]:
+    def distinct_models(self) -> builtins.list[str]:
         """Model ids that have clips in the gallery, sorted."""
         return list(self.session.scalars(select(Clip.model_id).distinct().order_by(Clip.model_id)))
 

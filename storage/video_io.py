@@ -17,9 +17,10 @@ import re
 import struct
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
@@ -282,7 +283,7 @@ def _ffmpeg_stderr(args: list[str], timeout: float = 60) -> str:
     try:
         proc = subprocess.run(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, check=False,
         )
     except subprocess.TimeoutExpired:
         raise MediaError(f"ffmpeg took more than {timeout:g} s to read the file; it may be damaged") from None
@@ -321,7 +322,7 @@ def read_video(
     out = np.empty((n_frames, info.height, info.width, 3), np.uint8)
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(p),
-        "-map", "0:v:0", "-frames:v", str(n_frames), "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
+        "-map", "0:v:0", "-fps_mode", "passthrough", "-frames:v", str(n_frames), "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
     ]
     n = 0
     with tempfile.TemporaryFile() as err:
@@ -342,7 +343,7 @@ def read_video(
     return out[:n], info.fps
 
 
-def _read_exactly(stream: BinaryIO, buf: memoryview) -> bool:
+def _read_exactly(stream: IO[bytes], buf: memoryview) -> bool:
     got = 0
     while got < len(buf):
         k = stream.readinto(buf[got:])  # type: ignore[attr-defined]

@@ -28,6 +28,8 @@ def run_migrations_online() -> None:
         _configure_and_run(connection)
         return
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("no database URL: pass -x url=sqlite:///path/to/gallery.db")
     engine = create_engine(url)
     with engine.begin() as conn:
         _configure_and_run(conn)

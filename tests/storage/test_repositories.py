@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,9 +18,10 @@ def params(**kw):
 
 def make_clip(n: int = 0, **kw) -> Clip:
     p = params(**{k: v for k, v in kw.items() if k in ("mode", "model_id", "prompt")})
-    fields = dict(batch_id="b1", model_version="1", video_path=f"clips/{n}.mp4", thumb_path=f"clips/{n}.jpg",
-                  sidecar_path=f"clips/{n}.json", created_at=datetime(2026, 1, 1, tzinfo=timezone.utc)
-                  + timedelta(seconds=n))
+    fields = {
+        "batch_id": "b1", "model_version": "1", "video_path": f"clips/{n}.mp4", "thumb_path": f"clips/{n}.jpg",
+        "sidecar_path": f"clips/{n}.json", "created_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=n),
+    }
     fields.update({k: v for k, v in kw.items() if k not in ("mode", "model_id", "prompt")})
     return Clip.from_params(p, **fields)
 
@@ -40,7 +41,7 @@ def test_job_lifecycle(session) -> None:
     session.expire_all()
     got = repo.get(job.id)
     assert (got.status, got.clip_id) == ("done", clip.id)
-    assert got.finished_at.tzinfo == timezone.utc and got.finished_at >= got.started_at
+    assert got.finished_at.tzinfo == UTC and got.finished_at >= got.started_at
     assert got.params["seed"] == 2**63 - 1
     with pytest.raises(InvalidTransition):
         repo.mark_cancelled(job.id)
@@ -50,7 +51,7 @@ def test_job_lifecycle(session) -> None:
 
 def test_list_by_status_oldest_first_and_failures(session) -> None:
     repo = JobRepository(session)
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     ids = [repo.add(Job(batch_id="b", batch_index=i, mode="t2v", model_id="m", params={},
                         created_at=t0 + timedelta(seconds=5 - i))).id for i in range(3)]
     assert [j.id for j in repo.list_by_status("queued")] == ids[::-1]
@@ -90,7 +91,7 @@ def test_gallery_round_trip_filters_and_order(session) -> None:
     assert (c.mode, c.model_id, c.seed, c.strength, c.cfg_scale) == ("i2v", "a", 2**63 - 1, 0.5, 5.0)
     assert c.params["schema_version"] == 1 and c.manifest == {"device": "cpu"}
     assert c.inputs["image"]["path"] == "inputs/ab/x.png"
-    assert c.created_at.tzinfo == timezone.utc
+    assert c.created_at.tzinfo == UTC
     assert [x.id for x in repo.list(mode="t2v", model_id="a")] == [f"{3:032x}", f"{0:032x}"]
     assert [x.id for x in repo.list(limit=2, offset=1)] == [f"{2:032x}", f"{1:032x}"]
     assert repo.count() == 4 and repo.count(mode="t2v") == 3 and repo.count(model_id="b") == 1

@@ -27,7 +27,7 @@ from storage.video_io import (
 
 
 def ffmpeg_info(path: Path) -> str:
-    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, check=False).stderr
 
 
 def test_mp4_round_trip(tmp_path: Path, frames: np.ndarray) -> None:
