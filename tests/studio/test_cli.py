@@ -1,0 +1,65 @@
+"""`studio generate` end to end, as a subprocess, on the embedded default model."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS = ROOT / "assets" / "embedded" / "model.safetensors"
+
+
+def studio(*args, data_dir: Path, check=False):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STUDIO_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "studio.cli", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, check=check)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--mode", "i2v", "--prompt", "x"], "image: --image is required"),
+        (["--mode", "t2v", "--prompt", "x", "--video", "a.mp4"], "video: --video is not used"),
+        (["--prompt", "x", "--width", "abc"], "invalid int value"),
+        (["--prompt", "x", "--mode", "zoom"], "invalid choice"),
+        (["--prompt", "x", "--strength", "0.5"], "strength"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_one_line(tmp_path, args, words):
+    result = studio("generate", *args, data_dir=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_out_of_range_value_is_refused_before_anything_is_made(tmp_path):
+    result = studio("generate", "--prompt", "a red circle", "--steps", "0", data_dir=tmp_path)
+    assert result.returncode == 2 and "steps" in result.stderr
+    assert not (tmp_path / "clips").exists() or not any((tmp_path / "clips").iterdir())
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="the embedded model's weights are not in assets/embedded yet")
+def test_generate_json_same_seed_same_frames(tmp_path):
+    from storage.video_io import read_video
+
+    args = ("generate", "--prompt", "a red circle moving right on navy", "--seed", "11", "--seeds", "2",
+            "--steps", "4", "--json")
+    first = studio(*args, data_dir=tmp_path, check=True)
+    rows = json.loads(first.stdout)
+    assert [r["seed"] for r in rows] == [11, 12]
+    for r in rows:
+        assert {"id", "path", "seed", "prompt", "model", "mode"} <= r.keys()
+        assert Path(r["path"]).is_absolute() and Path(r["path"]).is_file()
+        assert r["model"] == "embedded-shapes" and r["mode"] == "t2v"
+    out = tmp_path / "copy.mp4"
+    again = json.loads(studio(*args[:-3], "--seeds", "1", "--steps", "4", "--out", str(out), "--json",
+                              data_dir=tmp_path, check=True).stdout)
+    assert again[0]["seed"] == 11 and out.is_file()
+    a, _ = read_video(rows[0]["path"])
+    b, _ = read_video(again[0]["path"])
+    c, _ = read_video(rows[1]["path"])
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
