@@ -51,6 +51,8 @@ class MediaService:
                 raw = video_io.read_mask(self.files.resolve(stored.mask))
                 video_io.conform_mask(raw, stored.frames, stored.width, stored.height,
                                       video_shape=(info.frames, info.height, info.width))
+                if not raw.any():
+                    raise video_io.MediaError("the mask is all black: paint (white) the region to regenerate")
             except video_io.MediaError as e:
                 raise RequestError("mask", str(e)) from None
         return stored

@@ -67,6 +67,7 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
     upgrade(engine)
     session_factory = make_session_factory(engine)
     files = FileStore(settings.data_dir)
+    files.sweep_temp()  # temporary files a crash left behind
     registry = registry or build_registry(settings)
     media = MediaService(
         files,

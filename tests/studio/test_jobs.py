@@ -160,6 +160,10 @@ def test_bad_inputs_are_refused_before_queueing(studio, tmp_path, sample_video):
     Image.fromarray(np.full((10, 40), 255, np.uint8)).save(wrong)
     with pytest.raises(RequestError, match="mask"):
         studio.jobs.submit(InpaintRequest(**T2V, video=str(sample_video), mask=str(wrong)))
+    black = tmp_path / "black-mask.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(black)
+    with pytest.raises(RequestError, match="all black"):
+        studio.jobs.submit(InpaintRequest(**T2V, video=str(sample_video), mask=str(black)))
     assert studio.gallery.list() == []
 
 

@@ -52,3 +52,27 @@ def test_bad_value_is_a_readable_error(client):
     with pytest.raises(Exception, match="width: 33 must be a multiple of 8"):
         c.predict(prompt="x", width=33, api_name="/text_to_video")
     assert studio.gallery.list() == []
+
+
+def test_files_are_served_from_the_data_dir_only(client, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    c, studio = client
+    video, clips = c.predict(prompt="x", api_name="/text_to_video")
+    base = c.src.rstrip("/")
+    inside = studio.gallery.get(clips[0]["id"]).video
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not serve")
+
+    def status(path):
+        try:
+            with urllib.request.urlopen(f"{base}/gradio_api/file={path}") as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert status(inside) == 200
+    assert status(secret) in (403, 404)
+    assert status("/etc/passwd") in (403, 404)
+    assert status(f"{studio.settings.data_dir.resolve()}/../secret.txt") in (403, 404)
