@@ -85,6 +85,7 @@ class CatalogModel:
     dtype: str = "bf16"
     vae_dtype: str | None = None
     adapter: str | None = None  # AnimateDiff motion adapter repo
+    download_include: tuple[str, ...] = ()  # `hf download --include` patterns when a repo holds more than needed
     scheduler: Mapping[str, Any] = field(default_factory=dict)  # config overrides; "class" swaps the class
     call: Mapping[str, Any] = field(default_factory=dict)  # extra pipeline-call arguments
     memory: str = ""
@@ -137,6 +138,7 @@ def _model(raw: Mapping[str, Any], family: Mapping[str, Any], profiles: Mapping[
         dtype=m.get("dtype", "bf16"),
         vae_dtype=m.get("vae_dtype"),
         adapter=m.get("adapter"),
+        download_include=tuple(m.get("download_include", ())),
         scheduler=dict(m.get("scheduler", {})),
         call=dict(m.get("call", {})),
         memory=m.get("memory", ""),
@@ -307,14 +309,19 @@ _CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessor_config.js
                  "tokenizer.json", "spiece.model", "vocab.json")
 
 
-def missing_files(folder: Path) -> list[str]:
-    """Relative paths a diffusers folder lacks: model_index.json, component configs, weight shards."""
+def missing_files(folder: Path, needed: set[str] | None = None) -> list[str]:
+    """Relative paths a diffusers folder lacks: model_index.json, component configs, weight shards.
+
+    `needed`: the components the pipelines will use (None = every component in model_index.json).
+    """
     if not (folder / "model_index.json").is_file():
         return ["model_index.json"]
     index = json.loads((folder / "model_index.json").read_text())
     missing = []
     for name, value in index.items():
         if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue
+        if needed is not None and name not in needed:
             continue
         sub = folder / name
         if not sub.is_dir() or not any((sub / f).is_file() for f in _CONFIG_FILES):
@@ -332,15 +339,19 @@ def missing_files(folder: Path) -> list[str]:
     return missing
 
 
-def _missing_message(repo: str | None, missing: list[str], folder: Path | None, models_dir=None) -> str:
+def _missing_message(repo: str | None, missing: list[str], folder: Path | None, models_dir=None,
+                     include: tuple[str, ...] = ()) -> str:
     what = repo or str(folder)
     lines = [f"{what} is not available offline. Missing: {', '.join(missing[:12])}"
              + (f" and {len(missing) - 12} more" if len(missing) > 12 else "") + "."]
     if repo:
         target = Path(models_dir) / repo.split("/")[-1] if models_dir else None
+        args = repo + (f" --local-dir {target}" if target else "")
+        if include:
+            args += " --include " + " ".join(f'"{p}"' for p in include)
         lines.append("Download it on a machine with internet access:")
-        lines.append(f"  hf download {repo}" + (f" --local-dir {target}" if target else "")
-                     + "    (or: huggingface-cli download " + repo + (f" --local-dir {target}" if target else "") + ")")
+        lines.append(f"  hf download {args}")
+        lines.append(f"  (older huggingface_hub: huggingface-cli download {args})")
         lines.append("without --local-dir it goes to the Hugging Face cache, where the studio finds it.")
     else:
         lines.append("Copy the complete diffusers folder (model_index.json and every component folder) there.")
@@ -360,7 +371,13 @@ class DiffusersBackend:
         folder: str | os.PathLike | None = None,
         models_dir: str | os.PathLike | None = None,
         preview_every: int = 5,
+        pipeline: Any = None,
     ):
+        """Load `model` (eagerly, so a missing download shows at load time) under `profile`.
+
+        `pipeline`: an already built DiffusionPipeline to use instead of loading from disk
+        (benchmarks with random full-size weights); it cannot be reloaded after `unload()`.
+        """
         self.model = model
         self.spec = model.spec
         self.device = device
@@ -377,22 +394,34 @@ class DiffusersBackend:
         self._pipes: dict[str, Any] = {}  # mode -> pipeline assembled from the base's components
         self._offloaded_for: Any = None
         self._last: dict[str, Any] = {}
+        self._given = pipeline
+        self._loaded_once = False
         self._load()
 
     # ---- loading --------------------------------------------------------------------------------
+    def _needed_components(self) -> set[str]:
+        import diffusers
+
+        names: set[str] = set()
+        for cls in self.model.pipelines.values():
+            names |= set(inspect.signature(getattr(diffusers, cls.removesuffix(BLEND)).__init__).parameters)
+        return names
+
     def _resolve_folder(self) -> Path:
         if self.folder is not None:
-            missing = missing_files(self.folder)
+            missing = missing_files(self.folder, self._needed_components())
             if missing:
-                raise ModelLoadError(_missing_message(self.model.repo, missing, self.folder, self.models_dir))
+                raise ModelLoadError(_missing_message(self.model.repo, missing, self.folder, self.models_dir,
+                                                      self.model.download_include))
             return self.folder
         repo = self.model.repo
         snap = _cached_snapshot(repo) if repo else None
         if snap is None:
-            raise ModelLoadError(_missing_message(repo, ["model_index.json and every component"], None, self.models_dir))
-        missing = missing_files(snap)
+            raise ModelLoadError(_missing_message(repo, ["model_index.json and every component"], None, self.models_dir,
+                                                  self.model.download_include))
+        missing = missing_files(snap, self._needed_components())
         if missing:
-            raise ModelLoadError(_missing_message(repo, missing, snap, self.models_dir))
+            raise ModelLoadError(_missing_message(repo, missing, snap, self.models_dir, self.model.download_include))
         return snap
 
     def _resolve_adapter(self) -> Path | None:
@@ -406,34 +435,35 @@ class DiffusersBackend:
                                                   None, self.models_dir))
         return folder
 
+    def _dtypes(self, on_cpu: bool):
+        """(weights dtype, VAE dtype): fp32 on a CPU; else the profile's, except that fp16 models stay fp16."""
+        import torch
+
+        if on_cpu:
+            return torch.float32, torch.float32
+        name = self.profile.dtype if self.profile.name != "default" else self.model.dtype
+        if name == "bf16" and self.model.dtype == "fp16":
+            name = "fp16"  # published and validated in fp16 (SVD, AnimateDiff, CogVideoX-2b)
+        dtype = getattr(torch, _DTYPES[name])
+        return dtype, (torch.float32 if self.model.vae_dtype == "fp32" else dtype)
+
     def _load(self) -> None:
         import torch
-        from diffusers import DiffusionPipeline
 
-        folder = self._resolve_folder()
-        adapter = self._resolve_adapter()
-        self.folder = folder
         on_cpu = torch.device(self.device).type == "cpu"
-        dtype = torch.float32 if on_cpu else getattr(torch, _DTYPES[self.profile.dtype if self.profile.name != "default" else self.model.dtype])
-        if not on_cpu and self.profile.name != "default" and self.model.dtype == "fp16" and self.profile.dtype == "bf16":
-            dtype = torch.float16  # a model that was published in fp16 stays fp16
-        vae_dtype = torch.float32 if (on_cpu or self.model.vae_dtype == "fp32") else dtype
-        torch_dtype: Any = dtype if vae_dtype == dtype else {"default": dtype, "vae": vae_dtype}
-        kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": True}
-        if adapter is not None:
-            from diffusers import MotionAdapter
-
-            kwargs["motion_adapter"] = MotionAdapter.from_pretrained(adapter, dtype=dtype, local_files_only=True)
-        try:
-            index = json.loads((folder / "model_index.json").read_text())
-            if self.model.adapter and index.get("_class_name") == "StableDiffusionPipeline":
-                from diffusers import AnimateDiffPipeline as cls  # an SD 1.5 base: load it as AnimateDiff
-            else:
-                cls = DiffusionPipeline
-            pipe = cls.from_pretrained(folder, **kwargs)
-        except (OSError, ValueError, EnvironmentError) as e:
-            raise ModelLoadError(f"{self.model.repo or folder}: could not load the pipeline from {folder}: "
-                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if self._loaded_once and self.folder is None and self._given is None:
+            raise ModelLoadError(f"{self.spec.id}: a pipeline handed in by the caller cannot be reloaded after unload()")
+        self._loaded_once = True
+        if self._given is not None:  # a pipeline built by the caller (benchmarks): used as it is
+            pipe, self._given = self._given, None
+            dtype = next(c for c in (getattr(pipe, "transformer", None), getattr(pipe, "unet", None)) if c is not None).dtype
+            vae_dtype = pipe.vae.dtype
+        else:
+            folder = self._resolve_folder()
+            adapter = self._resolve_adapter()
+            self.folder = folder
+            dtype, vae_dtype = self._dtypes(on_cpu)
+            pipe = self._from_pretrained(folder, adapter, dtype, vae_dtype)
         if self.model.scheduler:
             over = dict(self.model.scheduler)
             cls_name = over.pop("class", None)
@@ -445,6 +475,25 @@ class DiffusersBackend:
         self._base = pipe
         self._dtype, self._vae_dtype = dtype, vae_dtype
         self.settings = self._apply_profile(pipe, on_cpu)
+
+    def _from_pretrained(self, folder: Path, adapter: Path | None, dtype, vae_dtype):
+        from diffusers import DiffusionPipeline
+
+        kwargs: dict[str, Any] = {"dtype": dtype if vae_dtype == dtype else {"default": dtype, "vae": vae_dtype},
+                                  "local_files_only": True}
+        cls = DiffusionPipeline
+        index = json.loads((folder / "model_index.json").read_text())
+        try:
+            if adapter is not None:
+                from diffusers import AnimateDiffPipeline, MotionAdapter
+
+                kwargs["motion_adapter"] = MotionAdapter.from_pretrained(adapter, dtype=dtype, local_files_only=True)
+                if index.get("_class_name") != "AnimateDiffPipeline":
+                    cls = AnimateDiffPipeline  # an SD 1.5 base, loaded as AnimateDiff around the adapter
+            return cls.from_pretrained(folder, **kwargs)
+        except (OSError, ValueError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelLoadError(f"{self.model.repo or folder}: could not load the pipeline from {folder}: {first}") from None
 
     def _apply_profile(self, pipe, on_cpu: bool) -> dict[str, Any]:
         """Memory and speed settings that live on the shared components; returns the effective ones."""

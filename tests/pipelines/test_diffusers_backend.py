@@ -28,7 +28,7 @@ from pipelines.diffusers_backend import (
     read_catalog,
 )
 from studio.requests import REQUEST_TYPES
-from tests.pipelines.tiny_diffusers import build_tiny_kind
+from tests.pipelines.tiny_diffusers import build_tiny_kind, build_tiny_sd15_and_adapter
 
 torch.set_num_threads(1)
 
@@ -90,7 +90,6 @@ def make_request(mode: str, family: str, *, seed: int = 1, steps: int = 2, stren
 
 
 def make_media(family: str, mask: np.ndarray | None = None) -> MediaInputs:
-    rng = np.random.default_rng(7)
     f = FRAMES[family]
     # smooth content (a gradient plus a square), so a VAE round trip is meaningful
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
@@ -320,6 +319,29 @@ def test_catalog_entry_with_local_folder_and_fast_profile(tiny_dir):
         assert backend.manifest()["last_run"]["first_block_cache"] is False
     finally:
         backend.unload()
+
+
+def test_animatediff_from_an_sd15_base_and_a_separate_adapter(tmp_path_factory):
+    models_dir = build_tiny_sd15_and_adapter(tmp_path_factory.mktemp("models"))
+    entry = catalog_entries(models_dir=models_dir)["animatediff-v1-5-2"]
+    backend = entry.load("cpu", None)
+    try:
+        assert type(backend._base).__name__ == "AnimateDiffPipeline"
+        assert type(backend._base.scheduler).__name__ == "DDIMScheduler"  # catalog scheduler class
+        for mode in ("t2v", "v2v", "inpaint"):
+            frames, _ = run(backend, make_request(mode, "animatediff", model_id="animatediff-v1-5-2"),
+                            make_media("animatediff"))
+            assert frames.shape == (8, SIZE, SIZE, 3)
+        assert backend.manifest()["adapter"] == "guoyww/animatediff-motion-adapter-v1-5-2"
+    finally:
+        backend.unload()
+
+
+def test_animatediff_without_its_adapter_says_which_download(tmp_path_factory):
+    models_dir = build_tiny_sd15_and_adapter(tmp_path_factory.mktemp("models"))
+    shutil.rmtree(models_dir / "animatediff-motion-adapter-v1-5-2")
+    with pytest.raises(ModelLoadError, match="hf download guoyww/animatediff-motion-adapter-v1-5-2"):
+        catalog_entries(models_dir=models_dir)["animatediff-v1-5-2"].load("cpu", None)
 
 
 def test_out_of_memory_unloads_and_names_a_lower_profile(tiny_dir, monkeypatch):

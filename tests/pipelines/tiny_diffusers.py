@@ -177,15 +177,20 @@ def _svd():
                                         feature_extractor=CLIPImageProcessor(crop_size=224, size=224))
 
 
-def _animatediff():
-    from diffusers import (AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter,
-                           UNet2DConditionModel)
-    from transformers import CLIPTextConfig, CLIPTextModel
+def _animatediff_unet():
+    from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4,
+    return UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4,
                                 out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
                                 norm_num_groups=2)
+
+
+def _animatediff():
+    from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    unet = _animatediff_unet()
     vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3,
                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
                         latent_channels=4, norm_num_groups=2)  # 2x spatial
@@ -198,6 +203,25 @@ def _animatediff():
                               timestep_spacing="linspace", steps_offset=1)
     return AnimateDiffPipeline(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet,
                                motion_adapter=adapter, scheduler=scheduler)
+
+
+def build_tiny_sd15_and_adapter(models_dir: str | Path) -> Path:
+    """The AnimateDiff catalog layout: an SD 1.5 base folder and a separate motion-adapter folder,
+    named as `hf download <repo> --local-dir <models_dir>/<repo name>` names them."""
+    from diffusers import StableDiffusionPipeline
+
+    models_dir = Path(models_dir)
+    base, adapter = models_dir / "stable-diffusion-v1-5", models_dir / "animatediff-motion-adapter-v1-5-2"
+    if not (base / "model_index.json").exists():
+        anim = build_tiny_pipe("animatediff")
+        torch.manual_seed(0)
+        unet = _animatediff_unet()
+        sd = StableDiffusionPipeline(vae=anim.vae, text_encoder=anim.text_encoder, tokenizer=anim.tokenizer, unet=unet,
+                                     scheduler=anim.scheduler, safety_checker=None, feature_extractor=None,
+                                     requires_safety_checker=False)
+        sd.save_pretrained(base)
+        anim.motion_adapter.save_pretrained(adapter)
+    return models_dir
 
 
 def build_tiny_pipe(kind: str, seed: int = 0):
