@@ -1,0 +1,13 @@
+"""The embedded model: a small latent video diffusion transformer trained on a procedural world.
+
+Nothing happens at import time. The pieces:
+
+- `world`     the procedural world of captioned clips (training data, test data, eval prompts)
+- `text`      word-level tokenizer for free-text prompts (unknown words -> <unk>, never an error)
+- `vae`       convolutional video autoencoder, 16x64x64x3 pixels <-> 4x8x8x8 latents
+- `dit`       diffusion transformer over spacetime latent patches, cross-attention to prompt tokens
+- `diffusion` flow-matching maths: training loss and the Euler sampler (t2v, i2v, v2v, inpaint)
+- `backend`   the studio backend (`EMBEDDED_SPEC`, `embedded_entry`)
+- `train`     `python -m pipelines.embedded.train` (stages vae, cache, dit, export)
+- `evaluate`  `python -m pipelines.embedded.evaluate` (pixel analyser + speed figures)
+"""

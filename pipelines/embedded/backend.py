@@ -1,0 +1,256 @@
+"""The studio backend of the embedded model: t2v, i2v, v2v (SDEdit) and inpaint (latent blending).
+
+Follows the diffusers skeleton: check inputs, encode prompt, timesteps, latents, denoise (cancel flag
+and progress at every step), decode. Weights: assets/embedded/model.safetensors + config.json, made
+by `python -m pipelines.embedded.train --stage export`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+from pipelines.base import (
+    MODES,
+    Cancelled,
+    MediaInputs,
+    ModelDefaults,
+    ModelLimits,
+    ModelLoadError,
+    ModelSpec,
+    Range,
+    StepCallback,
+)
+from pipelines.registry import RegistryEntry
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+PREVIEW_EVERY = 4
+TRAIN_HINT = (
+    "train it with `python -m pipelines.embedded.train --stage all --vae-minutes 15 --minutes 60 --threads 1` "
+    "(autoencoder, latent cache, transformer, then export to assets/embedded/)"
+)
+
+EMBEDDED_SPEC = ModelSpec(
+    id="embedded-shapes",
+    version="1",
+    label="Embedded shapes (CPU, 64x64)",
+    family="embedded",
+    modes=MODES,
+    defaults=ModelDefaults(steps=20, cfg_scale=5.0, frames=16, fps=8, width=64, height=64, strength=0.6),
+    limits=ModelLimits(
+        steps=Range(1, 100),
+        cfg_scale=Range(0.0, 20.0),
+        frames=Range(16, 16),
+        fps=Range(1, 60),
+        width=Range(64, 64),
+        height=Range(64, 64),
+    ),
+    description=(
+        "A small latent video diffusion transformer trained by the project on a procedural world: one "
+        "coloured circle, square or triangle moving left, right, up, down or staying still on a plain "
+        "background. 64x64, 16 frames, runs offline on a CPU in seconds."
+    ),
+)
+
+
+def embedded_entry(weights_dir: Path | None = None) -> RegistryEntry:
+    """The registry entry; reads only the small config.json (for the weights' version), loads nothing."""
+    wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    spec = EMBEDDED_SPEC
+    try:
+        version = json.loads((wdir / CONFIG_FILE).read_text()).get("version")
+        if version:
+            spec = dataclasses.replace(spec, version=str(version))
+    except (OSError, ValueError):
+        pass
+
+    def load(device: str, profile: str | None) -> "EmbeddedBackend":
+        return EmbeddedBackend(wdir, device=device, spec=spec)
+
+    return RegistryEntry(spec=spec, load=load)
+
+
+class EmbeddedBackend:
+    # i2v returns the given image as frame 0 exactly and inpaint the input outside the mask exactly
+    # (pixel composites after decoding); evaluation turns these off to measure the model itself.
+    paste_first_frame: bool = True
+    composite_inpaint: bool = True
+
+    def __init__(self, weights_dir: Path | None = None, device: str = "cpu", spec: ModelSpec = EMBEDDED_SPEC):
+        import torch
+        from safetensors.torch import load_file
+
+        from pipelines.embedded.dit import DiT, DiTConfig
+        from pipelines.embedded.text import Tokenizer
+        from pipelines.embedded.vae import VAEConfig, VideoAutoencoder
+
+        wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+        wfile, cfile = wdir / WEIGHTS_FILE, wdir / CONFIG_FILE
+        if not wfile.is_file() or not cfile.is_file():
+            raise ModelLoadError(f"embedded model weights not found in {wdir} ({WEIGHTS_FILE}, {CONFIG_FILE}); {TRAIN_HINT}")
+        try:
+            meta = json.loads(cfile.read_text())
+            tensors = load_file(str(wfile))
+            self.vae = VideoAutoencoder(VAEConfig.from_dict(meta["vae"]))
+            self.vae.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("vae.")})
+            self.dit = DiT(DiTConfig.from_dict(meta["dit"]))
+            self.dit.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("dit.")})
+        except Exception as exc:  # corrupt or mismatched files: say which and what to do
+            raise ModelLoadError(f"could not load the embedded model from {wdir}: {exc}; {TRAIN_HINT}") from exc
+        self.device = torch.device(device)
+        self.vae.to(self.device).eval()
+        self.dit.to(self.device).eval()
+        self.tokenizer = Tokenizer(meta["vocab"], max_len=self.dit.cfg.text_len)
+        self.shift = float(meta.get("sampler", {}).get("shift", 1.0))
+        self.meta = meta
+        self.spec = spec
+        h = hashlib.sha256()
+        with open(wfile, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        self.weights_sha = h.hexdigest()[:12]
+
+    # ---- the protocol ---------------------------------------------------------------------------
+    def manifest(self) -> dict:
+        import torch
+
+        return {
+            "model": self.spec.ref,
+            "weights_sha256": self.weights_sha,
+            "device": str(self.device),
+            "dtype": "float32",
+            "torch": torch.__version__,
+            "sampler": f"flow-matching euler, shift {self.shift}",
+            "dit_steps_trained": self.meta.get("training", {}).get("dit_steps"),
+        }
+
+    def unload(self) -> None:
+        for name in ("vae", "dit"):
+            if hasattr(self, name):
+                delattr(self, name)
+        gc.collect()
+
+    def generate(
+        self,
+        request,
+        media: MediaInputs,
+        generator,
+        on_step: StepCallback,
+        should_cancel: Callable[[], bool],
+    ):
+        import torch
+
+        with torch.inference_mode():
+            return self._generate(request, media, generator, on_step, should_cancel)
+
+    # ---- the pipeline -----------------------------------------------------------------------------
+    def _check_inputs(self, request, media: MediaInputs) -> None:
+        lim = self.spec.limits
+        for name, rng in (("frames", lim.frames), ("width", lim.width), ("height", lim.height)):
+            v = getattr(request, name)
+            if not rng.min <= v <= rng.max:
+                raise ValueError(f"{name}={v}: the embedded model makes {int(rng.min)} only")
+        if request.mode == "i2v" and media.image is None:
+            raise ValueError("i2v needs media.image")
+        if request.mode in ("v2v", "inpaint") and media.video is None:
+            raise ValueError(f"{request.mode} needs media.video")
+        if request.mode == "inpaint" and media.mask is None:
+            raise ValueError("inpaint needs media.mask")
+
+    def _encode_pixels(self, frames_uint8):
+        """(F, H, W, 3) uint8 numpy -> normalised latents (1, C, T, h, w)."""
+        import torch
+
+        from pipelines.embedded.vae import frames_to_model
+
+        x = torch.from_numpy(frames_uint8).to(self.device)[None]
+        return self.vae.encode(frames_to_model(x))
+
+    def _decode(self, z):
+        from pipelines.embedded.vae import model_to_frames
+
+        return model_to_frames(self.vae.decode(z))[0].cpu().numpy()  # (F, H, W, 3) uint8
+
+    def _generate(self, request, media, generator, on_step, should_cancel):
+        import numpy as np
+        import torch
+
+        from pipelines.embedded import diffusion
+
+        # 1. check inputs
+        self._check_inputs(request, media)
+        mode = request.mode
+        k = self.vae.cfg.time_down
+        # 2. encode the prompt: row 0 = prompt, row 1 = negative prompt (the empty prompt = unconditional)
+        ids = self.tokenizer.batch([request.prompt or "", request.negative_prompt or ""]).to(self.device)
+        ctx, ctx_mask, pooled = self.dit.encode_text(ids)
+        # 3. conditioning latents per mode
+        image = None
+        x_start, strength, keep, keep_mask = None, 1.0, None, None
+        if mode == "i2v":
+            still = np.repeat(media.image[None], k, axis=0)  # (k, H, W, 3): a still chunk
+            image = self._encode_pixels(still)[:, :, 0]  # (1, C, h, w)
+        elif mode in ("v2v", "inpaint"):
+            src = self._encode_pixels(media.video)  # (1, C, T, h, w)
+            s = getattr(request, "strength", None)
+            strength = float(s if s is not None else (1.0 if mode == "inpaint" else self.spec.defaults.strength))
+            x_start = src
+            if mode == "inpaint":
+                m = torch.from_numpy(np.asarray(media.mask, dtype=np.float32)).to(self.device)  # (F, H, W)
+                F_, H, W = m.shape
+                h, w = H // 8, W // 8
+                m = m.reshape(F_ // k, k, h, H // h, w, W // w).amax(dim=(1, 3, 5))  # (T, h, w): any pixel -> cell
+                keep_mask = (1 - (m > 0.01).float())[None, None]  # (1, 1, T, h, w) 1 = keep
+                keep = src
+        # 4. latents (all randomness from the request's generator)
+        C, T, hw = self.dit.cfg.latent_channels, self.dit.cfg.latent_frames, self.dit.cfg.latent_size
+        noise = torch.randn((1, C, T, hw, hw), generator=generator, device=generator.device).to(self.device)
+        if strength <= 0.0 and x_start is not None:
+            frames = self._decode(x_start) if mode == "v2v" else np.asarray(media.video).copy()
+            on_step(request.steps, request.steps, None)
+            return self._composite(frames, media) if mode == "inpaint" else frames
+
+        # 5. denoise, with classifier-free guidance: [prompt; negative] on the batch
+        scale = float(request.cfg_scale)
+
+        def model_fn(x, t, n):
+            text = (ctx[:n], ctx_mask[:n], pooled[:n])
+            img = None if image is None else image.expand(n, -1, -1, -1)
+            return self.dit(x, t, text, img)
+
+        velocity = diffusion.cfg_velocity(model_fn, scale)
+
+        def step_cb(i, total, x0):
+            preview = None
+            if (i + 1) % PREVIEW_EVERY == 0 and i + 1 < total:
+                preview = self._decode(x0)
+            on_step(i + 1, total, preview)
+
+        z = diffusion.sample(
+            velocity, noise, int(request.steps), x_start=x_start, strength=strength, keep=keep,
+            keep_mask=keep_mask, shift=self.shift, on_step=step_cb, should_cancel=should_cancel,
+        )
+        if z is None:
+            raise Cancelled()
+        # 6. decode
+        frames = self._decode(z)
+        if mode == "i2v" and self.paste_first_frame:
+            frames[0] = media.image
+        if mode == "inpaint" and self.composite_inpaint:
+            frames = self._composite(frames, media)
+        return frames
+
+    @staticmethod
+    def _composite(frames, media: MediaInputs):
+        """Inpaint: pixels outside the mask are the input's, exactly; inside, the model's."""
+        import numpy as np
+
+        m = np.asarray(media.mask, dtype=np.float32)[..., None]  # (F, H, W, 1)
+        out = m * frames.astype(np.float32) + (1 - m) * np.asarray(media.video, dtype=np.float32)
+        return (out + 0.5).clip(0, 255).astype(np.uint8)

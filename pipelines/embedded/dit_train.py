@@ -1,0 +1,169 @@
+"""Stages after the autoencoder: latent cache, DiT training, export. Driven by `train.main`."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from pipelines.embedded import world
+from pipelines.embedded.diffusion import fm_loss
+from pipelines.embedded.dit import DiT, DiTConfig
+from pipelines.embedded.text import Tokenizer
+from pipelines.embedded.train import TrainConfig, load_vae, log, render_clips, save_atomic
+from pipelines.embedded.vae import frames_to_model
+
+MODEL_VERSION = "1"
+
+
+def still_chunk(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, 3, F, H, W) model-space clips -> (B, 3, k, H, W): the first frame repeated k times."""
+    return x[:, :, :1].expand(-1, -1, k, -1, -1)
+
+
+@torch.no_grad()
+def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> None:
+    """Render and encode cfg.cache_clips clips once: latents, first-frame latents, labels."""
+    vae = load_vae(out, device)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    N, C, k = cfg.cache_clips, cfg.vae.latent_channels, cfg.vae.time_down
+    lat = img = None
+    labels = torch.empty(N, 4, dtype=torch.int8)
+    t0 = time.time()
+    for i in range(0, N, batch):
+        n = min(batch, N - i)
+        b, x = render_clips(n, g)
+        xm = frames_to_model(x).to(device)
+        z = vae.encode(xm)  # (n, C, T, h, w)
+        zi = vae.encode(still_chunk(xm, k))[:, :, 0]  # (n, C, h, w)
+        if lat is None:
+            lat = torch.empty(N, *z.shape[1:], dtype=torch.float16)
+            img = torch.empty(N, *zi.shape[1:], dtype=torch.float16)
+        lat[i : i + n] = z.cpu().half()
+        img[i : i + n] = zi.cpu().half()
+        labels[i : i + n] = torch.stack([b.bg, b.obj, b.shape, b.motion], 1).to(torch.int8)
+        if (i // batch) % 50 == 0:
+            log(f"cache {i + n}/{N} clips, {(i + n) / (time.time() - t0):.0f} clips/s")
+    save_atomic({"latents": lat, "image": img, "labels": labels, "latent_channels": C}, out / "latents.pt")
+    log(f"cache done: {N} clips, latent std {lat.float().std():.3f}")
+
+
+def dit_config(cfg: TrainConfig, tok: Tokenizer) -> DiTConfig:
+    d = {"latent_channels": cfg.vae.latent_channels, "vocab_size": max(256, len(tok)), **cfg.dit}
+    return DiTConfig(**d)
+
+
+def captions_for(labels: torch.Tensor, rng: random.Random, p_uncond: float) -> list[str]:
+    out = []
+    for bg, obj, shape, motion in labels.tolist():
+        if rng.random() < p_uncond:
+            out.append("")
+            continue
+        lab = {"bg": world.BG_NAMES[bg], "obj": world.OBJ_NAMES[obj], "shape": world.SHAPES[shape],
+               "motion": world.MOTIONS[motion]}
+        out.append(world.caption(lab, rng, "train"))
+    return out
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - decay)
+
+
+def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str) -> None:
+    ckpt_path = out / "dit.pt"
+    data = torch.load(out / "latents.pt", weights_only=False)
+    lat, img, labels = data["latents"], data["image"], data["labels"]
+    N = lat.shape[0]
+    tok = Tokenizer()
+    step = 0
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        dcfg = DiTConfig.from_dict(ck["dit_config"])
+    else:
+        ck, dcfg = None, dit_config(cfg, tok)
+    model = DiT(dcfg).to(device)
+    ema = copy.deepcopy(model).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.dit_lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        log(f"resumed dit from step {step}")
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    g = torch.Generator(device=device).manual_seed(cfg.seed + 7 + step)
+    gi = torch.Generator().manual_seed(cfg.seed + 11 + step)
+    rng = random.Random(cfg.seed + 13 + step)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"dit: {n_params / 1e6:.2f}M params, {dcfg.tokens} tokens, width {dcfg.width}, depth {dcfg.depth}, "
+        f"batch {cfg.dit_batch}, {N} cached clips, device {device}")
+
+    def save():
+        save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                     "dit_config": dcfg.to_dict(), "config": cfg.to_dict(), "vocab": tok.vocab}, ckpt_path)
+
+    t_end, t_ck, t0, s0, ema_loss = time.time() + minutes * 60, time.time(), time.time(), step, None
+    model.train()
+    while time.time() < t_end:
+        idx = torch.randint(0, N, (cfg.dit_batch,), generator=gi)
+        x0 = lat[idx].float().to(device)
+        image = img[idx].float().to(device)
+        has_image = (torch.rand(cfg.dit_batch, generator=gi) < cfg.p_image).to(device)
+        ids = tok.batch(captions_for(labels[idx], rng, cfg.p_uncond)).to(device)
+        for pg in opt.param_groups:
+            pg["lr"] = cfg.dit_lr * min(1.0, (step + 1) / cfg.dit_warmup)
+        text = model.encode_text(ids)
+        loss = fm_loss(lambda xt, t: model(xt, t, text, image, has_image), x0, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % cfg.log_every == 0:
+            rate = (step - s0) * cfg.dit_batch / (time.time() - t0)
+            log(f"dit step {step} loss {ema_loss:.4f} lr {opt.param_groups[0]['lr']:.2e} {rate:.0f} clips/s")
+        if time.time() - t_ck > cfg.checkpoint_every_s:
+            save()
+            t_ck = time.time()
+    save()
+    log(f"dit stopped at step {step}, loss {ema_loss}")
+
+
+def write_assets(assets: Path, vae_state: dict, dit_state: dict, vae_cfg: dict, dit_cfg: dict, vocab: list[str],
+                 training: dict | None = None, dtype: str = "float32") -> Path:
+    """The shipping format: model.safetensors ("vae.*" and "dit.*" tensors) + config.json."""
+    from safetensors.torch import save_file
+
+    dt = getattr(torch, dtype)
+    tensors = {f"vae.{k}": v.to(dt).contiguous() for k, v in vae_state.items()}
+    tensors.update({f"dit.{k}": v.to(dt).contiguous() for k, v in dit_state.items()})
+    assets.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(assets / "model.safetensors"))
+    meta = {"version": MODEL_VERSION, "vae": vae_cfg, "dit": dit_cfg, "vocab": vocab, "sampler": {"shift": 1.0},
+            "training": training or {}}
+    (assets / "config.json").write_text(json.dumps(meta, indent=1))
+    return assets / "model.safetensors"
+
+
+def export(out: Path, assets: Path, dtype: str = "float32") -> Path:
+    """Write assets/embedded/model.safetensors (EMA DiT + autoencoder) and config.json."""
+    vae_ck = torch.load(out / "vae.pt", map_location="cpu", weights_only=False)
+    dit_ck = torch.load(out / "dit.pt", map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(dit_ck["config"])
+    training = {"vae_steps": vae_ck["step"], "dit_steps": dit_ck["step"], "dit_batch": cfg.dit_batch,
+                "cache_clips": cfg.cache_clips}
+    path = write_assets(assets, vae_ck["model"], dit_ck["ema"], cfg.vae.to_dict(), dit_ck["dit_config"],
+                        dit_ck["vocab"], training, dtype)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha}), dit step {dit_ck['step']}")
+    return path

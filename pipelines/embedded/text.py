@@ -1,0 +1,80 @@
+"""Word-level tokenizer for free-text prompts.
+
+Lower-cases, splits on anything that is not a letter, maps a few spelling variants and held-out
+synonyms through `ALIASES`, strips plural "s", and turns every other unknown word into <unk>:
+any prompt tokenizes, none raises. The vocabulary is every word of the training grammar, so it is
+fixed by the code and saved next to the weights.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipelines.embedded import world
+
+PAD, UNK, BOS = 0, 1, 2
+SPECIALS = ["<pad>", "<unk>", "<bos>"]
+
+# words outside the training grammar that mean something in it (spelling variants, held-out synonyms)
+ALIASES = {
+    "colour": "color", "coloured": "colored", "colored": "color", "grey": "grey", "disk": "disc",
+    "ruby": "red", "apricot": "orange", "canary": "yellow", "jade": "green", "teal": "cyan",
+    "sapphire": "blue", "lavender": "purple", "fuchsia": "pink", "magenta": "pink", "milky": "white",
+    "onyx": "black", "silver": "gray", "indigo": "navy", "khaki": "beige", "cube": "square",
+    "trigon": "triangle", "rectangle": "square", "orb": "ball", "sphere": "ball", "westward": "leftward",
+    "eastward": "rightward", "west": "left", "east": "right", "north": "up", "south": "down",
+    "upwards": "upward", "downwards": "downward", "leftwards": "leftward", "rightwards": "rightward",
+    "motionless": "still", "stationary": "stationary", "static": "static", "glides": "slides",
+    "gliding": "sliding", "plunges": "falls", "plunging": "falling", "lifts": "rises", "lifting": "rising",
+    "traveling": "travelling", "moving": "moving", "descend": "descends", "ascend": "ascends",
+}
+
+
+def _grammar_words() -> list[str]:
+    words: set[str] = set()
+    tables = [world.OBJ_WORDS, world.BG_WORDS, world.SHAPE_WORDS, world.MOTION_VERBS, world.MOTION_GERUNDS]
+    for table in tables:
+        for train, _held in table.values():
+            for phrase in train:
+                words.update(split_words(phrase))
+    for t in world.TRAIN_TEMPLATES:
+        words.update(split_words(re.sub(r"\{[a-z]\}", " ", t)))
+    return sorted(words)
+
+
+def split_words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+class Tokenizer:
+    def __init__(self, vocab: list[str] | None = None, max_len: int = 32):
+        self.vocab = list(vocab) if vocab is not None else SPECIALS + _grammar_words()
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.max_len = max_len
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def word_id(self, w: str) -> int:
+        for cand in (w, ALIASES.get(w), w[:-1] if w.endswith("s") else None, w[:-2] if w.endswith("es") else None):
+            if cand and cand in self.index:
+                return self.index[cand]
+            if cand and ALIASES.get(cand) in self.index:
+                return self.index[ALIASES[cand]]
+        return UNK
+
+    def encode(self, text: str) -> list[int]:
+        """<bos> + word ids, truncated to max_len. The empty prompt is just <bos> (the unconditional)."""
+        ids = [BOS] + [self.word_id(w) for w in split_words(text or "")]
+        return ids[: self.max_len]
+
+    def batch(self, texts: list[str]):
+        """(B, L) long ids padded with <pad>, L = longest in the batch."""
+        import torch
+
+        enc = [self.encode(t) for t in texts]
+        L = max(len(e) for e in enc)
+        out = torch.full((len(enc), L), PAD, dtype=torch.long)
+        for i, e in enumerate(enc):
+            out[i, : len(e)] = torch.tensor(e)
+        return out

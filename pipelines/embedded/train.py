@@ -1,0 +1,201 @@
+"""Train the embedded model, in stages, resumably.
+
+    python -m pipelines.embedded.train --stage vae   --minutes 15      # the autoencoder
+    python -m pipelines.embedded.train --stage cache                   # encode a dataset of clips once
+    python -m pipelines.embedded.train --stage dit   --minutes 80      # the diffusion transformer
+    python -m pipelines.embedded.train --stage export                  # -> assets/embedded/
+    add --resume to continue from runs/embedded/<stage>.pt; --device cuda on a GPU; --threads N
+
+Checkpoints (model, optimizer, step, EMA, config) are written atomically every few minutes and at
+the end under --out. Uses only torch, numpy and safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipelines.embedded import world
+from pipelines.embedded.vae import VAEConfig, VideoAutoencoder, frames_to_model
+
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
+
+
+@dataclass
+class TrainConfig:
+    # ---- autoencoder stage
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    vae_lr: float = 1e-3
+    vae_batch: int = 16  # clips per step (each is 4 independent 4-frame chunks)
+    vae_object_weight: float = 5.0  # extra loss weight on object pixels (they are few)
+    # ---- latent cache stage
+    cache_clips: int = 20000  # clips encoded once for DiT training
+    # ---- DiT stage (model config lives in dit.DiTConfig)
+    dit: dict = field(default_factory=dict)  # overrides for DiTConfig fields
+    dit_lr: float = 8e-4
+    dit_batch: int = 64  # small batches, many steps: what a 1-thread CPU run can afford
+    dit_warmup: int = 200  # linear LR warm-up steps
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    p_uncond: float = 0.1  # condition dropout (text -> empty prompt) so CFG / negative prompts work
+    p_image: float = 0.3  # first-frame (i2v) conditioning given in this fraction of samples
+    # ---- bookkeeping
+    seed: int = 0
+    checkpoint_every_s: float = 180.0
+    log_every: int = 20
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        if "vae" in d:
+            d["vae"] = VAEConfig.from_dict(d["vae"])
+        return cls(**d)
+
+
+# ---- helpers ------------------------------------------------------------------------------------------
+def save_atomic(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def render_clips(n: int, g: torch.Generator, wcfg: world.WorldConfig = world.WorldConfig()):
+    b = world.sample_batch(n, g, wcfg)
+    return b, world.render(b, wcfg)
+
+
+def object_weight(b: world.Batch, x: torch.Tensor, w: float) -> torch.Tensor:
+    """(B, 1, F, H, W) loss weights: 1 on background, 1 + w where the pixel differs from it."""
+    bg = torch.tensor(list(world.BACKGROUNDS.values()), dtype=torch.float32)[b.bg] / 255.0  # (B, 3)
+    diff = (x - bg[:, None, None, None, :]).abs().sum(-1) > 0.02  # (B, F, H, W)
+    return (1 + w * diff.float())[:, None]
+
+
+# ---- stage: autoencoder ----------------------------------------------------------------------------------
+def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str) -> None:
+    ckpt_path = out / "vae.pt"
+    model = VideoAutoencoder(cfg.vae).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    step, g = 0, torch.Generator().manual_seed(cfg.seed)
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        g.manual_seed(cfg.seed + step)
+        log(f"resumed vae from step {step}")
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"vae: {n_params/1e6:.2f}M params, batch {cfg.vae_batch}, device {device}")
+
+    def save():
+        save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                     "config": cfg.to_dict()}, ckpt_path)
+
+    t_end, t_ck, t0, ema_loss = time.time() + minutes * 60, time.time(), time.time(), None
+    model.train()
+    while time.time() < t_end:
+        b, x = render_clips(cfg.vae_batch, g)
+        wt = object_weight(b, x, cfg.vae_object_weight).to(device)
+        xm = frames_to_model(x).to(device)
+        z = model.encoder(xm)
+        zn = z + cfg.vae.latent_noise * z.detach().std() * torch.randn_like(z)
+        rec = model.decoder(zn)
+        err = rec - xm
+        loss = (wt * (err.pow(2) + 0.5 * err.abs())).mean() / wt.mean() + 1e-4 * z.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        mse = err.detach().pow(2).mean().item()
+        ema_loss = mse if ema_loss is None else 0.95 * ema_loss + 0.05 * mse
+        if step % cfg.log_every == 0:
+            psnr = 10 * math.log10(4 / max(ema_loss, 1e-10))  # range [-1, 1] -> peak-to-peak 2
+            log(f"vae step {step} loss {loss.item():.4f} mse {ema_loss:.5f} psnr {psnr:.1f}dB "
+                f"zstd {z.detach().std().item():.3f} {step * cfg.vae_batch / (time.time() - t0):.1f} clips/s")
+        if time.time() - t_ck > cfg.checkpoint_every_s:
+            save()
+            t_ck = time.time()
+    # latent statistics for the diffusion model's normalisation
+    model.eval()
+    with torch.no_grad():
+        zs = torch.cat([model.encoder(frames_to_model(render_clips(64, g)[1]).to(device)) for _ in range(4)])
+        model.shift.copy_(zs.mean(dim=(0, 2, 3, 4)))
+        model.scale.copy_(zs.std(dim=(0, 2, 3, 4)))
+    save()
+    log(f"vae done at step {step}; latent shift {model.shift.tolist()} scale {model.scale.tolist()}")
+
+
+def load_vae(out: Path, device: str = "cpu") -> VideoAutoencoder:
+    ck = torch.load(out / "vae.pt", map_location=device, weights_only=False)
+    cfg = TrainConfig.from_dict(ck["config"])
+    model = VideoAutoencoder(cfg.vae).to(device)
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
+# ---- entry point --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.embedded.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", choices=["vae", "cache", "dit", "export", "all"], default="all",
+                   help="all = vae, cache, dit, export in turn")
+    p.add_argument("--config", type=Path, help="JSON file with TrainConfig overrides")
+    p.add_argument("--out", type=Path, default=Path("runs/embedded"))
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--minutes", type=float, default=30.0, help="time budget of the training stage")
+    p.add_argument("--vae-minutes", type=float, default=None, help="vae budget when --stage all")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--assets", type=Path, default=ASSETS_DIR, help="export destination")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float32", help="export dtype")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig()
+    if args.config:
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), **json.loads(args.config.read_text())})
+    elif args.resume and (args.out / "vae.pt").exists() and args.stage != "vae":
+        cfg = TrainConfig.from_dict(torch.load(args.out / "vae.pt", weights_only=False)["config"])
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stages = ["vae", "cache", "dit", "export"] if args.stage == "all" else [args.stage]
+    for stage in stages:
+        if stage == "vae":
+            train_vae(cfg, args.out, args.vae_minutes or args.minutes, args.resume, args.device)
+        elif stage == "cache":
+            from pipelines.embedded.dit_train import build_cache
+            build_cache(cfg, args.out, args.device)
+        elif stage == "dit":
+            from pipelines.embedded.dit_train import train_dit
+            train_dit(cfg, args.out, args.minutes, args.resume, args.device)
+        elif stage == "export":
+            from pipelines.embedded.dit_train import export
+            export(args.out, args.assets, args.dtype)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Convolutional video autoencoder: (B, 3, 16, 64, 64) pixels in [-1, 1] <-> (B, 8, 4, 8, 8) latents.
+
+Space is compressed per frame with strided 2D convolutions (8x); time (4x) by folding each chunk of
+4 frames into channels at 8x8. Chunks are coded independently (all convolutions are 2D, cheap on a
+CPU); the diffusion transformer is what makes chunks agree. A deterministic autoencoder: the decoder is trained on slightly noised latents so that it
+tolerates the small errors of the diffusion model; `shift`/`scale` (per latent channel, measured
+after training) map latents to roughly zero mean, unit variance for the diffusion model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class VAEConfig:
+    latent_channels: int = 8  # channels per latent cell
+    ch: tuple[int, int, int] = (16, 32, 48)  # per-frame 2D widths at 32, 16, 8 pixels
+    t_ch: int = 96  # width of the chunk (frames folded into channels) part at 8x8
+    time_down: int = 4  # frames per latent step (a "chunk"); chunks are coded independently
+    latent_noise: float = 0.1  # std of noise added to latents before decoding, in training
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VAEConfig":
+        d = dict(d)
+        d["ch"] = tuple(d["ch"])
+        return cls(**d)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        c1, c2, c3 = cfg.ch
+        k = cfg.time_down
+        self.spatial = nn.Sequential(
+            nn.Conv2d(3, c1, 4, 2, 1), nn.SiLU(),  # 64 -> 32
+            nn.Conv2d(c1, c2, 4, 2, 1), nn.SiLU(),  # 32 -> 16
+            nn.Conv2d(c2, c3, 4, 2, 1), nn.SiLU(),  # 16 -> 8
+        )
+        self.chunk = nn.Sequential(
+            nn.Conv2d(k * c3, cfg.t_ch, 3, 1, 1), nn.SiLU(),
+            nn.Conv2d(cfg.t_ch, cfg.latent_channels, 3, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, Fr, H, W = x.shape
+        k = self.chunk[0].in_channels // self.spatial[4].out_channels
+        h = x.transpose(1, 2).reshape(B * Fr, C, H, W)  # (B*F, 3, H, W)
+        h = self.spatial(h)  # (B*F, c3, H/8, W/8)
+        h = h.reshape(B * Fr // k, k * h.shape[1], *h.shape[2:])  # (B*F/4, 4*c3, h, w): frames folded
+        z = self.chunk(h)  # (B*F/4, z, h, w)
+        return z.reshape(B, Fr // k, *z.shape[1:]).transpose(1, 2)  # (B, z, F/4, h, w)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        c1, c2, c3 = cfg.ch
+        self.k = k = cfg.time_down
+        self.chunk = nn.Sequential(
+            nn.Conv2d(cfg.latent_channels, cfg.t_ch, 3, 1, 1), nn.SiLU(),
+            nn.Conv2d(cfg.t_ch, k * c3, 3, 1, 1), nn.SiLU(),
+        )
+        self.spatial = nn.Sequential(
+            nn.Conv2d(c3, 4 * c2, 3, 1, 1), nn.PixelShuffle(2), nn.SiLU(),  # 8 -> 16
+            nn.Conv2d(c2, 4 * c1, 3, 1, 1), nn.PixelShuffle(2), nn.SiLU(),  # 16 -> 32
+            nn.Conv2d(c1, 4 * 3, 3, 1, 1), nn.PixelShuffle(2),  # 32 -> 64
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        B, C, T, H, W = z.shape
+        h = z.transpose(1, 2).reshape(B * T, C, H, W)  # (B*T, z, h, w)
+        h = self.chunk(h)  # (B*T, 4*c3, h, w)
+        h = h.reshape(B * T * self.k, h.shape[1] // self.k, H, W)  # (B*F, c3, h, w): frames unfolded
+        x = self.spatial(h)  # (B*F, 3, 8h, 8w)
+        return x.reshape(B, T * self.k, *x.shape[1:]).transpose(1, 2)  # (B, 3, F, H, W)
+
+
+class VideoAutoencoder(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        # latent normalisation, measured after training (see train.py); buffers so they ship with weights
+        self.register_buffer("shift", torch.zeros(cfg.latent_channels))
+        self.register_buffer("scale", torch.ones(cfg.latent_channels))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, 3, F, H, W) in [-1, 1] -> normalised latents (B, z, F/4, H/8, W/8)."""
+        z = self.encoder(x)
+        return (z - self.shift[None, :, None, None, None]) / self.scale[None, :, None, None, None]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> pixels (B, 3, F, H, W), roughly in [-1, 1]."""
+        z = z * self.scale[None, :, None, None, None] + self.shift[None, :, None, None, None]
+        return self.decoder(z)
+
+    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        z = self.encoder(x)
+        zn = z + self.cfg.latent_noise * z.detach().std() * torch.randn_like(z)
+        rec = self.decoder(zn)
+        mse = F.mse_loss(rec, x)
+        l1 = (rec - x).abs().mean()
+        reg = 1e-4 * z.pow(2).mean()  # keeps the latent scale from drifting
+        return mse + 0.5 * l1 + reg, {"mse": mse.item(), "zstd": z.detach().std().item()}
+
+
+def frames_to_model(x_uint8_or_float: torch.Tensor) -> torch.Tensor:
+    """(B, F, H, W, 3) in [0,1] float or uint8 -> (B, 3, F, H, W) in [-1, 1]."""
+    x = x_uint8_or_float
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    return x.permute(0, 4, 1, 2, 3) * 2 - 1
+
+
+def model_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, F, H, W) in [-1, 1] -> (B, F, H, W, 3) uint8."""
+    x = ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8)
+    return x.permute(0, 2, 3, 4, 1)

@@ -1,0 +1,234 @@
+"""The embedded model: world, analyser, tokenizer, networks, sampler, and the backend's modes.
+
+Tiny components are built in code (random weights) so everything runs on a CPU in seconds; one
+smoke test uses the shipped weights in assets/embedded and skips when they are absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pipelines.base import Cancelled, MediaInputs, ModelLoadError  # noqa: E402
+from pipelines.embedded import diffusion, world  # noqa: E402
+from pipelines.embedded.backend import EMBEDDED_SPEC, WEIGHTS_DIR, EmbeddedBackend, embedded_entry  # noqa: E402
+from pipelines.embedded.dit import DiT, DiTConfig  # noqa: E402
+from pipelines.embedded.dit_train import write_assets  # noqa: E402
+from pipelines.embedded.evaluate import analyse, groundtruth_clips, psnr, score  # noqa: E402
+from pipelines.embedded.text import BOS, UNK, Tokenizer  # noqa: E402
+from pipelines.embedded.vae import VAEConfig, VideoAutoencoder, frames_to_model  # noqa: E402
+from studio.requests import (  # noqa: E402
+    ImageToVideoRequest,
+    InpaintRequest,
+    TextToVideoRequest,
+    VideoToVideoRequest,
+)
+
+torch.set_num_threads(1)
+
+TINY_VAE = VAEConfig(ch=(4, 4, 4), t_ch=8)
+TINY_DIT = dict(width=16, depth=1, heads=2, text_width=16, text_depth=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    tok = Tokenizer()
+    vae = VideoAutoencoder(TINY_VAE)
+    dcfg = DiTConfig(vocab_size=len(tok), **TINY_DIT)
+    dit = DiT(dcfg)
+    for p in dit.parameters():  # the zero-initialised output would make every mode trivially the mean
+        torch.nn.init.normal_(p, std=0.05)
+    d = tmp_path_factory.mktemp("embedded")
+    write_assets(d, vae.state_dict(), dit.state_dict(), TINY_VAE.to_dict(), dcfg.to_dict(), tok.vocab)
+    return d
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_weights):
+    return embedded_entry(tiny_weights).load("cpu", None)
+
+
+def run(backend, request, media=MediaInputs(), seed=1, on_step=None, cancel=lambda: False):
+    req = request.resolve(backend.spec, seed)
+    req.validate(backend.spec)
+    g = torch.Generator().manual_seed(req.seed)
+    return backend.generate(req, media, g, on_step or (lambda *a: None), cancel)
+
+
+# ---- world and analyser ------------------------------------------------------------------------
+def test_world_renders_the_palette_exactly():
+    clips, labels = groundtruth_clips(8)
+    assert clips.shape == (8, 16, 64, 64, 3) and clips.dtype == np.uint8
+    for clip, lab in zip(clips, labels):
+        corner = clip[0, 0, 0]
+        assert tuple(int(v) for v in corner) == world.BACKGROUNDS[lab["bg"]]
+        colours = {tuple(int(v) for v in px) for px in clip.reshape(-1, 3)}
+        assert world.OBJECT_COLOURS[lab["obj"]] in colours
+
+
+def test_analyser_scores_ground_truth_clips_perfectly():
+    clips, labels = groundtruth_clips(120, seed=5)
+    s = score([(lab, analyse(c)) for c, lab in zip(clips, labels)])
+    assert all(v >= 0.99 for v in s.values()), s
+    still = [analyse(c) for c, lab in zip(clips, labels) if lab["motion"] == "still"]
+    assert all(a.flicker < 0.01 for a in still)
+
+
+def test_captions_vary_and_eval_templates_are_held_out():
+    import random
+
+    rng = random.Random(0)
+    lab = {"bg": "navy", "obj": "red", "shape": "circle", "motion": "left"}
+    caps = {world.caption(lab, rng) for _ in range(100)}
+    assert len(caps) > 30
+    assert not set(world.EVAL_TEMPLATES) & set(world.TRAIN_TEMPLATES)
+
+
+# ---- tokenizer -------------------------------------------------------------------------------------
+def test_tokenizer_is_case_and_spacing_blind_and_never_fails():
+    tok = Tokenizer()
+    assert tok.encode("A  RED   circle") == tok.encode("a red circle")
+    assert tok.encode("")[0] == BOS and len(tok.encode("")) == 1
+    assert tok.encode("a zorblax circle")[2] == UNK
+    assert tok.encode("ruby")[1] == tok.encode("red")[1]  # held-out synonym through the alias table
+    assert tok.encode("circles")[1] == tok.encode("circle")[1]
+    assert len(tok.encode("word " * 500)) == tok.max_len
+    ids = tok.batch(["🙂 ✓ ünïcödé", "", "x" * 3000])
+    assert ids.shape[0] == 3
+
+
+# ---- networks and sampler -----------------------------------------------------------------------------
+def test_vae_shapes():
+    vae = VideoAutoencoder(TINY_VAE)
+    x = torch.rand(2, 3, 16, 64, 64) * 2 - 1
+    z = vae.encode(x)
+    assert z.shape == (2, TINY_VAE.latent_channels, 4, 8, 8)
+    assert vae.decode(z).shape == x.shape
+    loss, _ = vae.loss(x)
+    loss.backward()
+
+
+def test_dit_shapes_and_conditioning():
+    tok = Tokenizer()
+    dit = DiT(DiTConfig(vocab_size=len(tok), **TINY_DIT))
+    x = torch.randn(3, 8, 4, 8, 8)
+    text = dit.encode_text(tok.batch(["a red circle", "", "blue square moving left on gray"]))
+    v = dit(x, torch.rand(3), text)
+    assert v.shape == x.shape
+    v2 = dit(x, torch.rand(3), text, image=torch.randn(3, 8, 8, 8), has_image=torch.tensor([True, False, True]))
+    assert v2.shape == x.shape
+    diffusion.fm_loss(lambda xt, t: dit(xt, t, text), x).backward()
+
+
+def test_sampler_is_deterministic_and_reaches_the_target():
+    target = torch.randn(1, 8, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def velocity(x, t):  # the exact velocity field towards `target`
+        t = t.view(-1, 1, 1, 1, 1)
+        return (x - target) / t.clamp_min(1e-6)
+
+    def go(seed):
+        noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(seed))
+        return diffusion.sample(velocity, noise, 20)
+
+    assert torch.equal(go(3), go(3))
+    assert torch.allclose(go(3), target, atol=1e-4)
+    ts = diffusion.timesteps(20, 0.6)
+    assert ts[0] == pytest.approx(0.6) and ts[-1] == 0
+
+
+# ---- the backend -------------------------------------------------------------------------------------
+def test_spec_and_entry():
+    assert EMBEDDED_SPEC.id == "embedded-shapes" and set(EMBEDDED_SPEC.modes) == {"t2v", "i2v", "v2v", "inpaint"}
+    d = EMBEDDED_SPEC.defaults
+    assert (d.frames, d.width, d.height, d.fps, d.steps) == (16, 64, 64, 8, 20)
+
+
+def test_missing_weights_raise_model_load_error_with_the_command(tmp_path):
+    with pytest.raises(ModelLoadError, match="pipelines.embedded.train"):
+        embedded_entry(tmp_path).load("cpu", None)
+
+
+def test_t2v_shape_determinism_progress_and_previews(backend):
+    calls = []
+    out = run(backend, TextToVideoRequest(prompt="a red circle moving left", steps=8),
+              on_step=lambda s, n, p: calls.append((s, n, p)))
+    assert out.shape == (16, 64, 64, 3) and out.dtype == np.uint8
+    assert [c[0] for c in calls] == list(range(1, 9)) and all(c[1] == 8 for c in calls)
+    previews = [c[2] for c in calls if c[2] is not None]
+    assert previews and all(p.shape == (16, 64, 64, 3) for p in previews)
+    again = run(backend, TextToVideoRequest(prompt="a red circle moving left", steps=8))
+    assert np.array_equal(out, again)
+    other = run(backend, TextToVideoRequest(prompt="a red circle moving left", steps=8), seed=2)
+    assert not np.array_equal(out, other)
+    neg = run(backend, TextToVideoRequest(prompt="a red circle moving left", negative_prompt="blue", steps=8))
+    assert not np.array_equal(out, neg)
+    run(backend, TextToVideoRequest(prompt="qwzx ✓ ??? " * 50, steps=2))  # unknown words never fail
+
+
+def test_cancel_raises_cancelled(backend):
+    n = []
+
+    def cancel():
+        n.append(1)
+        return len(n) > 3
+
+    with pytest.raises(Cancelled):
+        run(backend, TextToVideoRequest(prompt="a red circle", steps=10), cancel=cancel)
+
+
+def test_i2v_first_frame_is_the_image(backend):
+    clips, _ = groundtruth_clips(1)
+    out = run(backend, ImageToVideoRequest(prompt="moves right", image="x", steps=4), MediaInputs(image=clips[0][0]))
+    assert out.shape == (16, 64, 64, 3)
+    assert np.array_equal(out[0], clips[0][0])
+
+
+def test_inpaint_keeps_pixels_outside_the_mask(backend):
+    clips, _ = groundtruth_clips(1)
+    mask = np.zeros((16, 64, 64), np.float32)
+    mask[:, 8:40, 16:48] = 1.0
+    out = run(backend, InpaintRequest(prompt="a pink square", video="x", mask="x", steps=4),
+              MediaInputs(video=clips[0], mask=mask))
+    assert np.array_equal(out[:, mask[0] < 0.5], clips[0][:, mask[0] < 0.5])
+    assert psnr(out, clips[0], mask < 0.5) == float("inf")
+
+
+def test_v2v_strength_zero_is_the_reconstruction_and_one_ignores_input(backend):
+    clips, _ = groundtruth_clips(2)
+    media = MediaInputs(video=clips[0])
+    req = dict(prompt="a green square", video="x", steps=4)
+    out0 = run(backend, VideoToVideoRequest(strength=0.0, **req), media)
+    with torch.inference_mode():
+        rec = backend._decode(backend._encode_pixels(clips[0]))
+    assert np.array_equal(out0, rec)
+    full_a = run(backend, VideoToVideoRequest(strength=1.0, **req), media)
+    full_b = run(backend, VideoToVideoRequest(strength=1.0, **req), MediaInputs(video=clips[1]))
+    assert np.array_equal(full_a, full_b)
+    mid = run(backend, VideoToVideoRequest(strength=0.5, **req), media)
+    assert mid.shape == (16, 64, 64, 3)
+
+
+def test_manifest_and_unload(tiny_weights):
+    b = EmbeddedBackend(tiny_weights)
+    m = b.manifest()
+    assert len(m["weights_sha256"]) == 12 and m["device"] == "cpu" and m["torch"]
+    b.unload()
+
+
+# ---- the shipped weights ---------------------------------------------------------------------------
+@pytest.mark.skipif(not (WEIGHTS_DIR / "model.safetensors").is_file(), reason="no shipped weights in assets/embedded")
+def test_shipped_weights_get_the_colours_right():
+    b = embedded_entry().load("cpu", None)
+    cases = [("a red circle moving right on a black background", "red", "black"),
+             ("yellow square, navy background, rising", "yellow", "navy"),
+             ("on beige, a blue triangle that stays put", "blue", "beige"),
+             ("a green ball falling over gray", "green", "gray")]
+    hits = 0
+    for prompt, obj, bg in cases:
+        a = analyse(run(b, TextToVideoRequest(prompt=prompt), seed=0))
+        hits += (a.obj == obj) + (a.bg == bg)
+    assert hits >= 7, hits
