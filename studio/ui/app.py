@@ -100,18 +100,19 @@ def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
                 info="a registry id, a Hugging Face repo id, or a local diffusers folder",
             )
             if mode == "i2v":
-                f["image"] = gr.Image(label="First frame", type="filepath", sources=["upload", "clipboard"], height=220)
+                f["image"] = gr.Image(label="First frame", type="filepath", sources=["upload", "clipboard"], height=220,
+                                      elem_id=f"{mode}-image")
             if mode in ("v2v", "inpaint"):
-                f["video"] = gr.Video(label="Source video", sources=["upload"], height=220)
+                f["video"] = gr.Video(label="Source video", sources=["upload"], height=220, elem_id=f"{mode}-video")
             if mode == "inpaint":
                 tab.mask_editor = gr.ImageEditor(
                     label="Paint the region to regenerate (on the first frame)",
                     type="numpy", sources=["upload"], height=260,
                     brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=8),
-                    layers=False, transforms=[],
+                    layers=False, transforms=[], elem_id=f"{mode}-mask-editor",
                 )
                 f["mask"] = gr.File(label="…or upload a mask image / mask video (white = regenerate)",
-                                    file_types=["image", "video"], type="filepath", height=60)
+                                    file_types=["image", "video"], type="filepath", height=60, elem_id=f"{mode}-mask")
             f["prompt"] = gr.Textbox(label="Prompt", lines=2, placeholder="a red circle moving right on a navy background",
                                      elem_id=f"{mode}-prompt")
             f["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)

@@ -61,3 +61,31 @@ def test_bad_value_shows_a_message_and_the_page_keeps_working(page):
     pg.click("#t2v-generate")
     pg.wait_for_function("() => document.querySelector('#t2v-status').innerText.includes('Done')", timeout=60_000)
     assert len(studio.gallery.list()) == 1
+
+
+def test_inpaint_with_a_painted_mask(page, sample_video):
+    pg, studio = page
+    pg.click("button[role=tab]:has-text('Inpaint')")
+    pg.set_input_files("#inpaint-video input[type=file]", str(sample_video))
+    canvas = pg.wait_for_selector("#inpaint-mask-editor canvas")
+    # the first frame becomes the editor's background: the editor zooms from its empty 25% to fit it
+    pg.wait_for_function("() => !document.querySelector('#inpaint-mask-editor').innerText.includes('25%')")
+    pg.wait_for_timeout(500)
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    pg.mouse.move(cx - 30, cy)
+    pg.mouse.down()
+    for dx in range(-30, 31, 6):
+        pg.mouse.move(cx + dx, cy + dx / 4, steps=3)
+        pg.wait_for_timeout(30)
+    pg.mouse.up()
+    pg.wait_for_timeout(500)
+    pg.fill("#inpaint-prompt textarea", "a yellow circle")
+    pg.click("#inpaint-generate")
+    pg.wait_for_function("() => document.querySelector('#inpaint-status').innerText.includes('Done')", timeout=60_000)
+    [clip] = studio.gallery.list()
+    assert clip.mode == "inpaint" and clip.inputs["mask"]["path"].startswith("inputs/")
+    from storage.video_io import read_mask
+
+    mask = read_mask(studio.files.resolve(clip.inputs["mask"]["path"]))
+    assert 0 < mask.mean() < 0.5  # a stroke, not the whole frame
