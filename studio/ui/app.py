@@ -35,12 +35,23 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 HOVER_PLAY_JS = """
 () => {
-  const play = (e) => { const v = e.target.closest && e.target.closest('.studio-gallery video');
-                        if (v) { v.muted = true; v.loop = true; v.play().catch(() => {}); } };
-  const stop = (e) => { const v = e.target.closest && e.target.closest('.studio-gallery video');
-                        if (v) { v.pause(); } };
-  document.addEventListener('mouseover', play, true);
-  document.addEventListener('mouseout', stop, true);
+  // gallery thumbnails play while hovered: find the hovered tile's <video> (overlays sit above it)
+  const videoOf = (el) => {
+    for (let n = el; n && n !== document.body; n = n.parentElement) {
+      if (n.classList && n.classList.contains('studio-gallery')) return null;
+      const v = n.tagName === 'VIDEO' ? n : n.querySelector && n.querySelector('video');
+      if (v && v.closest('.studio-gallery')) return v;
+    }
+    return null;
+  };
+  document.addEventListener('mouseover', (e) => {
+    const v = videoOf(e.target);
+    if (v) { v.muted = true; v.loop = true; v.play().catch(() => {}); }
+  }, true);
+  document.addEventListener('mouseout', (e) => {
+    const v = videoOf(e.target);
+    if (v && !(e.relatedTarget && v.parentElement.contains(e.relatedTarget))) v.pause();
+  }, true);
 }
 """
 

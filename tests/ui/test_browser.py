@@ -42,7 +42,9 @@ def test_generate_play_and_find_in_gallery(page):
     assert clip.prompt == "a red circle moving right"
 
     pg.click("button[role=tab]:has-text('Gallery')")
-    item = pg.wait_for_selector("#gallery-grid video, #gallery-grid img")
+    item = pg.wait_for_selector("#gallery-grid video")
+    item.hover()  # thumbnails play on hover
+    pg.wait_for_function("(v) => !v.paused && v.currentTime > 0", arg=item, timeout=10_000)
     item.click()
     pg.wait_for_selector("#gallery-player video")
     assert str(clip.seed) in pg.inner_text("body")
