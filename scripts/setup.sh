@@ -13,12 +13,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q torch==2.13.0
 if [ "${1:-}" = "--test" ]; then
   pip install -q -e ".[test]"
-  if ! command -v chromium >/dev/null 2>&1; then
+  # Debian packages for the browser tests (chromium) and the PostgreSQL test (a throwaway local server)
+  missing=""
+  command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
+  if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
-      echo "setup: Debian's chromium is missing; run: sudo apt-get install chromium (browser tests will be skipped)" >&2
+      echo "setup: missing Debian packages:$missing; run: sudo apt-get install$missing (their tests will be skipped)" >&2
     fi
   fi
 else
