@@ -48,7 +48,7 @@ class JobState:
     step: int = 0
     total: int = 0
     started: float | None = None
-    step_times: list[float] = field(default_factory=list)
+    last_step_at: float = 0.0
     preview: object | None = None  # (F, H, W, 3) uint8 ndarray, newest preview
     preview_version: int = 0
     clip_id: str | None = None
@@ -58,11 +58,10 @@ class JobState:
 
     @property
     def eta_seconds(self) -> float | None:
-        if not self.step_times or not self.total:
+        """Seconds left at the mean pace of the steps so far (loading included in the first step)."""
+        if not self.step or not self.total or self.started is None:
             return None
-        per_step = (self.step_times[-1] - self.step_times[0]) / max(1, len(self.step_times) - 1) if len(
-            self.step_times
-        ) > 1 else self.step_times[0] - (self.started or self.step_times[0])
+        per_step = (self.last_step_at - self.started) / self.step
         return max(0.0, per_step * (self.total - self.step))
 
 
@@ -269,7 +268,7 @@ class JobService:
             def on_step(step: int, total: int, preview) -> None:
                 with self._lock:
                     state.step, state.total = step, total
-                    state.step_times.append(time.monotonic())
+                    state.last_step_at = time.monotonic()
                     if preview is not None:
                         state.preview = preview
                         state.preview_version += 1
@@ -320,26 +319,17 @@ class JobService:
         try:
             with self._session_factory() as session, session.begin():
                 GalleryRepository(session).add(
-                    Clip(
+                    Clip.from_params(
+                        request.to_params(),
                         id=clip_id,
                         job_id=job_id,
                         batch_id=batch_id,
                         created_at=utcnow(),
-                        mode=request.mode,
                         model_id=spec.id,
                         model_version=spec.version,
-                        prompt=request.prompt,
-                        negative_prompt=request.negative_prompt,
-                        seed=request.seed,
-                        steps=request.steps,
-                        cfg_scale=request.cfg_scale,
-                        frames=int(frames.shape[0]),
-                        fps=request.fps,
+                        frames=int(frames.shape[0]),  # what was made, should a backend round a size
                         width=int(frames.shape[2]),
                         height=int(frames.shape[1]),
-                        strength=getattr(request, "strength", None),
-                        profile=request.profile,
-                        params=request.to_params(),
                         manifest=manifest,
                         inputs=inputs,
                         video_path=saved.video,

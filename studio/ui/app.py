@@ -256,7 +256,7 @@ def _wire_generation(studio: "Studio", tab: ModeTab) -> None:
                tab.jobs: []}
 
     outputs = [tab.status, tab.preview, tab.results, tab.used_seed, tab.jobs]
-    event = tab.generate.click(run, inputs=widget_inputs, outputs=outputs, concurrency_limit=None,
+    tab.generate.click(run, inputs=widget_inputs, outputs=outputs, concurrency_limit=None,
                                api_visibility="private", show_progress="minimal")
 
     def cancel(job_ids):
@@ -264,7 +264,6 @@ def _wire_generation(studio: "Studio", tab: ModeTab) -> None:
         return "Cancelling…" if job_ids else "Nothing to cancel."
 
     tab.cancel.click(cancel, inputs=tab.jobs, outputs=tab.status, concurrency_limit=None, api_visibility="private")
-    tab.event = event  # type: ignore[attr-defined]
 
 
 def _build_gallery(studio: "Studio", tabs: dict[str, ModeTab], tabs_container: gr.Tabs) -> gr.Tab:
