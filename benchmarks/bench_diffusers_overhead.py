@@ -1,0 +1,123 @@
+"""What the diffusers backend costs on top of the bare diffusers call.
+
+For each family, one tiny random pipeline is built in code, saved and loaded back through the
+backend (local folder). The same request then runs two ways on the same pipeline object:
+
+  bare:    pipe(prompt=..., num_inference_steps=..., generator=..., output_type="np")
+  backend: DiffusersBackend.generate(request, media, generator, on_step, should_cancel)
+           (kwargs mapping, progress callback every step, a latent preview every few steps,
+           cancel check, uint8 conversion)
+
+Runs alternate (bare, backend, bare, ...) so drift hits both; the median of each is printed
+with their ratio. Target: ratio <= 1.03. One torch thread (the other core may be busy).
+
+    python benchmarks/bench_diffusers_overhead.py [--runs 9] [--steps 10] [--families wan,ltx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# family -> (tiny kind, mode, frames, size)
+CASES = {
+    "wan": ("wan-t2v", "t2v", 9, 64),
+    "wan-v2v": ("wan-t2v", "v2v", 9, 64),
+    "ltx": ("ltx", "t2v", 17, 64),
+    "cogvideox": ("cogvideox-t2v", "t2v", 9, 64),
+    "animatediff": ("animatediff", "t2v", 8, 32),
+    "svd": ("svd", "i2v", 4, 32),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--families", default=",".join(CASES))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from pipelines.base import MediaInputs
+    from pipelines.diffusers_backend import local_model_resolver
+    from studio.requests import REQUEST_TYPES
+    from tests.pipelines.tiny_diffusers import build_tiny_kind
+
+    torch.set_num_threads(args.threads)
+    root = Path(tempfile.mkdtemp(prefix="bench-diffusers-"))
+    print(f"torch threads={args.threads}, steps={args.steps}, runs={args.runs} (median)")
+    print("medians, minimums, and the median of per-pair ratios (seconds per generation)")
+    print(f"{'case':<12} {'frames x size':>14} {'bare s':>9} {'backend s':>10} {'ratio':>7} "
+          f"{'min bare':>8} {'min bknd':>8} {'ratio':>7} {'pairs':>7}")
+    ratios = []
+    for name in args.families.split(","):
+        kind, mode, frames, size = CASES[name]
+        backend = local_model_resolver(str(build_tiny_kind(kind, root / kind))).load("cpu", None)
+        family = backend.spec.family
+        fields = dict(prompt="a red ball moves left", width=size, height=size, frames=frames, steps=args.steps,
+                      cfg_scale=3.0, fps=8, seed=3, model_id=name)
+        rng = np.random.default_rng(0)
+        video = rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+        media = MediaInputs(image=video[0], video=video)
+        if mode == "i2v":
+            fields["image"] = "x.png"
+        if mode == "v2v":
+            fields.update(video="x.mp4", strength=0.8)
+        request = REQUEST_TYPES[mode](**fields)
+        pipe = backend._pipeline_for(mode)
+
+        # the equivalent hand-written diffusers call
+        from PIL import Image
+
+        bare = dict(height=size, width=size, num_inference_steps=args.steps, output_type="np")
+        if family != "svd":
+            bare.update(prompt=request.prompt, guidance_scale=3.0)
+        if mode == "t2v" or family == "svd":
+            bare["num_frames"] = frames
+        if family == "ltx":
+            bare["frame_rate"] = 8
+        if family == "cogvideox":
+            bare["max_sequence_length"] = pipe.transformer.config.max_text_seq_length
+        if family == "svd":
+            bare.update(image=Image.fromarray(video[0]), min_guidance_scale=1.0, max_guidance_scale=3.0, fps=8)
+            bare.update(backend.model.call)
+        if mode == "v2v":
+            bare.update(video=[Image.fromarray(f) for f in video], strength=0.8)
+
+        def run_bare():
+            with torch.inference_mode():
+                return pipe(**bare, generator=torch.Generator().manual_seed(3)).frames
+
+        def run_backend():
+            return backend.generate(request, media, torch.Generator().manual_seed(3),
+                                    lambda s, n, p: None, lambda: False)
+
+        run_bare(), run_backend()  # warm up
+        tb, tk = [], []
+        for i in range(args.runs):  # alternate which goes first, so order effects cancel
+            for which in ((run_bare, tb), (run_backend, tk))[:: 1 if i % 2 == 0 else -1]:
+                t = time.perf_counter()
+                which[0]()
+                which[1].append(time.perf_counter() - t)
+        mb, mk = statistics.median(tb), statistics.median(tk)
+        pair = statistics.median(k / b for k, b in zip(tk, tb))
+        ratios.append(mk / mb)
+        print(f"{name:<12} {f'{frames}x{size}x{size}':>14} {mb:9.4f} {mk:10.4f} {mk / mb:7.3f} "
+              f"{min(tb):8.4f} {min(tk):8.4f} {min(tk) / min(tb):7.3f} {pair:7.3f}")
+        backend.unload()
+    print(f"worst ratio {max(ratios):.3f} (target <= 1.03)")
+
+
+if __name__ == "__main__":
+    main()
