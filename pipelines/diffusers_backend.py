@@ -584,7 +584,11 @@ class DiffusersBackend:
             if want and not m.is_cache_enabled:
                 from diffusers import FirstBlockCacheConfig
 
-                m.enable_cache(FirstBlockCacheConfig(threshold=self.profile.cache_threshold))
+                try:
+                    m.enable_cache(FirstBlockCacheConfig(threshold=self.profile.cache_threshold))
+                except Exception as e:  # e.g. a transformer with a single block: run uncached, say so
+                    self.settings["cache"] = f"unsupported ({type(e).__name__}: {e})"
+                    return False
             elif not want and m.is_cache_enabled:
                 m.disable_cache()
         return want

@@ -344,6 +344,19 @@ def test_animatediff_without_its_adapter_says_which_download(tmp_path_factory):
         catalog_entries(models_dir=models_dir)["animatediff-v1-5-2"].load("cpu", None)
 
 
+@pytest.mark.parametrize("kind,model_id", [("ltx", "ltx-video-0.9.7-dev"), ("cogvideox-t2v", "cogvideox-5b"),
+                                            ("mochi", "mochi-1-preview")])
+def test_fast_profile_caches_the_transformer(tiny_dir, kind, model_id):
+    family, modes = KINDS[kind]
+    backend = catalog_entries(local_dirs={model_id: tiny_dir(kind)})[model_id].load("cpu", "fast")
+    try:
+        frames, _ = run(backend, make_request("t2v", family, model_id=model_id), make_media(family))
+        assert frames.shape[0] == FRAMES[family]
+        assert backend.manifest()["last_run"]["first_block_cache"] is True
+    finally:
+        backend.unload()
+
+
 def test_out_of_memory_unloads_and_names_a_lower_profile(tiny_dir, monkeypatch):
     entry = catalog_entries(local_dirs={"wan2.1-t2v-1.3b": tiny_dir("wan-t2v")})["wan2.1-t2v-1.3b"]
     backend = entry.load("cpu", "balanced")

@@ -107,7 +107,7 @@ def _ltx():
 
     transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
                                              num_attention_heads=4, attention_head_dim=8, cross_attention_dim=32,
-                                             num_layers=1, caption_channels=32)
+                                             num_layers=2, caption_channels=32)  # 2 blocks: first-block cache
     vae = AutoencoderKLLTXVideo(
         in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
         decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
@@ -126,7 +126,7 @@ def _cogvideox(kind: str):
     i2v = kind == "cogvideox-i2v"
     transformer = CogVideoXTransformer3DModel(
         num_attention_heads=2, attention_head_dim=16, in_channels=8 if i2v else 4, out_channels=4,
-        time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4, sample_height=4, sample_frames=9,
+        time_embed_dim=2, text_embed_dim=32, num_layers=2, sample_width=4, sample_height=4, sample_frames=9,
         patch_size=2, temporal_compression_ratio=4, max_text_seq_length=16,
         use_rotary_positional_embeddings=i2v, use_learned_positional_embeddings=False)
     vae = AutoencoderKLCogVideoX(
