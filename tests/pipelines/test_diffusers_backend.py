@@ -37,16 +37,18 @@ KINDS = {
     "wan-t2v": ("wan", ("t2v", "v2v", "inpaint")),
     "wan-i2v": ("wan", ("i2v",)),
     "wan-vace": ("wan", ("t2v", "i2v", "inpaint")),
+    "wan-ti2v": ("wan", ("t2v", "i2v", "v2v", "inpaint")),  # expand_timesteps: Wan 2.2 TI2V
     "ltx": ("ltx", ("t2v", "i2v", "v2v", "inpaint")),
     "cogvideox-t2v": ("cogvideox", ("t2v", "v2v", "inpaint")),
     "cogvideox-i2v": ("cogvideox", ("i2v",)),
     "mochi": ("mochi", ("t2v",)),
+    "hunyuan": ("hunyuan", ("t2v",)),
     "svd": ("svd", ("i2v",)),
     "animatediff": ("animatediff", ("t2v", "v2v", "inpaint")),
 }
 CASES = [(kind, mode) for kind, (_, modes) in KINDS.items() for mode in modes]
 BLEND_KINDS = ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff"]  # inpaint by latent blending
-FRAMES = {"wan": 5, "ltx": 9, "cogvideox": 9, "mochi": 7, "svd": 3, "animatediff": 8}  # smallest valid
+FRAMES = {"wan": 5, "ltx": 9, "cogvideox": 9, "mochi": 7, "hunyuan": 5, "svd": 3, "animatediff": 8}  # smallest valid
 SIZE = 32  # pixels, square
 
 
@@ -345,7 +347,7 @@ def test_animatediff_without_its_adapter_says_which_download(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind,model_id", [("ltx", "ltx-video-0.9.7-dev"), ("cogvideox-t2v", "cogvideox-5b"),
-                                            ("mochi", "mochi-1-preview")])
+                                            ("mochi", "mochi-1-preview"), ("hunyuan", "hunyuanvideo")])
 def test_fast_profile_caches_the_transformer(tiny_dir, kind, model_id):
     family, modes = KINDS[kind]
     backend = catalog_entries(local_dirs={model_id: tiny_dir(kind)})[model_id].load("cpu", "fast")

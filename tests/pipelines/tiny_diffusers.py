@@ -21,6 +21,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("wan", "v2v"): "wan-t2v",
     ("wan", "i2v"): "wan-i2v",
     ("wan", "inpaint"): "wan-vace",
+    ("wan-ti2v", "t2v"): "wan-ti2v",
+    ("wan-ti2v", "i2v"): "wan-ti2v",
     ("ltx", "t2v"): "ltx",
     ("ltx", "i2v"): "ltx",
     ("ltx", "v2v"): "ltx",
@@ -30,6 +32,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("cogvideox", "inpaint"): "cogvideox-t2v",
     ("cogvideox", "i2v"): "cogvideox-i2v",
     ("mochi", "t2v"): "mochi",
+    ("hunyuan", "t2v"): "hunyuan",
     ("svd", "i2v"): "svd",
     ("animatediff", "t2v"): "animatediff",
     ("animatediff", "v2v"): "animatediff",
@@ -60,6 +63,21 @@ def clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
+def llama_tokenizer():
+    """A character-level Llama tokenizer (HunyuanVideo's prompt template tokenizes to > 95 tokens)."""
+    import string
+
+    from tokenizers import Tokenizer, models
+    from transformers import LlamaTokenizerFast
+
+    vocab = {"<unk>": 0, "<|begin_of_text|>": 1, "<|end_of_text|>": 2}
+    for c in dict.fromkeys(string.printable):
+        vocab.setdefault(c, len(vocab))
+    return LlamaTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>")),
+                              bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", unk_token="<unk>",
+                              pad_token="<unk>")
+
+
 def _t5_encoder(umt5: bool = False):
     from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
@@ -85,6 +103,9 @@ def _wan(kind: str):
               qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
     if kind == "wan-t2v":
         return WanPipeline(transformer=WanTransformer3DModel(in_channels=16, num_layers=2, **tr), **common)
+    if kind == "wan-ti2v":  # Wan 2.2 TI2V: one transformer, the image enters as the first latent frame
+        transformer = WanTransformer3DModel(in_channels=16, num_layers=2, **tr)
+        return WanPipeline(transformer=transformer, expand_timesteps=True, **common)
     if kind == "wan-i2v":  # Wan2.1 I2V: CLIP image embedding + 16 noise + 4 mask + 16 image-latent channels
         from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
@@ -136,6 +157,32 @@ def _cogvideox(kind: str):
     cls = CogVideoXImageToVideoPipeline if i2v else CogVideoXPipeline
     return cls(tokenizer=t5_tokenizer(), text_encoder=_t5_encoder(), vae=vae, transformer=transformer,
                scheduler=CogVideoXDDIMScheduler())
+
+
+def _hunyuan():
+    from diffusers import (AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
+                           HunyuanVideoTransformer3DModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=2,
+        num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
+        text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4))
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        act_fn="silu", norm_num_groups=4, scaling_factor=0.476986, spatial_compression_ratio=8,
+        temporal_compression_ratio=4, mid_block_add_attention=True)
+    # the pipeline takes the hidden state two layers from the top: at least 3 layers
+    llama = LlamaModel(LlamaConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, hidden_size=16,
+                                   intermediate_size=37, num_attention_heads=4, num_hidden_layers=3, vocab_size=128,
+                                   hidden_act="gelu")).eval()
+    clip = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8,
+                                        intermediate_size=37, num_attention_heads=2, num_hidden_layers=2,
+                                        vocab_size=64)).eval()
+    return HunyuanVideoPipeline(text_encoder=llama, tokenizer=llama_tokenizer(), transformer=transformer, vae=vae,
+                                scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=clip,
+                                tokenizer_2=clip_tokenizer())
 
 
 def _mochi():
@@ -235,6 +282,8 @@ def build_tiny_pipe(kind: str, seed: int = 0):
         return _cogvideox(kind)
     if kind == "mochi":
         return _mochi()
+    if kind == "hunyuan":
+        return _hunyuan()
     if kind == "svd":
         return _svd()
     if kind == "animatediff":
