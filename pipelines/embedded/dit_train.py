@@ -155,14 +155,14 @@ def write_assets(assets: Path, vae_state: dict, dit_state: dict, vae_cfg: dict, 
     return assets / "model.safetensors"
 
 
-def export(out: Path, assets: Path, dtype: str = "float32") -> Path:
+def export(out: Path, assets: Path, dtype: str = "float32", which: str = "ema") -> Path:
     """Write assets/embedded/model.safetensors (EMA DiT + autoencoder) and config.json."""
     vae_ck = torch.load(out / "vae.pt", map_location="cpu", weights_only=False)
     dit_ck = torch.load(out / "dit.pt", map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(dit_ck["config"])
     training = {"vae_steps": vae_ck["step"], "dit_steps": dit_ck["step"], "dit_batch": cfg.dit_batch,
-                "cache_clips": cfg.cache_clips}
-    path = write_assets(assets, vae_ck["model"], dit_ck["ema"], cfg.vae.to_dict(), dit_ck["dit_config"],
+                "cache_clips": cfg.cache_clips, "dit_weights": which}
+    path = write_assets(assets, vae_ck["model"], dit_ck[which], cfg.vae.to_dict(), dit_ck["dit_config"],
                         dit_ck["vocab"], training, dtype)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha}), dit step {dit_ck['step']}")

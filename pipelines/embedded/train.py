@@ -4,6 +4,7 @@
     python -m pipelines.embedded.train --stage cache                   # encode a dataset of clips once
     python -m pipelines.embedded.train --stage dit   --minutes 80      # the diffusion transformer
     python -m pipelines.embedded.train --stage export                  # -> assets/embedded/
+    python -m pipelines.embedded.train --stage decoder --minutes 30    # later: sharpen the decoder only
     add --resume to continue from runs/embedded/<stage>.pt; --device cuda on a GPU; --threads N
 
 Checkpoints (model, optimizer, step, EMA, config) are written atomically every few minutes and at
@@ -35,11 +36,11 @@ ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
 class TrainConfig:
     # ---- autoencoder stage
     vae: VAEConfig = field(default_factory=VAEConfig)
-    vae_lr: float = 1e-3
+    vae_lr: float = 3e-3  # peak; linear warm-up, then cosine decay to 10% over the --minutes budget
     vae_batch: int = 16  # clips per step (each is 4 independent 4-frame chunks)
     vae_object_weight: float = 5.0  # extra loss weight on object pixels (they are few)
     # ---- latent cache stage
-    cache_clips: int = 20000  # clips encoded once for DiT training
+    cache_clips: int = 12000  # clips encoded once for DiT training (~25 per attribute combination)
     # ---- DiT stage (model config lives in dit.DiTConfig)
     dit: dict = field(default_factory=dict)  # overrides for DiTConfig fields
     dit_lr: float = 8e-4
@@ -90,38 +91,56 @@ def object_weight(b: world.Batch, x: torch.Tensor, w: float) -> torch.Tensor:
 
 
 # ---- stage: autoencoder ----------------------------------------------------------------------------------
-def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str) -> None:
+def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str,
+              decoder_only: bool = False) -> None:
+    """Train the autoencoder. decoder_only: keep the encoder (and so the cached latents and the DiT)
+    fixed and improve only the decoder; resumes from vae.pt."""
     ckpt_path = out / "vae.pt"
     model = VideoAutoencoder(cfg.vae).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    params = model.decoder.parameters() if decoder_only else model.parameters()
+    opt = torch.optim.AdamW(params, lr=cfg.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, g = 0, torch.Generator().manual_seed(cfg.seed)
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
+        if not decoder_only or ck.get("decoder_only"):
+            opt.load_state_dict(ck["opt"])
         step = ck["step"]
         g.manual_seed(cfg.seed + step)
-        log(f"resumed vae from step {step}")
+        log(f"resumed vae from step {step}" + (" (decoder only)" if decoder_only else ""))
+    elif decoder_only:
+        raise SystemExit(f"--stage decoder needs a trained autoencoder at {ckpt_path}")
+    if decoder_only:
+        model.encoder.requires_grad_(False)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"vae: {n_params/1e6:.2f}M params, batch {cfg.vae_batch}, device {device}")
 
     def save():
         save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                     "config": cfg.to_dict()}, ckpt_path)
+                     "config": cfg.to_dict(), "decoder_only": decoder_only}, ckpt_path)
 
-    t_end, t_ck, t0, ema_loss = time.time() + minutes * 60, time.time(), time.time(), None
+    t_start, t_ck, ema_loss, s0 = time.time(), time.time(), None, step
+    t_end = t_start + minutes * 60
+    t0 = t_start
     model.train()
     while time.time() < t_end:
+        frac = (time.time() - t_start) / (minutes * 60)  # schedule by wall time: the budget is minutes
+        peak = cfg.vae_lr * (0.33 if decoder_only else 1.0)  # gentler when fine-tuning
+        lr = peak * min(1.0, (step - s0 + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for pg in opt.param_groups:
+            pg["lr"] = lr
         b, x = render_clips(cfg.vae_batch, g)
         wt = object_weight(b, x, cfg.vae_object_weight).to(device)
         xm = frames_to_model(x).to(device)
-        z = model.encoder(xm)
+        with torch.set_grad_enabled(not decoder_only):
+            z = model.encoder(xm)
         zn = z + cfg.vae.latent_noise * z.detach().std() * torch.randn_like(z)
         rec = model.decoder(zn)
         err = rec - xm
         loss = (wt * (err.pow(2) + 0.5 * err.abs())).mean() / wt.mean() + 1e-4 * z.pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         mse = err.detach().pow(2).mean().item()
@@ -129,10 +148,14 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         if step % cfg.log_every == 0:
             psnr = 10 * math.log10(4 / max(ema_loss, 1e-10))  # range [-1, 1] -> peak-to-peak 2
             log(f"vae step {step} loss {loss.item():.4f} mse {ema_loss:.5f} psnr {psnr:.1f}dB "
-                f"zstd {z.detach().std().item():.3f} {step * cfg.vae_batch / (time.time() - t0):.1f} clips/s")
+                f"zstd {z.detach().std().item():.3f} {(step - s0) * cfg.vae_batch / (time.time() - t0):.1f} clips/s lr {lr:.1e}")
         if time.time() - t_ck > cfg.checkpoint_every_s:
             save()
             t_ck = time.time()
+    if decoder_only:  # the latent normalisation must not move: the DiT was trained on it
+        save()
+        log(f"decoder done at step {step}")
+        return
     # latent statistics for the diffusion model's normalisation
     model.eval()
     with torch.no_grad():
@@ -155,8 +178,9 @@ def load_vae(out: Path, device: str = "cpu") -> VideoAutoencoder:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.embedded.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", choices=["vae", "cache", "dit", "export", "all"], default="all",
-                   help="all = vae, cache, dit, export in turn")
+    p.add_argument("--stage", choices=["vae", "cache", "dit", "export", "decoder", "all"], default="all",
+                   help="all = vae, cache, dit, export in turn; decoder = fine-tune the decoder only "
+                        "(encoder, latents and DiT stay valid)")
     p.add_argument("--config", type=Path, help="JSON file with TrainConfig overrides")
     p.add_argument("--out", type=Path, default=Path("runs/embedded"))
     p.add_argument("--resume", action="store_true")
@@ -166,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--assets", type=Path, default=ASSETS_DIR, help="export destination")
     p.add_argument("--dtype", choices=["float16", "float32"], default="float32", help="export dtype")
+    p.add_argument("--export-weights", choices=["ema", "model"], default="ema",
+                   help="export the EMA of the DiT weights (default) or the raw last weights")
     return p
 
 
@@ -176,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig()
     if args.config:
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **json.loads(args.config.read_text())})
-    elif args.resume and (args.out / "vae.pt").exists() and args.stage != "vae":
-        cfg = TrainConfig.from_dict(torch.load(args.out / "vae.pt", weights_only=False)["config"])
+    elif args.resume:  # continue with the configuration the run was started with
+        for name in ("dit.pt", "vae.pt"):
+            if (args.out / name).exists():
+                cfg = TrainConfig.from_dict(torch.load(args.out / name, map_location="cpu", weights_only=False)["config"])
+                break
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     for stage in stages:
         if stage == "vae":
             train_vae(cfg, args.out, args.vae_minutes or args.minutes, args.resume, args.device)
+        elif stage == "decoder":
+            train_vae(cfg, args.out, args.minutes, True, args.device, decoder_only=True)
         elif stage == "cache":
             from pipelines.embedded.dit_train import build_cache
             build_cache(cfg, args.out, args.device)
@@ -193,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             train_dit(cfg, args.out, args.minutes, args.resume, args.device)
         elif stage == "export":
             from pipelines.embedded.dit_train import export
-            export(args.out, args.assets, args.dtype)
+            export(args.out, args.assets, args.dtype, args.export_weights)
     return 0
 
 
