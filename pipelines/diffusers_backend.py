@@ -448,6 +448,18 @@ class DiffusersBackend:
         return dtype, (torch.float32 if self.model.vae_dtype == "fp32" else dtype)
 
     def _load(self) -> None:
+        try:
+            self._load_pipeline()
+        except Exception as e:
+            if not _is_oom(e):
+                raise
+            self.unload()
+            lower = self.profile.lower
+            advice = f"try the '{lower}' profile" if lower and lower in self.spec.profiles else "free GPU memory"
+            raise ModelLoadError(f"{self.spec.label} does not fit in GPU memory with the '{self.profile.name}' "
+                                 f"profile; {advice}.") from None
+
+    def _load_pipeline(self) -> None:
         import torch
 
         on_cpu = torch.device(self.device).type == "cpu"
@@ -518,8 +530,8 @@ class DiffusersBackend:
         eff["compile"] = False
         if p.compile and not on_cpu:
             compiled = [m for m in denoisers if getattr(m, "_repeated_blocks", None)]
-            for m in compiled:
-                m.compile_repeated_blocks(fullgraph=True)
+            for m in compiled:  # cache hooks branch on data: let them break the graph
+                m.compile_repeated_blocks(fullgraph=p.cache == "none")
             eff["compile"] = "regional" if compiled else "unsupported"
         if on_cpu:
             eff["offload"] = "none (cpu)"

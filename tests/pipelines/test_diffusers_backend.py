@@ -377,6 +377,17 @@ def test_out_of_memory_unloads_and_names_a_lower_profile(tiny_dir, monkeypatch):
     backend.unload()
 
 
+def test_out_of_memory_while_loading_is_a_load_error(tiny_dir, monkeypatch):
+    entry = catalog_entries(local_dirs={"wan2.1-t2v-1.3b": tiny_dir("wan-t2v")})["wan2.1-t2v-1.3b"]
+
+    def boom(self, pipe, on_cpu):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(DiffusersBackend, "_apply_profile", boom)
+    with pytest.raises(ModelLoadError, match="does not fit in GPU memory with the 'quality' profile; try the 'balanced'"):
+        entry.load("cpu", "quality")
+
+
 def test_unknown_profile_is_a_load_error(tiny_dir):
     entry = local_model_resolver(str(tiny_dir("wan-t2v")))
     with pytest.raises(ModelLoadError, match="no profile"):
