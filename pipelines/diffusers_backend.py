@@ -677,17 +677,18 @@ class DiffusersBackend:
                 kw["video"] = _pil_frames(video)
                 kw["mask"] = _pil_frames((mask * 255.0).round().clip(0, 255).astype("uint8")[..., None].repeat(3, -1))
             else:
-                s = 1.0 if strength is None and mode == "inpaint" else (self.spec.defaults.strength if strength is None else strength)
+                if strength is None:
+                    strength = 1.0 if mode == "inpaint" else self.spec.defaults.strength
+                x0 = _encode_video(pipe, family, video, self._vae_dtype) if family == "ltx" or mode == "inpaint" else None
                 if family == "ltx":  # LTXCondition: start from the input's latents noised to `denoise_strength`
-                    x0 = _encode_video(pipe, family, video, self._vae_dtype)
                     kw["latents"] = x0
-                    kw["denoise_strength"] = s
+                    kw["denoise_strength"] = strength
                 else:
                     kw["video"] = _pil_frames(video)
-                    kw["strength"] = s
+                    kw["strength"] = strength
                 if mode == "inpaint":
-                    blend = _Blend.build(pipe, family, self.model.layout, video, _require(media.mask, "mask"),
-                                         generator, self._vae_dtype)
+                    blend = _Blend.build(pipe, self.model.layout, x0, _require(media.mask, "mask"), generator,
+                                         _temporal_ratio(pipe, family))
         kw.update(self.model.call)
         if family == "svd":
             kw.pop("prompt"), kw.pop("negative_prompt"), kw.pop("guidance_scale")
@@ -846,12 +847,13 @@ class _Blend:
     keep: "torch.Tensor"  # 1 = keep the input, 0 = regenerate
 
     @classmethod
-    def build(cls, pipe, family: str, layout: str, video, mask, generator, vae_dtype) -> "_Blend":
+    def build(cls, pipe, layout: str, x0, mask, generator, temporal_ratio: int) -> "_Blend":
+        """x0: the input's normalised latents (1, C, f, h, w); mask: (F, H, W), 1 = regenerate."""
         import torch
 
-        x0 = _encode_video(pipe, family, video, vae_dtype).float()  # (B, C, f, h, w)
-        regen = _latent_mask(torch.from_numpy(mask).float(), x0.shape[2:], _temporal_ratio(pipe, family))
-        keep = (1.0 - regen)[None, None].expand_as(x0).contiguous()
+        x0 = x0.float()
+        regen = _latent_mask(torch.from_numpy(mask).float(), x0.shape[2:], temporal_ratio)
+        keep = (1.0 - regen).to(x0.device)[None, None].expand_as(x0).contiguous()
         noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=torch.float32).to(x0.device)
         if layout == "bfchw":
             x0, keep, noise = (x.permute(0, 2, 1, 3, 4) for x in (x0, keep, noise))
