@@ -288,9 +288,9 @@ def _build_gallery(studio: "Studio", tabs: dict[str, ModeTab], tabs_container: g
                     recall = gr.Button("Recall", variant="primary", elem_id="gallery-recall")
                     delete = gr.Button("Delete", variant="stop", elem_id="gallery-delete")
                 with gr.Row():
-                    fmt = gr.Radio(["mp4", "webm", "gif"], value="mp4", label="Download as")
-                    export = gr.Button("Prepare download")
-                download = gr.File(label="Download", interactive=False)
+                    fmt = gr.Radio(["mp4", "webm", "gif"], value="mp4", label="Download as", elem_id="gallery-format")
+                    export = gr.Button("Prepare download", elem_id="gallery-export")
+                download = gr.File(label="Download", interactive=False, elem_id="gallery-download")
 
     def load(mode, model):
         views = studio.gallery.list(mode=mode or None, model_id=model or None, limit=200)

@@ -48,6 +48,10 @@ def test_generate_play_and_find_in_gallery(page):
     item.click()
     pg.wait_for_selector("#gallery-player video")
     assert str(clip.seed) in pg.inner_text("body")
+    pg.click("#gallery-format label:has-text('gif')")
+    pg.click("#gallery-export")
+    link = pg.wait_for_selector("#gallery-download a[href*='.gif']", timeout=60_000)
+    assert clip.id in link.get_attribute("href")
     pg.click("#gallery-recall")
     pg.wait_for_function(
         "(seed) => [...document.querySelectorAll('input')].some(i => i.value === String(seed))", arg=clip.seed
