@@ -139,7 +139,8 @@ def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
                     f["steps"] = gr.Slider(lim.steps.min if lim else 1, lim.steps.max if lim else 100,
-                                           value=d.steps if d else 20, step=1, label="Steps")
+                                           value=d.steps if d else 20, step=1, label="Steps",
+                                           elem_id=f"{mode}-steps")
                     f["cfg_scale"] = gr.Slider(lim.cfg_scale.min if lim else 0, lim.cfg_scale.max if lim else 20,
                                                value=d.cfg_scale if d else 5.0, step=0.5, label="CFG scale")
                 with gr.Row():

@@ -11,7 +11,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture
-def page(app_url, tmp_path):
+def page(app_url, backend, tmp_path):
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
     from playwright.sync_api import sync_playwright
@@ -23,6 +23,7 @@ def page(app_url, tmp_path):
         pg.set_default_timeout(30_000)
         pg.goto(url)
         pg.wait_for_selector("#t2v-prompt textarea")
+        pg.backend = backend
         yield pg, studio
         browser.close()
 
@@ -95,3 +96,18 @@ def test_inpaint_with_a_painted_mask(page, sample_video):
 
     mask = read_mask(studio.files.resolve(clip.inputs["mask"]["path"]))
     assert 0 < mask.mean() < 0.5  # a stroke, not the whole frame
+
+
+def test_cancel_stops_the_job_and_saves_nothing(page):
+    pg, studio = page
+    pg.backend.step_delay = 0.2
+    pg.fill("#t2v-prompt textarea", "a slow clip")
+    pg.click("button:has-text('Settings')")
+    pg.fill("#t2v-steps input[type=number]", "40")
+    pg.press("#t2v-steps input[type=number]", "Enter")
+    pg.click("#t2v-generate")
+    pg.wait_for_function("() => document.querySelector('#t2v-status').innerText.includes('step')")
+    pg.click("#t2v-cancel")
+    pg.wait_for_function("() => document.querySelector('#t2v-status').innerText.includes('cancelled')")
+    assert studio.gallery.list() == []
+    assert not any((studio.settings.data_dir / "clips").glob("*.mp4"))
