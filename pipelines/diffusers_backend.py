@@ -197,31 +197,37 @@ def _loader(model: CatalogModel, models_dir, preview_every: int) -> Callable[[st
 
 
 # ==== local folders and the hub cache ==============================================================
-# pipeline class in model_index.json -> (family, layout, {mode: pipeline class})
-_BY_CLASS: dict[str, tuple[str, str, dict[str, str]]] = {}
-for _names, _family, _layout, _modes in (
-    (("WanPipeline", "WanVideoToVideoPipeline"), "wan", "bcfhw",
+# What a local folder can do, from the pipeline class its model_index.json names:
+# (classes, family, {mode: pipeline class}); the family's table in the catalog gives the rest
+_LOCAL_FAMILIES: tuple[tuple[tuple[str, ...], str, Mapping[str, str]], ...] = (
+    (("WanPipeline", "WanVideoToVideoPipeline"), "wan",
      {"t2v": "WanPipeline", "v2v": "WanVideoToVideoPipeline", "inpaint": "WanVideoToVideoPipeline+blend"}),
-    (("WanImageToVideoPipeline",), "wan", "bcfhw", {"i2v": "WanImageToVideoPipeline"}),
-    (("WanVACEPipeline",), "wan", "bcfhw",
+    (("WanImageToVideoPipeline",), "wan", {"i2v": "WanImageToVideoPipeline"}),
+    (("WanVACEPipeline",), "wan",
      {"t2v": "WanVACEPipeline", "i2v": "WanVACEPipeline", "inpaint": "WanVACEPipeline"}),
-    (("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline"), "ltx", "packed",
+    (("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline"), "ltx",
      {"t2v": "LTXPipeline", "i2v": "LTXImageToVideoPipeline", "v2v": "LTXConditionPipeline",
       "inpaint": "LTXConditionPipeline+blend"}),
-    (("CogVideoXPipeline", "CogVideoXVideoToVideoPipeline"), "cogvideox", "bfchw",
+    (("CogVideoXPipeline", "CogVideoXVideoToVideoPipeline"), "cogvideox",
      {"t2v": "CogVideoXPipeline", "v2v": "CogVideoXVideoToVideoPipeline",
       "inpaint": "CogVideoXVideoToVideoPipeline+blend"}),
-    (("CogVideoXImageToVideoPipeline",), "cogvideox", "bfchw", {"i2v": "CogVideoXImageToVideoPipeline"}),
-    (("HunyuanVideoPipeline",), "hunyuan", "bcfhw", {"t2v": "HunyuanVideoPipeline"}),
-    (("HunyuanVideoImageToVideoPipeline",), "hunyuan", "bcfhw", {"i2v": "HunyuanVideoImageToVideoPipeline"}),
-    (("MochiPipeline",), "mochi", "bcfhw", {"t2v": "MochiPipeline"}),
-    (("StableVideoDiffusionPipeline",), "svd", "bfchw", {"i2v": "StableVideoDiffusionPipeline"}),
-    (("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"), "animatediff", "bcfhw",
+    (("CogVideoXImageToVideoPipeline",), "cogvideox", {"i2v": "CogVideoXImageToVideoPipeline"}),
+    (("HunyuanVideoPipeline",), "hunyuan", {"t2v": "HunyuanVideoPipeline"}),
+    (("HunyuanVideoImageToVideoPipeline",), "hunyuan", {"i2v": "HunyuanVideoImageToVideoPipeline"}),
+    (("MochiPipeline",), "mochi", {"t2v": "MochiPipeline"}),
+    (("StableVideoDiffusionPipeline",), "svd", {"i2v": "StableVideoDiffusionPipeline"}),
+    (("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"), "animatediff",
      {"t2v": "AnimateDiffPipeline", "v2v": "AnimateDiffVideoToVideoPipeline",
       "inpaint": "AnimateDiffVideoToVideoPipeline+blend"}),
-):
-    for _name in _names:
-        _BY_CLASS[_name] = (_family, _layout, _modes)
+)
+
+
+def _local_family(class_name: str) -> tuple[str, dict[str, str]] | None:
+    for names, family, modes in _LOCAL_FAMILIES:
+        if class_name in names:
+            return family, dict(modes)
+    return None
+
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -250,11 +256,11 @@ def local_model_resolver(
 def _folder_entry(model_id: str, folder: Path, *, repo: str | None, catalog_path, preview_every: int) -> RegistryEntry:
     index = json.loads((folder / "model_index.json").read_text())
     cls = index.get("_class_name", "")
-    if cls not in _BY_CLASS:
-        known = ", ".join(sorted(_BY_CLASS))
+    found = _local_family(cls)
+    if found is None:
+        known = ", ".join(sorted(n for names, *_ in _LOCAL_FAMILIES for n in names))
         raise ModelLoadError(f"{model_id}: pipeline {cls!r} is not a video pipeline the studio runs; known: {known}")
-    family, layout, modes = _BY_CLASS[cls]
-    modes = dict(modes)
+    family, modes = found
     if family == "wan" and cls in ("WanPipeline", "WanVideoToVideoPipeline"):
         if index.get("transformer_2", [None])[0] is not None:  # Wan 2.2 A14B: two experts, t2v only
             modes = {"t2v": "WanPipeline"}
