@@ -134,6 +134,44 @@ def test_resolver_ignores_what_is_not_a_model(tmp_path):
     assert local_model_resolver(str(tmp_path)) is None  # a folder without model_index.json
 
 
+def _fake_hf_cache(root, repo: str, folder, commit: str = "0123456789abcdef0123456789abcdef01234567"):
+    """The layout huggingface_hub's cache uses: models--org--name/{refs/main, snapshots/<commit>/...}."""
+    repo_dir = root / ("models--" + repo.replace("/", "--"))
+    shutil.copytree(folder, repo_dir / "snapshots" / commit)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    return commit
+
+
+def test_cached_hub_id_loads_offline_with_its_revision(tiny_dir, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    commit = _fake_hf_cache(tmp_path, "tiny-org/tiny-wan", tiny_dir("wan-t2v"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    entry = local_model_resolver("tiny-org/tiny-wan")
+    assert entry.spec.modes == ("t2v", "v2v", "inpaint") and entry.spec.version == "local-" + commit[:12]
+    backend = entry.load("cpu", None)
+    try:
+        frames, _ = run(backend, make_request("t2v", "wan", model_id="tiny-org/tiny-wan"), make_media("wan"))
+        assert frames.shape == (5, SIZE, SIZE, 3)
+        assert backend.manifest()["revision"] == commit
+    finally:
+        backend.unload()
+
+
+def test_catalog_model_found_in_the_hf_cache(tiny_dir, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    commit = _fake_hf_cache(tmp_path, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", tiny_dir("wan-t2v"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    backend = catalog_entries()["wan2.1-t2v-1.3b"].load("cpu", None)
+    try:
+        m = backend.manifest()
+        assert m["revision"] == commit and m["repo"] == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    finally:
+        backend.unload()
+
+
 def test_uncached_hub_id_says_how_to_download():
     with pytest.raises(ModelLoadError) as err:
         local_model_resolver("nobody-here/not-a-cached-model")
