@@ -14,7 +14,7 @@ rates: read the "fast" row as an upper bound on its cost, not a measure of its s
 
 Published reference (Wan2.1 README): 832x480x81, 50 steps, RTX 4090 with offload: 261 s, 8.19 GB.
 
-    python benchmarks/bench_diffusers_gpu.py [--family wan,cogvideox] [--profiles plain,quality,...]
+    python benchmarks/bench_diffusers_gpu.py [--family wan,cogvideox] [--profiles plain,quality,balanced,...]
                                              [--steps 4] [--tiny]   # --tiny: small configs, any device
 Needs torch, diffusers and transformers (accelerate for the offload profiles). Exits with a
 message on a machine without CUDA unless --tiny.
@@ -107,7 +107,7 @@ def build_cogvideox(tiny: bool, dtype):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", default="wan,cogvideox")
-    ap.add_argument("--profiles", default="plain,quality,balanced,low-vram,fast")
+    ap.add_argument("--profiles", default="plain,quality,balanced,low-vram,fast,compiled")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--tiny", action="store_true", help="small configs on any device: checks the script itself")
     args = ap.parse_args()
