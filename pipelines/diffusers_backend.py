@@ -815,10 +815,21 @@ class _StepHook:
         step = i + 1
         preview = None
         every = self.backend.preview_every
-        if every and self.backend.model.layout != "packed" and (step % every == 0) and step < total:
-            preview = _latent_preview(latents, self.backend.model.layout, self.request)
+        if every and (step % every == 0) and step < total:
+            preview = _latent_preview(_unpacked(pipe, latents, self.backend.model.layout, self.request),
+                                      self.backend.model.layout, self.request)
         self.on_step(step, total, preview)
         return {"latents": latents}
+
+
+def _unpacked(pipe, latents, layout: str, request):
+    """LTX's (B, tokens, C) back to (B, C, f, h, w); other layouts pass through."""
+    if layout != "packed":
+        return latents
+    f = (request.frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    h, w = request.height // pipe.vae_spatial_compression_ratio, request.width // pipe.vae_spatial_compression_ratio
+    return pipe._unpack_latents(latents, f, h, w, pipe.transformer_spatial_patch_size,
+                                pipe.transformer_temporal_patch_size)
 
 
 def _latent_preview(latents, layout: str, request) -> "np.ndarray":
@@ -826,7 +837,7 @@ def _latent_preview(latents, layout: str, request) -> "np.ndarray":
     import torch
     import torch.nn.functional as F
 
-    x = latents[0].float()
+    x = latents[0].float()  # bcfhw (packed latents arrive unpacked)
     if layout == "bfchw":
         x = x.permute(1, 0, 2, 3)  # -> (C, f, h, w)
     x = x[:3]

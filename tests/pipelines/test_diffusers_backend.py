@@ -260,15 +260,32 @@ def test_cancel_between_steps_raises_cancelled(backends):
     assert len(steps) == 4 and frames.shape[0] == FRAMES["wan"]
 
 
-def test_previews_every_few_steps(tiny_dir):
-    entry = local_model_resolver(str(tiny_dir("wan-t2v")), preview_every=1)
+@pytest.mark.parametrize("kind", ["wan-t2v", "ltx", "cogvideox-t2v", "svd"])  # bcfhw, packed, bfchw
+def test_previews_every_few_steps(tiny_dir, kind):
+    family, modes = KINDS[kind]
+    entry = local_model_resolver(str(tiny_dir(kind)), preview_every=1)
     backend = entry.load("cpu", None)
-    _, steps = run(backend, make_request("t2v", "wan", steps=3), make_media("wan"))
+    _, steps = run(backend, make_request(modes[0], family, steps=3), make_media(family))
     previews = [p for _, _, p in steps]
     assert previews[-1] is None  # the final frames follow at once
     for p in previews[:-1]:
-        assert p.shape == (FRAMES["wan"], SIZE, SIZE, 3) and p.dtype == np.uint8
+        assert p.shape == (FRAMES[family], SIZE, SIZE, 3) and p.dtype == np.uint8
     backend.unload()
+
+
+def test_missing_shard_is_named(tiny_dir, tmp_path):
+    import json
+
+    broken = tmp_path / "sharded"
+    shutil.copytree(tiny_dir("wan-t2v"), broken)
+    tr = broken / "transformer"
+    for f in tr.glob("*.safetensors"):
+        f.rename(tr / "diffusion_pytorch_model-00001-of-00002.safetensors")
+    weight_map = {"a": "diffusion_pytorch_model-00001-of-00002.safetensors",
+                  "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}
+    (tr / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(ModelLoadError, match="transformer/diffusion_pytorch_model-00002-of-00002.safetensors"):
+        local_model_resolver(str(broken)).load("cpu", None)
 
 
 def test_unsupported_mode_is_refused(backends):
@@ -382,6 +399,11 @@ def test_animatediff_without_its_adapter_says_which_download(tmp_path_factory):
     shutil.rmtree(models_dir / "animatediff-motion-adapter-v1-5-2")
     with pytest.raises(ModelLoadError, match="hf download guoyww/animatediff-motion-adapter-v1-5-2"):
         catalog_entries(models_dir=models_dir)["animatediff-v1-5-2"].load("cpu", None)
+    shutil.rmtree(models_dir / "stable-diffusion-v1-5" / "unet")
+    with pytest.raises(ModelLoadError) as err:  # the base: only the files AnimateDiff uses
+        catalog_entries(models_dir=models_dir)["animatediff-v1-5-2"].load("cpu", None)
+    assert "unet/ (config)" in str(err.value)
+    assert '--include "model_index.json"' in str(err.value) and "safety_checker" not in str(err.value)
 
 
 @pytest.mark.parametrize("kind,model_id", [("ltx", "ltx-video-0.9.7-dev"), ("cogvideox-t2v", "cogvideox-5b"),
