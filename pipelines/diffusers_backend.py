@@ -212,7 +212,7 @@ _LOCAL_FAMILIES: tuple[tuple[tuple[str, ...], str, Mapping[str, str]], ...] = (
      {"t2v": "CogVideoXPipeline", "v2v": "CogVideoXVideoToVideoPipeline",
       "inpaint": "CogVideoXVideoToVideoPipeline+blend"}),
     (("CogVideoXImageToVideoPipeline",), "cogvideox", {"i2v": "CogVideoXImageToVideoPipeline"}),
-    (("HunyuanVideoPipeline",), "hunyuan", {"t2v": "HunyuanVideoPipeline"}),
+    (("HunyuanVideoPipeline",), "hunyuan", {"t2v": "HunyuanVideoPipeline", "inpaint": "HunyuanVideoPipeline+blend"}),
     (("HunyuanVideoImageToVideoPipeline",), "hunyuan", {"i2v": "HunyuanVideoImageToVideoPipeline"}),
     (("MochiPipeline",), "mochi", {"t2v": "MochiPipeline"}),
     (("StableVideoDiffusionPipeline",), "svd", {"i2v": "StableVideoDiffusionPipeline"}),
@@ -689,9 +689,10 @@ class DiffusersBackend:
                 if family == "ltx":  # LTXCondition: start from the input's latents noised to `denoise_strength`
                     kw["latents"] = x0
                     kw["denoise_strength"] = strength
-                else:
+                elif "strength" in params:  # a video-to-video pipeline
                     kw["video"] = _pil_frames(video)
                     kw["strength"] = strength
+                # else a text-to-video pipeline (HunyuanVideo): it starts from noise, strength 1
                 if mode == "inpaint":
                     blend = _Blend.build(pipe, self.model.layout, x0, _require(media.mask, "mask"), generator,
                                          _temporal_ratio(pipe, family))
@@ -939,7 +940,7 @@ def _encode_video(pipe, family: str, video, vae_dtype):
             return (z - mean) / std
         if family == "ltx":
             return pipe._normalize_latents(z, vae.latents_mean, vae.latents_std)
-        if family == "cogvideox":
+        if family in ("cogvideox", "hunyuan"):
             return z * vae.config.scaling_factor
     raise ValueError(f"no video encoder for family {family!r}")
 

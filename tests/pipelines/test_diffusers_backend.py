@@ -42,12 +42,12 @@ KINDS = {
     "cogvideox-t2v": ("cogvideox", ("t2v", "v2v", "inpaint")),
     "cogvideox-i2v": ("cogvideox", ("i2v",)),
     "mochi": ("mochi", ("t2v",)),
-    "hunyuan": ("hunyuan", ("t2v",)),
+    "hunyuan": ("hunyuan", ("t2v", "inpaint")),  # inpaint: the t2v pipeline from noise, blended
     "svd": ("svd", ("i2v",)),
     "animatediff": ("animatediff", ("t2v", "v2v", "inpaint")),
 }
 CASES = [(kind, mode) for kind, (_, modes) in KINDS.items() for mode in modes]
-BLEND_KINDS = ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff"]  # inpaint by latent blending
+BLEND_KINDS = ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff", "hunyuan"]  # inpaint by latent blending
 FRAMES = {"wan": 5, "ltx": 9, "cogvideox": 9, "mochi": 7, "hunyuan": 5, "svd": 3, "animatediff": 8}  # smallest valid
 SIZE = 32  # pixels, square
 
