@@ -31,6 +31,12 @@ MODES = {
     "inpaint": "Inpaint",
 }
 POLL_SECONDS = 0.25
+EXAMPLE_PROMPTS = [
+    ["a red circle moving right on a navy background"],
+    ["Square. Blue. Moves to the bottom. Gray background."],
+    ["on beige, a white triangle that stays put"],
+    ["a tangerine dot heading left over black"],
+]
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 HOVER_PLAY_JS = """
@@ -126,6 +132,8 @@ def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
                                     file_types=["image", "video"], type="filepath", height=60, elem_id=f"{mode}-mask")
             f["prompt"] = gr.Textbox(label="Prompt", lines=2, placeholder="a red circle moving right on a navy background",
                                      elem_id=f"{mode}-prompt")
+            if mode == "t2v":
+                gr.Examples(EXAMPLE_PROMPTS, inputs=[f["prompt"]], label="Try")
             f["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
             if mode in ("v2v", "inpaint"):
                 f["strength"] = gr.Slider(0.0, 1.0, value=(0.6 if mode == "v2v" else 1.0), step=0.05,
