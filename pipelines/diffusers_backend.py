@@ -214,7 +214,7 @@ _LOCAL_FAMILIES: tuple[tuple[tuple[str, ...], str, Mapping[str, str]], ...] = (
     (("CogVideoXImageToVideoPipeline",), "cogvideox", {"i2v": "CogVideoXImageToVideoPipeline"}),
     (("HunyuanVideoPipeline",), "hunyuan", {"t2v": "HunyuanVideoPipeline", "inpaint": "HunyuanVideoPipeline+blend"}),
     (("HunyuanVideoImageToVideoPipeline",), "hunyuan", {"i2v": "HunyuanVideoImageToVideoPipeline"}),
-    (("MochiPipeline",), "mochi", {"t2v": "MochiPipeline"}),
+    (("MochiPipeline",), "mochi", {"t2v": "MochiPipeline", "inpaint": "MochiPipeline+blend"}),
     (("StableVideoDiffusionPipeline",), "svd", {"i2v": "StableVideoDiffusionPipeline"}),
     (("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"), "animatediff",
      {"t2v": "AnimateDiffPipeline", "v2v": "AnimateDiffVideoToVideoPipeline",
@@ -692,7 +692,7 @@ class DiffusersBackend:
                 elif "strength" in params:  # a video-to-video pipeline
                     kw["video"] = _pil_frames(video)
                     kw["strength"] = strength
-                # else a text-to-video pipeline (HunyuanVideo): it starts from noise, strength 1
+                # else a text-to-video pipeline (HunyuanVideo, Mochi): it starts from noise, strength 1
                 if mode == "inpaint":
                     blend = _Blend.build(pipe, self.model.layout, x0, _require(media.mask, "mask"), generator,
                                          _temporal_ratio(pipe, family))
@@ -898,6 +898,8 @@ class _Blend:
         flow = "FlowMatch" in type(scheduler).__name__ or scheduler.config.get("use_flow_sigmas", False)
         if flow:
             sigma = float(scheduler.sigmas[k + 1])
+            if scheduler.config.get("invert_sigmas", False):  # Mochi counts from noise (0) to data (1)
+                sigma = 1.0 - sigma
             return (1.0 - sigma) * self.x0 + sigma * self.noise
         t_next = timesteps[k + 1 : k + 2]
         return scheduler.add_noise(self.x0, self.noise, t_next)
@@ -941,6 +943,12 @@ def _encode_video(pipe, family: str, video, vae_dtype):
         if family == "ltx":
             return pipe._normalize_latents(z, vae.latents_mean, vae.latents_std)
         if family in ("cogvideox", "hunyuan"):
+            return z * vae.config.scaling_factor
+        if family == "mochi":  # the inverse of MochiPipeline's denormalisation before decode
+            if vae.config.latents_mean is not None and vae.config.latents_std is not None:
+                mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+                std = torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+                return (z - mean) * vae.config.scaling_factor / std
             return z * vae.config.scaling_factor
     raise ValueError(f"no video encoder for family {family!r}")
 

@@ -41,13 +41,13 @@ KINDS = {
     "ltx": ("ltx", ("t2v", "i2v", "v2v", "inpaint")),
     "cogvideox-t2v": ("cogvideox", ("t2v", "v2v", "inpaint")),
     "cogvideox-i2v": ("cogvideox", ("i2v",)),
-    "mochi": ("mochi", ("t2v",)),
+    "mochi": ("mochi", ("t2v", "inpaint")),
     "hunyuan": ("hunyuan", ("t2v", "inpaint")),  # inpaint: the t2v pipeline from noise, blended
     "svd": ("svd", ("i2v",)),
     "animatediff": ("animatediff", ("t2v", "v2v", "inpaint")),
 }
 CASES = [(kind, mode) for kind, (_, modes) in KINDS.items() for mode in modes]
-BLEND_KINDS = ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff", "hunyuan"]  # inpaint by latent blending
+BLEND_KINDS = ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff", "hunyuan", "mochi"]  # inpaint by latent blending
 FRAMES = {"wan": 5, "ltx": 9, "cogvideox": 9, "mochi": 7, "hunyuan": 5, "svd": 3, "animatediff": 8}  # smallest valid
 SIZE = 32  # pixels, square
 
@@ -492,9 +492,32 @@ def test_catalog_modes_follow_the_weights():
     assert by_id["wan2.1-vace-1.3b"].pipelines["inpaint"] == "WanVACEPipeline"  # native
     assert by_id["wan2.1-t2v-1.3b"].pipelines["inpaint"].endswith("+blend")
     assert by_id["svd-xt"].spec.modes == ("i2v",)
-    assert by_id["mochi-1-preview"].spec.modes == ("t2v",)
+    assert by_id["mochi-1-preview"].spec.modes == ("t2v", "inpaint")
     assert by_id["animatediff-v1-5-2"].adapter == "guoyww/animatediff-motion-adapter-v1-5-2"
     frames = by_id["wan2.1-t2v-1.3b"].spec.limits.frames
     assert (frames.multiple_of, frames.offset) == (4, 1)
     with open(DEFAULT_CATALOG, "rb") as f:
         assert tomllib.load(f)["schema"] == 1
+
+
+def test_blend_noises_to_the_next_steps_level():
+    """After step k the known latents sit at the noise level of step k+1, as the scheduler itself would noise them."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    from pipelines.diffusers_backend import _Blend
+
+    x0, noise = torch.randn(1, 4, 2, 3, 3), torch.randn(1, 4, 2, 3, 3)
+    blend = _Blend(x0=x0, noise=noise, keep=torch.ones_like(x0))
+    flow = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    for scheduler, reference in (
+        (flow, lambda t: flow.scale_noise(x0, t[None], noise)),
+        (unipc, lambda t: unipc.add_noise(x0, noise, t[None])),
+    ):
+        scheduler.set_timesteps(5)
+        ts = scheduler.timesteps
+        for k in range(len(ts) - 1):
+            if hasattr(scheduler, "_begin_index"):
+                scheduler._begin_index = None  # reference lookups by timestep value
+            torch.testing.assert_close(blend.noised(scheduler, ts[k]), reference(ts[k + 1]))
+        torch.testing.assert_close(blend.noised(scheduler, ts[-1]), x0)  # clean after the last step

@@ -196,7 +196,8 @@ def _mochi():
     transformer.pos_frequencies.data = transformer.pos_frequencies.new_ones(transformer.pos_frequencies.shape)
     vae = AutoencoderKLMochi(latent_channels=12, out_channels=3, encoder_block_out_channels=(32, 32, 32, 32),
                              decoder_block_out_channels=(32, 32, 32, 32), layers_per_block=(1, 1, 1, 1, 1))
-    return MochiPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=_t5_encoder(),
+    # as genmo/mochi-1-preview ships it: sigmas run from noise (0) to data (1)
+    return MochiPipeline(scheduler=FlowMatchEulerDiscreteScheduler(invert_sigmas=True), vae=vae, text_encoder=_t5_encoder(),
                          tokenizer=t5_tokenizer(), transformer=transformer)
 
 
