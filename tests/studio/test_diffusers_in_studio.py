@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from studio.requests import InpaintRequest, TextToVideoRequest
-from tests.pipelines.tiny_diffusers import build_tiny_pipeline
+from studio.requests import REQUEST_TYPES, InpaintRequest, TextToVideoRequest
+from tests.pipelines.test_diffusers_backend import CASES, FRAMES, KINDS, SIZE
+from tests.pipelines.tiny_diffusers import build_tiny_kind, build_tiny_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +20,32 @@ def real_studio(settings):
     s = build_studio(settings)  # the registry the app uses: embedded, catalog, local-folder resolver
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-kinds")
+    return lambda kind: build_tiny_kind(kind, root / kind)
+
+
+@pytest.mark.parametrize("kind, mode", CASES)
+def test_every_family_and_mode_through_the_job_service(real_studio, tiny_folder, kind, mode, sample_image,
+                                                       sample_video, sample_mask):
+    """What the UI does: a typed request with uploaded files, submitted to the job service, saved, recorded."""
+    family = KINDS[kind][0]
+    media = {"image": str(sample_image), "video": str(sample_video), "mask": str(sample_mask)}
+    cls = REQUEST_TYPES[mode]
+    folder = str(tiny_folder(kind))
+    size = max(SIZE, int(real_studio.registry.spec(folder).limits.width.min))  # SVD sizes are multiples of 64
+    req = cls(prompt="a red ball moves left", model_id=folder, seed=2, steps=2,
+              frames=FRAMES[family], width=size, height=size, **{k: media[k] for k in cls.media_fields})
+    sub = real_studio.jobs.submit(req)
+    [status] = real_studio.jobs.wait(sub.job_ids, timeout=180)
+    assert status.status == "done", status.error
+    clip = real_studio.gallery.get(status.clip_id)
+    assert (clip.mode, clip.frames, clip.width, clip.height) == (mode, FRAMES[family], size, size)
+    assert clip.manifest["profile"] == clip.profile and clip.manifest["diffusers"]
+    assert set(clip.inputs) == set(cls.media_fields)
 
 
 def test_local_folder_generates_through_the_job_service(real_studio, wan_folder):
