@@ -675,6 +675,8 @@ class DiffusersBackend:
                 kw["video"], kw["mask"] = _vace_first_frame(image, request.frames)
             else:
                 kw["image"] = image
+            if family == "hunyuan" and pipe.transformer.config.get("image_condition_type") == "latent_concat":
+                kw["num_frames"] = request.frames + 4  # it drops the first 4 decoded frames: ask for 4 more
         elif mode in ("v2v", "inpaint"):
             video = _require(media.video, "video")
             native_inpaint = mode == "inpaint" and not self.model.pipelines[mode].endswith(BLEND)

@@ -43,6 +43,7 @@ KINDS = {
     "cogvideox-i2v": ("cogvideox", ("i2v",)),
     "mochi": ("mochi", ("t2v", "inpaint")),
     "hunyuan": ("hunyuan", ("t2v", "inpaint")),  # inpaint: the t2v pipeline from noise, blended
+    "hunyuan-i2v": ("hunyuan", ("i2v",)),  # latent_concat, Llava text+image encoder
     "svd": ("svd", ("i2v",)),
     "animatediff": ("animatediff", ("t2v", "v2v", "inpaint")),
 }
@@ -415,6 +416,24 @@ def test_fast_profile_caches_the_transformer(tiny_dir, kind, model_id):
         frames, _ = run(backend, make_request("t2v", family, model_id=model_id), make_media(family))
         assert frames.shape[0] == FRAMES[family]
         assert backend.manifest()["last_run"]["first_block_cache"] is True
+    finally:
+        backend.unload()
+
+
+def test_hunyuan_i2v_catalog_entry_gives_the_frames_asked_for(tiny_dir):
+    """The latent_concat pipeline drops its first 4 decoded frames; the backend asks for 4 more."""
+    entries = catalog_entries(local_dirs={"hunyuanvideo-i2v": tiny_dir("hunyuan-i2v")})
+    backend = entries["hunyuanvideo-i2v"].load("cpu", "fast")
+    try:
+        assert backend.spec.modes == ("i2v",)
+        for frames in (5, 9):
+            out, _ = run(backend, make_request("i2v", "hunyuan", model_id="hunyuanvideo-i2v", frames=frames),
+                         make_media("hunyuan"))
+            assert out.shape == (frames, SIZE, SIZE, 3)
+        m = backend.manifest()
+        assert m["repo"] == "hunyuanvideo-community/HunyuanVideo-I2V"
+        assert m["last_run"]["pipeline"] == "HunyuanVideoImageToVideoPipeline"
+        assert m["last_run"]["first_block_cache"] is False  # the I2V pipeline marks no cache contexts
     finally:
         backend.unload()
 

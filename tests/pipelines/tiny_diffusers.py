@@ -33,6 +33,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("cogvideox", "i2v"): "cogvideox-i2v",
     ("mochi", "t2v"): "mochi",
     ("hunyuan", "t2v"): "hunyuan",
+    ("hunyuan", "i2v"): "hunyuan-i2v",
     ("svd", "i2v"): "svd",
     ("animatediff", "t2v"): "animatediff",
     ("animatediff", "v2v"): "animatediff",
@@ -76,6 +77,42 @@ def llama_tokenizer():
     return LlamaTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>")),
                               bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", unk_token="<unk>",
                               pad_token="<unk>")
+
+
+# Llama 3's pre-tokenizer split (words with their leading space, 1-3 digits, punctuation, newline runs)
+_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                   "<image>"]
+
+
+def llava_llama3_tokenizer():
+    """A word-level tokenizer over Llama 3's own split, for HunyuanVideo I2V's Llava encoder.
+
+    Every piece of the I2V prompt template is one token, as with the real tokenizer: the template
+    ends at token 103 (the pipeline's crop_start), `<image>` sits at 5, and the header tokens the
+    pipeline searches for exist. Pieces outside the vocabulary become <unk>.
+    """
+    import re
+
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import DEFAULT_PROMPT_TEMPLATE
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    split = pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated")
+    vocab = {"<unk>": 0, **{s: i + 1 for i, s in enumerate(_LLAMA3_SPECIAL)}}
+    plain = re.split("|".join(map(re.escape, _LLAMA3_SPECIAL)), DEFAULT_PROMPT_TEMPLATE["template"].replace("{}", ""))
+    pieces = [p for text in plain for p, _ in split.pre_tokenize_str(text)]
+    pieces += [w for word in _WORDS for w in (word, " " + word)]
+    for p in pieces:
+        vocab.setdefault(p, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = split
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                                       special_tokens=[("<|begin_of_text|>", 1)])
+    # the generic fast tokenizer keeps tokenizer.json as it is through save/load (LlamaTokenizer rebuilds it)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+                                   unk_token="<unk>", pad_token="<unk>", additional_special_tokens=_LLAMA3_SPECIAL[2:])
 
 
 def _t5_encoder(umt5: bool = False):
@@ -159,30 +196,70 @@ def _cogvideox(kind: str):
                scheduler=CogVideoXDDIMScheduler())
 
 
+def _hunyuan_vae():
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    return AutoencoderKLHunyuanVideo(
+        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        act_fn="silu", norm_num_groups=4, scaling_factor=0.476986, spatial_compression_ratio=8,
+        temporal_compression_ratio=4, mid_block_add_attention=True)
+
+
+def _hunyuan_clip():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8,
+                                        intermediate_size=37, num_attention_heads=2, num_hidden_layers=2,
+                                        vocab_size=64)).eval()
+
+
 def _hunyuan():
-    from diffusers import (AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
-                           HunyuanVideoTransformer3DModel)
-    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
+    from transformers import LlamaConfig, LlamaModel
 
     transformer = HunyuanVideoTransformer3DModel(
         in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=2,
         num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
         text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4))
-    vae = AutoencoderKLHunyuanVideo(
-        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-        act_fn="silu", norm_num_groups=4, scaling_factor=0.476986, spatial_compression_ratio=8,
-        temporal_compression_ratio=4, mid_block_add_attention=True)
+    vae = _hunyuan_vae()
     # the pipeline takes the hidden state two layers from the top: at least 3 layers
     llama = LlamaModel(LlamaConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, hidden_size=16,
                                    intermediate_size=37, num_attention_heads=4, num_hidden_layers=3, vocab_size=128,
                                    hidden_act="gelu")).eval()
-    clip = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8,
-                                        intermediate_size=37, num_attention_heads=2, num_hidden_layers=2,
-                                        vocab_size=64)).eval()
+    clip = _hunyuan_clip()
     return HunyuanVideoPipeline(text_encoder=llama, tokenizer=llama_tokenizer(), transformer=transformer, vae=vae,
                                 scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=clip,
                                 tokenizer_2=clip_tokenizer())
+
+
+def _hunyuan_i2v():
+    """HunyuanVideo I2V (latent_concat): 4 noise + 4 image-latent + 1 mask channels; a Llava encoder
+    sees the prompt template with the image's 576 patch embeddings in place of `<image>`."""
+    from diffusers import (FlowMatchEulerDiscreteScheduler, HunyuanVideoImageToVideoPipeline,
+                           HunyuanVideoTransformer3DModel)
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration)
+
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=2 * 4 + 1, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=2,
+        num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=False,
+        text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4), image_condition_type="latent_concat")
+    tokenizer = llava_llama3_tokenizer()
+    pad, image_token = tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids("<image>")
+    # the template's image_emb_len is 576: a 48-pixel image in 2-pixel patches gives 24 * 24 features
+    vision = CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2,
+                              image_size=48, patch_size=2, projection_dim=8)
+    # the pipeline takes the hidden state two layers from the top: at least 3 layers
+    text = LlamaConfig(bos_token_id=1, eos_token_id=2, pad_token_id=pad, hidden_size=16, intermediate_size=37,
+                       num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=3,
+                       vocab_size=len(tokenizer), hidden_act="gelu")
+    llava = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, pad_token_id=pad,
+                                                      image_token_index=image_token, image_seq_length=576)).eval()
+    return HunyuanVideoImageToVideoPipeline(
+        text_encoder=llava, tokenizer=tokenizer, transformer=transformer, vae=_hunyuan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=_hunyuan_clip(),
+        tokenizer_2=clip_tokenizer(), image_processor=CLIPImageProcessor(size=48, crop_size=48))
 
 
 def _mochi():
@@ -285,6 +362,8 @@ def build_tiny_pipe(kind: str, seed: int = 0):
         return _mochi()
     if kind == "hunyuan":
         return _hunyuan()
+    if kind == "hunyuan-i2v":
+        return _hunyuan_i2v()
     if kind == "svd":
         return _svd()
     if kind == "animatediff":
