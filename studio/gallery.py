@@ -68,6 +68,11 @@ class GalleryService:
             c = GalleryRepository(session).get(clip_id)
             return None if c is None else self._view(c)
 
+    def batch(self, batch_id: str) -> list[ClipView]:
+        """The clips made by one submission (one per seed), in seed order, for side-by-side comparison."""
+        with self._session_factory() as session:
+            return [self._view(c) for c in GalleryRepository(session).by_batch(batch_id)]
+
     def models(self) -> list[str]:
         with self._session_factory() as session:
             return GalleryRepository(session).distinct_models()

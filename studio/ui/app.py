@@ -299,7 +299,9 @@ def _build_gallery(studio: "Studio", tabs: dict[str, ModeTab], tabs_container: g
                 with gr.Row():
                     fmt = gr.Radio(["mp4", "webm", "gif"], value="mp4", label="Download as", elem_id="gallery-format")
                     export = gr.Button("Prepare download", elem_id="gallery-export")
-                download = gr.File(label="Download", interactive=False, elem_id="gallery-download")
+                download = gr.File(label="Download", interactive=False, elem_id="gallery-download", height=80)
+        siblings = gr.Gallery(label="Same batch, side by side", columns=4, height=260, visible=False,
+                              allow_preview=False, elem_id="gallery-batch", elem_classes=["studio-gallery", "pixelated"])
 
     def load(mode, model):
         views = studio.gallery.list(mode=mode or None, model_id=model or None, limit=200)
@@ -315,16 +317,20 @@ def _build_gallery(studio: "Studio", tabs: dict[str, ModeTab], tabs_container: g
         clip_id = clip_ids[evt.index] if evt.index is not None and evt.index < len(clip_ids) else None
         view = studio.gallery.get(clip_id) if clip_id else None
         if view is None:
-            return {detail: gr.update(visible=False), selected: None}
+            return {detail: gr.update(visible=False), selected: None, siblings: gr.update(visible=False)}
+        batch = studio.gallery.batch(view.batch_id)
         text = (f"**{MODES.get(view.mode, view.mode)}** · `{view.model_id}@{view.model_version}` · seed **{view.seed}**"
                 f"<br>{view.prompt}<br>{view.steps} steps · CFG {view.cfg_scale:g} · {view.frames} frames @ "
                 f"{view.fps} fps · {view.width}x{view.height} · made in {view.generation_seconds:.1f}s · "
                 f"{view.created_at}")
         return {detail: gr.update(visible=True), selected: view.id, player: str(view.video), info: text,
                 recipe: {"params": view.params, "inputs": view.inputs, "manifest": view.manifest},
-                download: None}
+                download: None,
+                siblings: gr.update(value=[(str(b.video), f"seed {b.seed}") for b in batch],
+                                    visible=len(batch) > 1, columns=min(4, len(batch)))}
 
-    grid.select(show, inputs=ids, outputs=[detail, selected, player, info, recipe, download], api_visibility="private")
+    grid.select(show, inputs=ids, outputs=[detail, selected, player, info, recipe, download, siblings],
+                api_visibility="private")
 
     def remove(clip_id, mode, model):
         if clip_id and studio.gallery.delete(clip_id):

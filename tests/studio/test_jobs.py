@@ -183,3 +183,10 @@ def test_recall_gives_back_the_exact_request(studio, sample_video):
     assert recalled.video.startswith("inputs/")
     _, [again] = run(studio, recalled)  # re-running a recalled request needs no re-upload
     assert again.status == "done"
+
+
+def test_batch_lists_the_seeds_side_by_side(studio):
+    sub, statuses = run(studio, TextToVideoRequest(**T2V, seed=20), seeds=3)
+    run(studio, TextToVideoRequest(**T2V, seed=99))
+    batch = studio.gallery.batch(sub.batch_id)
+    assert [c.seed for c in batch] == [20, 21, 22]
