@@ -1,0 +1,75 @@
+"""Every tab generates on the embedded default model, driven through a real Chromium."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tests.ui.conftest import free_port
+from tests.ui.test_browser import ARGS, CHROMIUM
+
+pytestmark = pytest.mark.browser
+WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "embedded" / "model.safetensors"
+
+
+@pytest.fixture
+def embedded_page(settings, tmp_path, monkeypatch):
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed")
+    if not WEIGHTS.is_file():
+        pytest.skip("the embedded model's weights are not in assets/embedded yet")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-tmp"))
+    from playwright.sync_api import sync_playwright
+
+    from studio.ui.app import serve
+    from studio.wiring import build_studio
+
+    settings = dataclasses.replace(settings, port=free_port())
+    studio = build_studio(settings)  # the app's own registry: the embedded model is the default
+    demo = serve(studio)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.set_default_timeout(60_000)
+            pg.goto(f"http://127.0.0.1:{settings.port}/")
+            pg.wait_for_selector("#t2v-prompt textarea")
+            yield pg, studio
+            browser.close()
+    finally:
+        demo.close()
+        studio.close()
+
+
+def _generate(pg, mode: str, prompt: str) -> None:
+    pg.fill(f"#{mode}-prompt textarea", prompt)
+    pg.click(f"#{mode}-generate")
+    pg.wait_for_function(f"() => document.querySelector('#{mode}-status').innerText.includes('Done')",
+                         timeout=120_000)
+    pg.wait_for_selector(f"#{mode}-results video")
+
+
+def test_all_four_tabs_on_the_embedded_model(embedded_page, sample_image, sample_video, sample_mask):
+    pg, studio = embedded_page
+    _generate(pg, "t2v", "a red circle moving right on a navy background")
+
+    pg.click("button[role=tab]:has-text('Image to video')")
+    pg.set_input_files("#i2v-image input[type=file]", str(sample_image))
+    pg.wait_for_selector("#i2v-image img")
+    _generate(pg, "i2v", "the red square moves up")
+
+    pg.click("button[role=tab]:has-text('Video to video')")
+    pg.set_input_files("#v2v-video input[type=file]", str(sample_video))
+    pg.wait_for_selector("#v2v-video video")
+    _generate(pg, "v2v", "a green square on black")
+
+    pg.click("button[role=tab]:has-text('Inpaint')")
+    pg.set_input_files("#inpaint-video input[type=file]", str(sample_video))
+    pg.wait_for_selector("#inpaint-video video")
+    pg.set_input_files("#inpaint-mask input[type=file]", str(sample_mask))
+    pg.wait_for_timeout(1000)
+    _generate(pg, "inpaint", "a yellow circle")
+
+    clips = studio.gallery.list()
+    assert sorted(c.mode for c in clips) == ["i2v", "inpaint", "t2v", "v2v"]
+    assert {c.model_id for c in clips} == {"embedded-shapes"}
