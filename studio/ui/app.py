@@ -139,9 +139,11 @@ def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
                 f["strength"] = gr.Slider(0.0, 1.0, value=(0.6 if mode == "v2v" else 1.0), step=0.05,
                                           label="Strength", info="0 returns the input, 1 ignores it")
             with gr.Row():
-                f["seed"] = gr.Number(value=-1, precision=0, label="Seed", info="-1 = random", min_width=120)
+                f["seed"] = gr.Number(value=-1, precision=0, label="Seed", info="-1 = random", min_width=120,
+                                      elem_id=f"{mode}-seed")
                 dice = gr.Button("Random", scale=0, min_width=80, elem_id=f"{mode}-dice")
-                tab.seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds", info="one clip per seed, side by side")
+                tab.seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds", info="one clip per seed, side by side",
+                                      elem_id=f"{mode}-seeds")
             d, lim = (default.defaults, default.limits) if default else (None, None)
             profiles = list(default.profiles) if default and default.profiles else ["default"]
             with gr.Accordion("Settings", open=False):
@@ -164,7 +166,7 @@ def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
             tab.status = gr.Markdown("Ready.", elem_id=f"{mode}-status")
             tab.preview = gr.Image(label="Live preview", interactive=False, height=120, visible=True,
                                    elem_classes=["pixelated"])
-            tab.results = gr.Gallery(label="Clips", columns=2, height=420, object_fit="contain",
+            tab.results = gr.Gallery(label="Clips", columns=2, height="auto", object_fit="contain",
                                      elem_id=f"{mode}-results", elem_classes=["studio-results", "pixelated"])
             tab.used_seed = gr.Textbox(label="Seeds used", interactive=False)
     tab.jobs = gr.State([])
