@@ -705,14 +705,7 @@ class DiffusersBackend:
 
     # ---- memory and reporting -----------------------------------------------------------------------
     def _out_of_memory(self) -> None:
-        self.unload()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # pragma: no cover
-            pass
+        self.unload()  # drops the weights and empties the CUDA cache
 
     def _oom_message(self, request) -> str:
         size = f"{request.width}x{request.height}, {request.frames} frames"
