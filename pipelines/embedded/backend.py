@@ -81,6 +81,8 @@ class EmbeddedBackend:
     # (pixel composites after decoding); evaluation turns these off to measure the model itself.
     paste_first_frame: bool = True
     composite_inpaint: bool = True
+    # i2v: the first latent chunk is replaced by the image's (re-noised) latent while t >= this value
+    i2v_anchor: float = 0.0
 
     def __init__(self, weights_dir: Path | None = None, device: str = "cpu", spec: ModelSpec = EMBEDDED_SPEC):
         import torch
@@ -192,10 +194,16 @@ class EmbeddedBackend:
         ctx, ctx_mask, pooled = self.dit.encode_text(ids)
         # 3. conditioning latents per mode
         image = None
-        x_start, strength, keep, keep_mask = None, 1.0, None, None
+        x_start, strength, keep, keep_mask, keep_until = None, 1.0, None, None, 0.0
         if mode == "i2v":
             still = np.repeat(media.image[None], k, axis=0)  # (k, H, W, 3): a still chunk
             image = self._encode_pixels(still)[:, :, 0]  # (1, C, h, w)
+            if self.i2v_anchor > 0:  # steer the first latent chunk towards the image while t is high
+                C_, T_ = self.dit.cfg.latent_channels, self.dit.cfg.latent_frames
+                keep = image[:, :, None].expand(1, C_, T_, *image.shape[-2:]).clone()  # (1, C, T, h, w)
+                keep_mask = torch.zeros(1, 1, T_, 1, 1, device=self.device)
+                keep_mask[:, :, 0] = 1.0
+                keep_until = self.i2v_anchor
         elif mode in ("v2v", "inpaint"):
             src = self._encode_pixels(media.video)  # (1, C, T, h, w)
             s = getattr(request, "strength", None)
@@ -234,7 +242,7 @@ class EmbeddedBackend:
 
         z = diffusion.sample(
             velocity, noise, int(request.steps), x_start=x_start, strength=strength, keep=keep,
-            keep_mask=keep_mask, shift=self.shift, on_step=step_cb, should_cancel=should_cancel,
+            keep_mask=keep_mask, keep_until=keep_until, shift=self.shift, on_step=step_cb, should_cancel=should_cancel,
         )
         if z is None:
             raise Cancelled()

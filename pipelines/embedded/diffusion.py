@@ -60,6 +60,7 @@ def sample(
     strength: float = 1.0,
     keep: torch.Tensor | None = None,
     keep_mask: torch.Tensor | None = None,
+    keep_until: float = 0.0,
     shift: float = 1.0,
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -68,7 +69,8 @@ def sample(
 
     x_start + strength < 1: SDEdit (start from x_start noised to t = strength).
     keep + keep_mask (1 = keep, broadcastable): inpainting by latent blending; after every step the
-    kept region is replaced by `keep` noised to the current t with the same noise.
+    kept region is replaced by `keep` noised to the current t with the same noise, for as long as
+    t >= keep_until (0: to the end, as inpainting needs; > 0: only steer the early, noisy steps).
     on_step(i, total, x0_estimate) after each step; should_cancel() before each step (raise in caller).
     """
     ts = timesteps(steps, strength if x_start is not None else 1.0, shift)
@@ -84,7 +86,7 @@ def sample(
         v = velocity(x, tb)
         x0 = x - t * v
         x = x + (t_next - t) * v
-        if keep is not None:
+        if keep is not None and t_next >= keep_until:
             ref = add_noise(keep, noise, t_next.expand(x.shape[0]).to(x.device))
             x = keep_mask * ref + (1 - keep_mask) * x
             x0 = keep_mask * keep + (1 - keep_mask) * x0

@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", type=int, default=20, help="clips per i2v / inpaint / v2v check")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--groundtruth", action="store_true", help="only validate the analyser on world clips")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     import torch
 
@@ -251,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         s = score([(lab, analyse(c)) for c, lab in zip(clips, labels)])
         print("analyser on 500 ground-truth clips: " + _fmt(s))
         return 0
-    run_eval(args.weights, args.seeds, args.prompts, args.modes)
+    results = run_eval(args.weights, args.seeds, args.prompts, args.modes)
+    if args.json:
+        import json
+
+        args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 

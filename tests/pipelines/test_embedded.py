@@ -136,6 +136,14 @@ def test_sampler_is_deterministic_and_reaches_the_target():
 
     assert torch.equal(go(3), go(3))
     assert torch.allclose(go(3), target, atol=1e-4)
+    keep = torch.zeros_like(target)
+    mask = torch.zeros(1, 1, 4, 1, 1)
+    mask[:, :, 0] = 1.0
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(1))
+    inpainted = diffusion.sample(velocity, noise, 20, keep=keep, keep_mask=mask)
+    assert torch.equal(inpainted[:, :, 0], keep[:, :, 0])  # kept to the end
+    steered = diffusion.sample(velocity, noise, 20, keep=keep, keep_mask=mask, keep_until=0.5)
+    assert torch.allclose(steered, target, atol=1e-4)  # released at t < 0.5, then flows to the target
     ts = diffusion.timesteps(20, 0.6)
     assert ts[0] == pytest.approx(0.6) and ts[-1] == 0
 
@@ -185,6 +193,12 @@ def test_i2v_first_frame_is_the_image(backend):
     out = run(backend, ImageToVideoRequest(prompt="moves right", image="x", steps=4), MediaInputs(image=clips[0][0]))
     assert out.shape == (16, 64, 64, 3)
     assert np.array_equal(out[0], clips[0][0])
+    backend.i2v_anchor, backend.paste_first_frame = 0.3, False
+    try:
+        anchored = run(backend, ImageToVideoRequest(prompt="moves right", image="x", steps=4), MediaInputs(image=clips[0][0]))
+    finally:
+        backend.i2v_anchor, backend.paste_first_frame = 0.0, True
+    assert anchored.shape == out.shape and not np.array_equal(anchored[0], clips[0][0])
 
 
 def test_inpaint_keeps_pixels_outside_the_mask(backend):
