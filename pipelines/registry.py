@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
@@ -82,13 +81,4 @@ class ModelRegistry:
             return
         _, backend = self._loaded
         self._loaded = None
-        backend.unload()
-        del backend
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover - torch is a hard dependency
-            pass
+        backend.unload()  # the backend frees its weights and device memory (Backend.unload's contract)

@@ -15,14 +15,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from pipelines.base import Backend, Cancelled, ModelLoadError
 from pipelines.registry import ModelRegistry, UnknownModel
 from studio.media import MediaService
 from studio.requests import MAX_SEED, GenerationRequest, RequestError, request_from_params
-from storage.models import Clip, Job
+from storage.models import Clip, Job, utcnow
 from storage.repositories import GalleryRepository, JobRepository
 from storage.files import FileStore
 
@@ -76,10 +75,6 @@ class JobStatus:
     clip_id: str | None
     error: str | None
     preview_version: int
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class JobService:
