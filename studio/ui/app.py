@@ -86,20 +86,30 @@ def _range_info(rng) -> str:
     return f"{rng.min:g} to {rng.max:g}{step}"
 
 
-def _model_updates(spec: "ModelSpec", fields: dict) -> dict:
+SETTINGS = ("steps", "cfg_scale", "frames", "fps", "width", "height", "profile")
+
+
+def _setting_props(spec: "ModelSpec | None") -> dict[str, dict]:
+    """Per settings widget, what a model gives it (value, bounds, hints): used to build the widgets
+    and to update them when the model changes, so the two cannot drift apart."""
+    if spec is None:
+        return {"steps": dict(value=20, minimum=1, maximum=100), "cfg_scale": dict(value=5.0, minimum=0, maximum=20),
+                **{n: dict(value=None, info=None) for n in ("frames", "fps", "width", "height")},
+                "profile": dict(choices=["default"], value="default", interactive=False)}
     d, lim = spec.defaults, spec.limits
-    return {
-        fields["steps"]: gr.update(value=d.steps, minimum=lim.steps.min, maximum=lim.steps.max),
-        fields["cfg_scale"]: gr.update(value=d.cfg_scale, minimum=lim.cfg_scale.min, maximum=lim.cfg_scale.max),
-        fields["frames"]: gr.update(value=d.frames, info=_range_info(lim.frames)),
-        fields["fps"]: gr.update(value=d.fps, info=_range_info(lim.fps)),
-        fields["width"]: gr.update(value=d.width, info=_range_info(lim.width)),
-        fields["height"]: gr.update(value=d.height, info=_range_info(lim.height)),
-        fields["profile"]: gr.update(
-            choices=list(spec.profiles) or ["default"], value=(spec.profiles[0] if spec.profiles else "default"),
-            interactive=bool(spec.profiles),
-        ),
+    profiles = list(spec.profiles) or ["default"]
+    props = {
+        "steps": dict(value=d.steps, minimum=lim.steps.min, maximum=lim.steps.max),
+        "cfg_scale": dict(value=d.cfg_scale, minimum=lim.cfg_scale.min, maximum=lim.cfg_scale.max),
+        "profile": dict(choices=profiles, value=profiles[0], interactive=bool(spec.profiles)),
     }
+    for name in ("frames", "fps", "width", "height"):
+        props[name] = dict(value=getattr(d, name), info=_range_info(getattr(lim, name)))
+    return props
+
+
+def _model_updates(spec: "ModelSpec", fields: dict) -> dict:
+    return {fields[name]: gr.update(**props) for name, props in _setting_props(spec).items()}
 
 
 def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
@@ -144,21 +154,15 @@ def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
                 dice = gr.Button("Random", scale=0, min_width=80, elem_id=f"{mode}-dice")
                 tab.seeds = gr.Slider(1, 8, value=1, step=1, label="Seeds", info="one clip per seed, side by side",
                                       elem_id=f"{mode}-seeds")
-            d, lim = (default.defaults, default.limits) if default else (None, None)
-            profiles = list(default.profiles) if default and default.profiles else ["default"]
+            p = _setting_props(default)
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
-                    f["steps"] = gr.Slider(lim.steps.min if lim else 1, lim.steps.max if lim else 100,
-                                           value=d.steps if d else 20, step=1, label="Steps",
-                                           elem_id=f"{mode}-steps")
-                    f["cfg_scale"] = gr.Slider(lim.cfg_scale.min if lim else 0, lim.cfg_scale.max if lim else 20,
-                                               value=d.cfg_scale if d else 5.0, step=0.5, label="CFG scale")
+                    f["steps"] = gr.Slider(step=1, label="Steps", elem_id=f"{mode}-steps", **p["steps"])
+                    f["cfg_scale"] = gr.Slider(step=0.5, label="CFG scale", **p["cfg_scale"])
                 with gr.Row():
                     for name, label in (("frames", "Frames"), ("fps", "FPS"), ("width", "Width"), ("height", "Height")):
-                        f[name] = gr.Number(value=getattr(d, name) if d else None, precision=0, label=label,
-                                            min_width=90, info=_range_info(getattr(lim, name)) if lim else None)
-                f["profile"] = gr.Dropdown(label="Speed / memory profile", choices=profiles, value=profiles[0],
-                                           interactive=len(profiles) > 1 or profiles != ["default"])
+                        f[name] = gr.Number(precision=0, label=label, min_width=90, **p[name])
+                f["profile"] = gr.Dropdown(label="Speed / memory profile", **p["profile"])
             with gr.Row():
                 tab.generate = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                 tab.cancel = gr.Button("Cancel", variant="stop", elem_id=f"{mode}-cancel")
@@ -179,8 +183,7 @@ def _build_mode_tab(studio: "Studio", mode: str) -> ModeTab:
             return {}
         return _model_updates(spec, f)
 
-    f["model_id"].change(on_model, inputs=f["model_id"], outputs=[f[k] for k in
-                         ("steps", "cfg_scale", "frames", "fps", "width", "height", "profile")],
+    f["model_id"].change(on_model, inputs=f["model_id"], outputs=[f[k] for k in SETTINGS],
                          api_visibility="private")
     if mode == "inpaint":
         def on_video(path):

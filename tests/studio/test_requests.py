@@ -91,3 +91,22 @@ def test_widgets_map_random_seed_and_reject_fractions():
         request_from_widgets("t2v", {"prompt": "x", "width": 32.5})
     with pytest.raises(RequestError, match="upload an image"):
         request_from_widgets("i2v", {"prompt": "x"})
+
+
+def test_model_change_updates_every_setting_from_the_spec():
+    import dataclasses
+
+    from studio.ui.app import SETTINGS, _model_updates, _setting_props
+
+    spec = dataclasses.replace(TEST_SPEC, profiles=("quality", "low-vram"))
+    fields = {name: name for name in SETTINGS}  # stand-ins for the widgets
+    updates = _model_updates(spec, fields)
+    assert set(updates) == set(SETTINGS)
+    assert updates["steps"]["value"] == spec.defaults.steps
+    assert updates["steps"]["maximum"] == spec.limits.steps.max
+    assert updates["cfg_scale"]["value"] == spec.defaults.cfg_scale
+    assert updates["width"]["value"] == spec.defaults.width and "to" in updates["width"]["info"]
+    assert updates["profile"]["choices"] == ["quality", "low-vram"] and updates["profile"]["interactive"]
+    plain = _setting_props(TEST_SPEC)["profile"]
+    assert plain == {"choices": ["default"], "value": "default", "interactive": False}
+    assert _setting_props(None)["steps"]["value"] == 20  # no model registered: still buildable
