@@ -212,7 +212,7 @@ class EmbeddedBackend:
             if mode == "inpaint":
                 m = torch.from_numpy(np.asarray(media.mask, dtype=np.float32)).to(self.device)  # (F, H, W)
                 F_, H, W = m.shape
-                h, w = H // 8, W // 8
+                h = w = self.dit.cfg.latent_size
                 m = m.reshape(F_ // k, k, h, H // h, w, W // w).amax(dim=(1, 3, 5))  # (T, h, w): any pixel -> cell
                 keep_mask = (1 - (m > 0.01).float())[None, None]  # (1, 1, T, h, w) 1 = keep
                 keep = src

@@ -35,14 +35,16 @@ ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
 @dataclass
 class TrainConfig:
     # ---- autoencoder stage
-    vae: VAEConfig = field(default_factory=VAEConfig)
-    vae_lr: float = 3e-3  # peak; linear warm-up, then cosine decay to 10% over the --minutes budget
-    vae_batch: int = 16  # clips per step (each is 4 independent 4-frame chunks)
+    vae: VAEConfig = field(default_factory=lambda: VAEConfig(arch="v2", ch=(16, 32, 64), t_ch=96))
+    vae_lr: float = 2e-3  # peak; linear warm-up, then cosine decay to 10% over the --minutes budget
+    vae_batch: int = 16  # clips per step; one random chunk (time_down frames) of each: chunks are coded alone
     vae_object_weight: float = 5.0  # extra loss weight on object pixels (they are few)
     # ---- latent cache stage
     cache_clips: int = 12000  # clips encoded once for DiT training (~25 per attribute combination)
     # ---- DiT stage (model config lives in dit.DiTConfig)
-    dit: dict = field(default_factory=dict)  # overrides for DiTConfig fields
+    # overrides for DiTConfig fields; the latent grid follows the autoencoder (64 / 4 = 16 cells), and
+    # 4x4-cell patches keep the transformer at 64 tokens
+    dit: dict = field(default_factory=lambda: {"latent_size": 16, "patch": 4})
     dit_lr: float = 8e-4
     dit_batch: int = 64  # small batches, many steps: what a 1-thread CPU run can afford
     dit_warmup: int = 200  # linear LR warm-up steps
@@ -130,6 +132,9 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         for pg in opt.param_groups:
             pg["lr"] = lr
         b, x = render_clips(cfg.vae_batch, g)
+        k = cfg.vae.time_down
+        first = torch.randint(0, x.shape[1] // k, (x.shape[0],), generator=g) * k  # one chunk per clip
+        x = x[torch.arange(x.shape[0])[:, None], first[:, None] + torch.arange(k)[None]]  # (B, k, H, W, 3)
         wt = object_weight(b, x, cfg.vae_object_weight).to(device)
         xm = frames_to_model(x).to(device)
         with torch.set_grad_enabled(not decoder_only):

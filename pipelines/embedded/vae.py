@@ -23,6 +23,12 @@ class VAEConfig:
     t_ch: int = 96  # width of the chunk (frames folded into channels) part at 8x8
     time_down: int = 4  # frames per latent step (a "chunk"); chunks are coded independently
     latent_noise: float = 0.1  # std of noise added to latents before decoding, in training
+    arch: str = "v1"  # "v1": one conv per scale, 8x; "v2": a full-resolution stem, residual blocks per scale
+
+    @property
+    def space_down(self) -> int:
+        """Spatial compression: v1 is 8x; v2 halves the size len(ch) - 1 times."""
+        return 8 if self.arch == "v1" else 2 ** (len(self.ch) - 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,12 +89,76 @@ class Decoder(nn.Module):
         return x.reshape(B, T * self.k, *x.shape[1:]).transpose(1, 2)  # (B, 3, F, H, W)
 
 
+class ResBlock(nn.Module):
+    """x + conv(silu(conv(silu(x)))); the second conv starts at zero so a new block is the identity."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, 1, 1)
+        self.conv2 = nn.Conv2d(c, c, 3, 1, 1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+class Encoder2(nn.Module):
+    """v2: a 3x3 stem at full resolution, then per halving a strided conv and a residual block
+    (len(ch) - 1 halvings); the chunk's frames are folded into channels at the lowest resolution
+    and mixed by a residual block before the latent."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        ch = cfg.ch
+        self.k = k = cfg.time_down
+        layers: list[nn.Module] = [nn.Conv2d(3, ch[0], 3, 1, 1), nn.SiLU()]
+        for cin, cout in zip(ch[:-1], ch[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), ResBlock(cout), nn.SiLU()]
+        self.spatial = nn.Sequential(*layers)
+        self.chunk = nn.Sequential(
+            nn.Conv2d(k * ch[-1], cfg.t_ch, 3, 1, 1), ResBlock(cfg.t_ch), nn.SiLU(),
+            nn.Conv2d(cfg.t_ch, cfg.latent_channels, 3, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, Fr, H, W = x.shape
+        h = self.spatial(x.transpose(1, 2).reshape(B * Fr, C, H, W))  # (B*F, c, H/s, W/s)
+        h = h.reshape(B * Fr // self.k, self.k * h.shape[1], *h.shape[2:])  # frames folded into channels
+        z = self.chunk(h)
+        return z.reshape(B, Fr // self.k, *z.shape[1:]).transpose(1, 2)  # (B, z, F/k, H/s, W/s)
+
+
+class Decoder2(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        ch = cfg.ch
+        self.k = k = cfg.time_down
+        self.chunk = nn.Sequential(
+            nn.Conv2d(cfg.latent_channels, cfg.t_ch, 3, 1, 1), ResBlock(cfg.t_ch), nn.SiLU(),
+            nn.Conv2d(cfg.t_ch, k * ch[-1], 3, 1, 1),
+        )
+        layers: list[nn.Module] = []
+        for cin, cout in zip(ch[::-1][:-1], ch[::-1][1:]):  # e.g. 64 -> 32 -> 16 channels, doubling the size
+            layers += [ResBlock(cin), nn.SiLU(), nn.Conv2d(cin, 4 * cout, 3, 1, 1), nn.PixelShuffle(2)]
+        layers += [nn.SiLU(), nn.Conv2d(ch[0], 3, 3, 1, 1)]
+        self.spatial = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        B, C, T, H, W = z.shape
+        h = self.chunk(z.transpose(1, 2).reshape(B * T, C, H, W))  # (B*T, k*c, h, w)
+        h = h.reshape(B * T * self.k, h.shape[1] // self.k, H, W)  # frames unfolded
+        x = self.spatial(h)
+        return x.reshape(B, T * self.k, *x.shape[1:]).transpose(1, 2)  # (B, 3, F, H, W)
+
+
 class VideoAutoencoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
+        v2 = cfg.arch == "v2"
+        self.encoder = Encoder2(cfg) if v2 else Encoder(cfg)
+        self.decoder = Decoder2(cfg) if v2 else Decoder(cfg)
         # latent normalisation, measured after training (see train.py); buffers so they ship with weights
         self.register_buffer("shift", torch.zeros(cfg.latent_channels))
         self.register_buffer("scale", torch.ones(cfg.latent_channels))

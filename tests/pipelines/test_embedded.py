@@ -28,8 +28,8 @@ from studio.requests import (  # noqa: E402
 
 torch.set_num_threads(1)
 
-TINY_VAE = VAEConfig(ch=(4, 4, 4), t_ch=8)
-TINY_DIT = dict(width=16, depth=1, heads=2, text_width=16, text_depth=1)
+TINY_VAE = VAEConfig(arch="v2", ch=(4, 4, 4), t_ch=8)  # 4x in space: 16x16 latent cells
+TINY_DIT = dict(width=16, depth=1, heads=2, text_width=16, text_depth=1, latent_size=16, patch=4)
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +101,14 @@ def test_tokenizer_is_case_and_spacing_blind_and_never_fails():
 
 
 # ---- networks and sampler -----------------------------------------------------------------------------
-def test_vae_shapes():
-    vae = VideoAutoencoder(TINY_VAE)
+@pytest.mark.parametrize("cfg", [VAEConfig(), TINY_VAE, VAEConfig(arch="v2", ch=(4, 4, 4, 4), t_ch=8)],
+                         ids=["v1", "v2-4x", "v2-8x"])
+def test_vae_shapes(cfg):
+    vae = VideoAutoencoder(cfg)
     x = torch.rand(2, 3, 16, 64, 64) * 2 - 1
     z = vae.encode(x)
-    assert z.shape == (2, TINY_VAE.latent_channels, 4, 8, 8)
+    s = 64 // cfg.space_down
+    assert z.shape == (2, cfg.latent_channels, 4, s, s)
     assert vae.decode(z).shape == x.shape
     loss, _ = vae.loss(x)
     loss.backward()
@@ -114,11 +117,11 @@ def test_vae_shapes():
 def test_dit_shapes_and_conditioning():
     tok = Tokenizer()
     dit = DiT(DiTConfig(vocab_size=len(tok), **TINY_DIT))
-    x = torch.randn(3, 8, 4, 8, 8)
+    x = torch.randn(3, 8, 4, 16, 16)
     text = dit.encode_text(tok.batch(["a red circle", "", "blue square moving left on gray"]))
     v = dit(x, torch.rand(3), text)
     assert v.shape == x.shape
-    v2 = dit(x, torch.rand(3), text, image=torch.randn(3, 8, 8, 8), has_image=torch.tensor([True, False, True]))
+    v2 = dit(x, torch.rand(3), text, image=torch.randn(3, 8, 16, 16), has_image=torch.tensor([True, False, True]))
     assert v2.shape == x.shape
     diffusion.fm_loss(lambda xt, t: dit(xt, t, text), x).backward()
 
