@@ -54,7 +54,8 @@ def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> No
 
 
 def dit_config(cfg: TrainConfig, tok: Tokenizer) -> DiTConfig:
-    d = {"latent_channels": cfg.vae.latent_channels, "vocab_size": max(256, len(tok)), **cfg.dit}
+    d = {"latent_channels": cfg.vae.latent_channels, "latent_size": world.WorldConfig().width // cfg.vae.space_down,
+         "vocab_size": max(256, len(tok)), **cfg.dit}
     return DiTConfig(**d)
 
 

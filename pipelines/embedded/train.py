@@ -42,9 +42,9 @@ class TrainConfig:
     # ---- latent cache stage
     cache_clips: int = 12000  # clips encoded once for DiT training (~25 per attribute combination)
     # ---- DiT stage (model config lives in dit.DiTConfig)
-    # overrides for DiTConfig fields; the latent grid follows the autoencoder (64 / 4 = 16 cells), and
-    # 4x4-cell patches keep the transformer at 64 tokens
-    dit: dict = field(default_factory=lambda: {"latent_size": 16, "patch": 4})
+    # overrides for DiTConfig fields (the latent grid size comes from the autoencoder); 4x4-cell patches
+    # over its 16x16 cells keep the transformer at 64 tokens
+    dit: dict = field(default_factory=lambda: {"patch": 4})
     dit_lr: float = 8e-4
     dit_batch: int = 64  # small batches, many steps: what a 1-thread CPU run can afford
     dit_warmup: int = 200  # linear LR warm-up steps

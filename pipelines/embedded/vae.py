@@ -44,7 +44,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         c1, c2, c3 = cfg.ch
-        k = cfg.time_down
+        self.k = k = cfg.time_down
         self.spatial = nn.Sequential(
             nn.Conv2d(3, c1, 4, 2, 1), nn.SiLU(),  # 64 -> 32
             nn.Conv2d(c1, c2, 4, 2, 1), nn.SiLU(),  # 32 -> 16
@@ -57,12 +57,12 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, Fr, H, W = x.shape
-        k = self.chunk[0].in_channels // self.spatial[4].out_channels
+        k = self.k
         h = x.transpose(1, 2).reshape(B * Fr, C, H, W)  # (B*F, 3, H, W)
-        h = self.spatial(h)  # (B*F, c3, H/8, W/8)
-        h = h.reshape(B * Fr // k, k * h.shape[1], *h.shape[2:])  # (B*F/4, 4*c3, h, w): frames folded
-        z = self.chunk(h)  # (B*F/4, z, h, w)
-        return z.reshape(B, Fr // k, *z.shape[1:]).transpose(1, 2)  # (B, z, F/4, h, w)
+        h = self.spatial(h)  # (B*F, c, H/s, W/s)
+        h = h.reshape(B * Fr // k, k * h.shape[1], *h.shape[2:])  # (B*F/k, k*c, h, w): frames folded
+        z = self.chunk(h)  # (B*F/k, z, h, w)
+        return z.reshape(B, Fr // k, *z.shape[1:]).transpose(1, 2)  # (B, z, F/k, h, w)
 
 
 class Decoder(nn.Module):
@@ -83,9 +83,9 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         B, C, T, H, W = z.shape
         h = z.transpose(1, 2).reshape(B * T, C, H, W)  # (B*T, z, h, w)
-        h = self.chunk(h)  # (B*T, 4*c3, h, w)
-        h = h.reshape(B * T * self.k, h.shape[1] // self.k, H, W)  # (B*F, c3, h, w): frames unfolded
-        x = self.spatial(h)  # (B*F, 3, 8h, 8w)
+        h = self.chunk(h)  # (B*T, k*c, h, w)
+        h = h.reshape(B * T * self.k, h.shape[1] // self.k, H, W)  # (B*F, c, h, w): frames unfolded
+        x = self.spatial(h)  # (B*F, 3, s*h, s*w)
         return x.reshape(B, T * self.k, *x.shape[1:]).transpose(1, 2)  # (B, 3, F, H, W)
 
 
@@ -103,13 +103,13 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
-class Encoder2(nn.Module):
+class Encoder2(Encoder):
     """v2: a 3x3 stem at full resolution, then per halving a strided conv and a residual block
     (len(ch) - 1 halvings); the chunk's frames are folded into channels at the lowest resolution
     and mixed by a residual block before the latent."""
 
     def __init__(self, cfg: VAEConfig):
-        super().__init__()
+        nn.Module.__init__(self)  # same forward as Encoder (fold frames at the lowest resolution), other layers
         ch = cfg.ch
         self.k = k = cfg.time_down
         layers: list[nn.Module] = [nn.Conv2d(3, ch[0], 3, 1, 1), nn.SiLU()]
@@ -121,17 +121,9 @@ class Encoder2(nn.Module):
             nn.Conv2d(cfg.t_ch, cfg.latent_channels, 3, 1, 1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, Fr, H, W = x.shape
-        h = self.spatial(x.transpose(1, 2).reshape(B * Fr, C, H, W))  # (B*F, c, H/s, W/s)
-        h = h.reshape(B * Fr // self.k, self.k * h.shape[1], *h.shape[2:])  # frames folded into channels
-        z = self.chunk(h)
-        return z.reshape(B, Fr // self.k, *z.shape[1:]).transpose(1, 2)  # (B, z, F/k, H/s, W/s)
-
-
-class Decoder2(nn.Module):
+class Decoder2(Decoder):
     def __init__(self, cfg: VAEConfig):
-        super().__init__()
+        nn.Module.__init__(self)  # same forward as Decoder, other layers
         ch = cfg.ch
         self.k = k = cfg.time_down
         self.chunk = nn.Sequential(
@@ -143,14 +135,6 @@ class Decoder2(nn.Module):
             layers += [ResBlock(cin), nn.SiLU(), nn.Conv2d(cin, 4 * cout, 3, 1, 1), nn.PixelShuffle(2)]
         layers += [nn.SiLU(), nn.Conv2d(ch[0], 3, 3, 1, 1)]
         self.spatial = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        B, C, T, H, W = z.shape
-        h = self.chunk(z.transpose(1, 2).reshape(B * T, C, H, W))  # (B*T, k*c, h, w)
-        h = h.reshape(B * T * self.k, h.shape[1] // self.k, H, W)  # frames unfolded
-        x = self.spatial(h)
-        return x.reshape(B, T * self.k, *x.shape[1:]).transpose(1, 2)  # (B, 3, F, H, W)
-
 
 class VideoAutoencoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
