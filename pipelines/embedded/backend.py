@@ -88,8 +88,8 @@ class EmbeddedBackend:
         import torch
         from safetensors.torch import load_file
 
-        from pipelines.embedded.dit import DiT, DiTConfig
         from pipelines.embedded.text import Tokenizer
+        from pipelines.embedded.unet import build_denoiser
         from pipelines.embedded.vae import VAEConfig, VideoAutoencoder
 
         wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
@@ -101,7 +101,7 @@ class EmbeddedBackend:
             tensors = load_file(str(wfile))
             self.vae = VideoAutoencoder(VAEConfig.from_dict(meta["vae"]))
             self.vae.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("vae.")})
-            self.dit = DiT(DiTConfig.from_dict(meta["dit"]))
+            self.dit = build_denoiser(meta["dit"])  # the U-Net or the DiT, as config.json says
             self.dit.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("dit.")})
         except Exception as exc:  # corrupt or mismatched files: say which and what to do
             raise ModelLoadError(f"could not load the embedded model from {wdir}: {exc}; {TRAIN_HINT}") from exc

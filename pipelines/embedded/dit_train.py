@@ -13,9 +13,10 @@ import torch
 
 from pipelines.embedded import world
 from pipelines.embedded.diffusion import fm_loss
-from pipelines.embedded.dit import DiT, DiTConfig
+from pipelines.embedded.dit import DiTConfig
+from pipelines.embedded.unet import UNetConfig, build_denoiser
 from pipelines.embedded.text import Tokenizer
-from pipelines.embedded.train import TrainConfig, load_vae, log, render_clips, save_atomic
+from pipelines.embedded.train import TrainConfig, cosine_lr, load_vae, log, render_clips, save_atomic
 from pipelines.embedded.vae import frames_to_model
 
 MODEL_VERSION = "1"
@@ -53,10 +54,12 @@ def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> No
     log(f"cache done: {N} clips, latent std {lat.float().std():.3f}")
 
 
-def dit_config(cfg: TrainConfig, tok: Tokenizer) -> DiTConfig:
+def dit_config(cfg: TrainConfig, tok: Tokenizer) -> dict:
+    """The denoiser's config dict (U-Net when cfg.dit says "arch": "unet", else DiT), filled in from
+    the autoencoder (latent channels and grid) and the tokenizer."""
     d = {"latent_channels": cfg.vae.latent_channels, "latent_size": world.WorldConfig().width // cfg.vae.space_down,
          "vocab_size": max(256, len(tok)), **cfg.dit}
-    return DiTConfig(**d)
+    return (UNetConfig if d.get("arch") == "unet" else DiTConfig).from_dict(d).to_dict()
 
 
 def captions_for(labels: torch.Tensor, rng: random.Random, p_uncond: float) -> list[str]:
@@ -86,10 +89,10 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
     step = 0
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        dcfg = DiTConfig.from_dict(ck["dit_config"])
+        dcfg = ck["dit_config"]
     else:
         ck, dcfg = None, dit_config(cfg, tok)
-    model = DiT(dcfg).to(device)
+    model = build_denoiser(dcfg).to(device)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.dit_lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     if ck is not None:
@@ -104,12 +107,12 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
     gi = torch.Generator().manual_seed(cfg.seed + 11 + step)
     rng = random.Random(cfg.seed + 13 + step)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"dit: {n_params / 1e6:.2f}M params, {dcfg.tokens} tokens, width {dcfg.width}, depth {dcfg.depth}, "
-        f"batch {cfg.dit_batch}, {N} cached clips, device {device}")
+    log(f"denoiser {dcfg.get('arch', 'dit')}: {n_params / 1e6:.2f}M params, batch {cfg.dit_batch}, "
+        f"{N} cached clips, device {device}")
 
     def save():
         save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                     "dit_config": dcfg.to_dict(), "config": cfg.to_dict(), "vocab": tok.vocab}, ckpt_path)
+                     "dit_config": dcfg, "config": cfg.to_dict(), "vocab": tok.vocab}, ckpt_path)
 
     t_end, t_ck, t0, s0, ema_loss = time.time() + minutes * 60, time.time(), time.time(), step, None
     model.train()
@@ -119,8 +122,9 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         image = img[idx].float().to(device)
         has_image = (torch.rand(cfg.dit_batch, generator=gi) < cfg.p_image).to(device)
         ids = tok.batch(captions_for(labels[idx], rng, cfg.p_uncond)).to(device)
+        lr = cosine_lr(cfg.dit_lr, (time.time() - t0) / (minutes * 60), min(1.0, (step + 1) / cfg.dit_warmup))
         for pg in opt.param_groups:
-            pg["lr"] = cfg.dit_lr * min(1.0, (step + 1) / cfg.dit_warmup)
+            pg["lr"] = lr
         text = model.encode_text(ids)
         loss = fm_loss(lambda xt, t: model(xt, t, text, image, has_image), x0, g)
         opt.zero_grad(set_to_none=True)

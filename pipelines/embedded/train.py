@@ -41,11 +41,11 @@ class TrainConfig:
     vae_object_weight: float = 5.0  # extra loss weight on object pixels (they are few)
     # ---- latent cache stage
     cache_clips: int = 12000  # clips encoded once for DiT training (~25 per attribute combination)
-    # ---- DiT stage (model config lives in dit.DiTConfig)
-    # overrides for DiTConfig fields (the latent grid size comes from the autoencoder); 4x4-cell patches
-    # over its 16x16 cells keep the transformer at 64 tokens
-    dit: dict = field(default_factory=lambda: {"patch": 4})
-    dit_lr: float = 8e-4
+    # ---- denoiser stage ("dit" for history: the model config lives in unet.UNetConfig or dit.DiTConfig)
+    # overrides for the denoiser's config fields (the latent grid size comes from the autoencoder);
+    # {"patch": 4} instead selects the DiT with 4x4-cell patches (64 tokens over 16x16 cells)
+    dit: dict = field(default_factory=lambda: {"arch": "unet"})
+    dit_lr: float = 8e-4  # peak; warm-up over dit_warmup steps, then cosine decay over the --minutes budget
     dit_batch: int = 64  # small batches, many steps: what a 1-thread CPU run can afford
     dit_warmup: int = 200  # linear LR warm-up steps
     weight_decay: float = 0.0
@@ -74,6 +74,12 @@ def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def cosine_lr(peak: float, frac: float, warm: float) -> float:
+    """Learning rate at fraction `frac` of a stage's time budget: warm-up factor `warm` (0..1), then
+    cosine decay to 10% of `peak` at the end of the budget (each invocation, resumed or not)."""
+    return peak * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
 def log(msg: str) -> None:
@@ -128,7 +134,7 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
     while time.time() < t_end:
         frac = (time.time() - t_start) / (minutes * 60)  # schedule by wall time: the budget is minutes
         peak = cfg.vae_lr * (0.33 if decoder_only else 1.0)  # gentler when fine-tuning
-        lr = peak * min(1.0, (step - s0 + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = cosine_lr(peak, frac, min(1.0, (step - s0 + 1) / 50))
         for pg in opt.param_groups:
             pg["lr"] = lr
         b, x = render_clips(cfg.vae_batch, g)

@@ -14,10 +14,11 @@ torch = pytest.importorskip("torch")
 from pipelines.base import Cancelled, MediaInputs, ModelLoadError  # noqa: E402
 from pipelines.embedded import diffusion, world  # noqa: E402
 from pipelines.embedded.backend import EMBEDDED_SPEC, WEIGHTS_DIR, EmbeddedBackend, embedded_entry  # noqa: E402
-from pipelines.embedded.dit import DiT, DiTConfig  # noqa: E402
+from pipelines.embedded.dit import DiTConfig  # noqa: E402
 from pipelines.embedded.dit_train import write_assets  # noqa: E402
 from pipelines.embedded.evaluate import analyse, groundtruth_clips, psnr, score  # noqa: E402
 from pipelines.embedded.text import BOS, UNK, Tokenizer  # noqa: E402
+from pipelines.embedded.unet import UNetConfig, build_denoiser  # noqa: E402
 from pipelines.embedded.vae import VAEConfig, VideoAutoencoder, frames_to_model  # noqa: E402
 from studio.requests import (  # noqa: E402
     ImageToVideoRequest,
@@ -30,15 +31,18 @@ torch.set_num_threads(1)
 
 TINY_VAE = VAEConfig(arch="v2", ch=(4, 4, 4), t_ch=8)  # 4x in space: 16x16 latent cells
 TINY_DIT = dict(width=16, depth=1, heads=2, text_width=16, text_depth=1, latent_size=16, patch=4)
+TINY_UNET = dict(arch="unet", ch=(8, 8, 16), mid_depth=1, heads=2, text_width=16, text_depth=1, latent_size=16)
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
+@pytest.fixture(scope="module", params=["dit", "unet"])
+def tiny_weights(request, tmp_path_factory):
+    """Random tiny weights in the shipping format, for each denoiser architecture the loader knows."""
     torch.manual_seed(0)
     tok = Tokenizer()
     vae = VideoAutoencoder(TINY_VAE)
-    dcfg = DiTConfig(vocab_size=len(tok), **TINY_DIT)
-    dit = DiT(dcfg)
+    dcfg = (DiTConfig(vocab_size=len(tok), **TINY_DIT) if request.param == "dit"
+            else UNetConfig(vocab_size=len(tok), **TINY_UNET))
+    dit = build_denoiser(dcfg.to_dict())
     for p in dit.parameters():  # the zero-initialised output would make every mode trivially the mean
         torch.nn.init.normal_(p, std=0.05)
     d = tmp_path_factory.mktemp("embedded")
@@ -114,15 +118,27 @@ def test_vae_shapes(cfg):
     loss.backward()
 
 
-def test_dit_shapes_and_conditioning():
+@pytest.mark.parametrize("arch", ["dit", "unet"])
+def test_denoiser_shapes_and_conditioning(arch):
     tok = Tokenizer()
-    dit = DiT(DiTConfig(vocab_size=len(tok), **TINY_DIT))
+    cfg = DiTConfig(vocab_size=len(tok), **TINY_DIT) if arch == "dit" else UNetConfig(vocab_size=len(tok), **TINY_UNET)
+    dit = build_denoiser(cfg.to_dict())
+    assert type(dit).__name__ == {"dit": "DiT", "unet": "UNet"}[arch]
     x = torch.randn(3, 8, 4, 16, 16)
-    text = dit.encode_text(tok.batch(["a red circle", "", "blue square moving left on gray"]))
+    ids = tok.batch(["a red circle", "", "blue square moving left on gray"])
+    text = dit.encode_text(ids)
     v = dit(x, torch.rand(3), text)
     assert v.shape == x.shape
     v2 = dit(x, torch.rand(3), text, image=torch.randn(3, 8, 16, 16), has_image=torch.tensor([True, False, True]))
     assert v2.shape == x.shape
+    for p in dit.parameters():  # zero-initialised outputs: perturb so that conditioning can show
+        torch.nn.init.normal_(p, std=0.05)
+    text = dit.encode_text(ids)
+    t, x = torch.full((3,), 0.5), x[:1].expand(3, -1, -1, -1, -1)  # rows differ in their prompt only
+    base = dit(x, t, text)
+    assert not torch.allclose(base, dit(x, torch.full((3,), 0.9), text))  # the timestep is used
+    assert not torch.allclose(base, dit(x, t, text, image=torch.randn(3, 8, 16, 16)))  # the image is used
+    assert not torch.allclose(base[0], base[1])  # the prompt is used
     diffusion.fm_loss(lambda xt, t: dit(xt, t, text), x).backward()
 
 
