@@ -14,9 +14,15 @@ import torch
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t (B,)) -> v
 
 
-def sample_t(n: int, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
-    """Training timesteps: logit-normal(0, 1) (SD3), which favours the middle of the path."""
-    return torch.sigmoid(torch.randn(n, generator=generator, device=device))
+def shift_t(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """Resolution shift (SD3): shift > 1 moves timesteps towards pure noise, where a larger latent
+    (more values per clip, so more signal left at a given t) decides its global layout."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def sample_t(n: int, generator: torch.Generator | None = None, device="cpu", shift: float = 1.0) -> torch.Tensor:
+    """Training timesteps: logit-normal(0, 1) (SD3), which favours the middle of the path, then shifted."""
+    return shift_t(torch.sigmoid(torch.randn(n, generator=generator, device=device)), shift)
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -24,9 +30,10 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.T
     return (1 - t) * x0 + t * noise
 
 
-def fm_loss(velocity: Velocity, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean squared error between predicted and true velocity at a random t."""
-    t = sample_t(x0.shape[0], generator, x0.device)
+def fm_loss(velocity: Velocity, x0: torch.Tensor, generator: torch.Generator | None = None,
+            shift: float = 1.0) -> torch.Tensor:
+    """Mean squared error between predicted and true velocity at a random (shifted) t."""
+    t = sample_t(x0.shape[0], generator, x0.device, shift)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device)
     v = velocity(add_noise(x0, noise, t), t)
     return (v - (noise - x0)).pow(2).mean()
@@ -34,8 +41,7 @@ def fm_loss(velocity: Velocity, x0: torch.Tensor, generator: torch.Generator | N
 
 def timesteps(steps: int, t_start: float = 1.0, shift: float = 1.0) -> torch.Tensor:
     """steps + 1 values from t_start down to 0; shift > 1 spends more steps at high noise."""
-    t = torch.linspace(t_start, 0.0, steps + 1)
-    return shift * t / (1 + (shift - 1) * t)
+    return shift_t(torch.linspace(t_start, 0.0, steps + 1), shift)
 
 
 def cfg_velocity(model_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], scale: float) -> Velocity:

@@ -126,7 +126,7 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         for pg in opt.param_groups:
             pg["lr"] = lr
         text = model.encode_text(ids)
-        loss = fm_loss(lambda xt, t: model(xt, t, text, image, has_image), x0, g)
+        loss = fm_loss(lambda xt, t: model(xt, t, text, image, has_image), x0, g, cfg.t_shift)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -145,7 +145,7 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
 
 
 def write_assets(assets: Path, vae_state: dict, dit_state: dict, vae_cfg: dict, dit_cfg: dict, vocab: list[str],
-                 training: dict | None = None, dtype: str = "float32") -> Path:
+                 training: dict | None = None, dtype: str = "float32", shift: float = 1.0) -> Path:
     """The shipping format: model.safetensors ("vae.*" and "dit.*" tensors) + config.json."""
     from safetensors.torch import save_file
 
@@ -154,7 +154,7 @@ def write_assets(assets: Path, vae_state: dict, dit_state: dict, vae_cfg: dict, 
     tensors.update({f"dit.{k}": v.to(dt).contiguous() for k, v in dit_state.items()})
     assets.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(assets / "model.safetensors"))
-    meta = {"version": MODEL_VERSION, "vae": vae_cfg, "dit": dit_cfg, "vocab": vocab, "sampler": {"shift": 1.0},
+    meta = {"version": MODEL_VERSION, "vae": vae_cfg, "dit": dit_cfg, "vocab": vocab, "sampler": {"shift": shift},
             "training": training or {}}
     (assets / "config.json").write_text(json.dumps(meta, indent=1))
     return assets / "model.safetensors"
@@ -168,7 +168,7 @@ def export(out: Path, assets: Path, dtype: str = "float32", which: str = "ema") 
     training = {"vae_steps": vae_ck["step"], "dit_steps": dit_ck["step"], "dit_batch": cfg.dit_batch,
                 "cache_clips": cfg.cache_clips, "dit_weights": which}
     path = write_assets(assets, vae_ck["model"], dit_ck[which], cfg.vae.to_dict(), dit_ck["dit_config"],
-                        dit_ck["vocab"], training, dtype)
+                        dit_ck["vocab"], training, dtype, cfg.t_shift)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha}), dit step {dit_ck['step']}")
     return path

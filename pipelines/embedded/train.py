@@ -52,6 +52,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_uncond: float = 0.1  # condition dropout (text -> empty prompt) so CFG / negative prompts work
     p_image: float = 0.3  # first-frame (i2v) conditioning given in this fraction of samples
+    t_shift: float = 1.0  # training timesteps shifted towards noise (diffusion.shift_t); export makes it the sampler's
     # ---- bookkeeping
     seed: int = 0
     checkpoint_every_s: float = 180.0
