@@ -33,7 +33,7 @@ CONFIG_FILE = "config.json"
 PREVIEW_EVERY = 4
 TRAIN_HINT = (
     "train it with `python -m pipelines.embedded.train --stage all --vae-minutes 15 --minutes 60 --threads 1` "
-    "(autoencoder, latent cache, transformer, then export to assets/embedded/)"
+    "(autoencoder, latent cache, denoiser, then export to assets/embedded/)"
 )
 
 EMBEDDED_SPEC = ModelSpec(

@@ -167,7 +167,8 @@ def export(out: Path, assets: Path, dtype: str = "float32", which: str = "ema") 
     cfg = TrainConfig.from_dict(dit_ck["config"])
     training = {"vae_steps": vae_ck["step"], "dit_steps": dit_ck["step"], "dit_batch": cfg.dit_batch,
                 "cache_clips": cfg.cache_clips, "dit_weights": which}
-    path = write_assets(assets, vae_ck["model"], dit_ck[which], cfg.vae.to_dict(), dit_ck["dit_config"],
+    vae_cfg = TrainConfig.from_dict(vae_ck["config"]).vae  # the autoencoder's own, not the DiT run's default
+    path = write_assets(assets, vae_ck["model"], dit_ck[which], vae_cfg.to_dict(), dit_ck["dit_config"],
                         dit_ck["vocab"], training, dtype, cfg.t_shift)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha}), dit step {dit_ck['step']}")
