@@ -35,6 +35,7 @@ class UNetConfig:
     latent_size: int = 16
     ch: tuple = (32, 64, 128)  # channels at 16x16, 8x8, 4x4 latent cells; ch[-1] is also the conditioning width
     mid_depth: int = 2  # DiT blocks at the lowest resolution
+    depth_8: int = 0  # DiT blocks (spacetime self-attention over T*8*8 tokens) after the 8x8 down block
     heads: int = 4
     vocab_size: int = 256
     text_width: int = 128
@@ -120,6 +121,12 @@ class UNet(nn.Module):
         self.down0 = nn.Conv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.res1 = ResBlock(c1, c1, D)
         self.xattn1 = CrossAttn(c1, cfg.heads, cfg.text_width)
+        if cfg.depth_8:  # motion needs global spacetime attention at a grid finer than 4x4
+            self.c8 = nn.Linear(D, c1)
+            b8 = DiTConfig(width=c1, heads=cfg.heads, text_width=cfg.text_width, mlp_ratio=2.0)
+            self.blocks8 = nn.ModuleList(DiTBlock(b8) for _ in range(cfg.depth_8))
+            s8 = cfg.latent_size // 2
+            self.register_buffer("pos8", sincos_3d(cfg.latent_frames, s8, s8, c1)[None], persistent=False)
         self.down1 = nn.Conv3d(c1, c2, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.res2a = ResBlock(c2, c2, D)
         bcfg = DiTConfig(width=c2, heads=cfg.heads, text_width=cfg.text_width, mlp_ratio=2.0)
@@ -177,6 +184,12 @@ class UNet(nn.Module):
         c = self.t_embed(t) + self.text_pool(pooled) + self.image_flag(has_image.long())  # (B, D)
         s0 = self.res0(self.conv_in(x), c)
         s1 = self.xattn1(self.res1(self.down0(s0), c), ctx, ctx_mask)
+        if self.cfg.depth_8:
+            B1, C1, T1, h1, w1 = s1.shape
+            tok, c8 = s1.flatten(2).transpose(1, 2) + self.pos8, self.c8(c)
+            for blk in self.blocks8:
+                tok = blk(tok, c8, ctx, ctx_mask)
+            s1 = tok.transpose(1, 2).reshape(B1, C1, T1, h1, w1)
         m = self.res2a(self.down1(s1), c)
         Bm, Cm, Tm, hm, wm = m.shape
         tok = m.flatten(2).transpose(1, 2) + self.pos  # (B, T*4*4, c2)

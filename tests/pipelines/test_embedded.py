@@ -118,12 +118,13 @@ def test_vae_shapes(cfg):
     loss.backward()
 
 
-@pytest.mark.parametrize("arch", ["dit", "unet"])
+@pytest.mark.parametrize("arch", ["dit", "unet", "unet-attn8"])
 def test_denoiser_shapes_and_conditioning(arch):
     tok = Tokenizer()
-    cfg = DiTConfig(vocab_size=len(tok), **TINY_DIT) if arch == "dit" else UNetConfig(vocab_size=len(tok), **TINY_UNET)
+    cfg = (DiTConfig(vocab_size=len(tok), **TINY_DIT) if arch == "dit"
+           else UNetConfig(vocab_size=len(tok), **TINY_UNET, depth_8=int(arch == "unet-attn8")))
     dit = build_denoiser(cfg.to_dict())
-    assert type(dit).__name__ == {"dit": "DiT", "unet": "UNet"}[arch]
+    assert type(dit).__name__ == {"dit": "DiT"}.get(arch, "UNet")
     x = torch.randn(3, 8, 4, 16, 16)
     ids = tok.batch(["a red circle", "", "blue square moving left on gray"])
     text = dit.encode_text(ids)
