@@ -158,9 +158,10 @@ class UNet(nn.Module):
                 nn.init.zeros_(m.conv_t.bias)
                 nn.init.zeros_(m.film.weight)
                 nn.init.zeros_(m.film.bias)
-            elif isinstance(m, DiTBlock):
+            elif isinstance(m, DiTBlock):  # its cross-attention is ungated: zero its output too
                 nn.init.zeros_(m.ada[-1].weight)
                 nn.init.zeros_(m.ada[-1].bias)
+                nn.init.zeros_(m.cross.proj.weight)
             elif isinstance(m, CrossAttn):
                 nn.init.zeros_(m.attn.proj.weight)
         nn.init.zeros_(self.conv_out.weight)
@@ -189,7 +190,9 @@ class UNet(nn.Module):
             tok, c8 = s1.flatten(2).transpose(1, 2) + self.pos8, self.c8(c)
             for blk in self.blocks8:
                 tok = blk(tok, c8, ctx, ctx_mask)
-            s1 = tok.transpose(1, 2).reshape(B1, C1, T1, h1, w1)
+            # positions go in and come out again: the blocks add only their residual updates, so zero-
+            # initialised blocks leave a trained U-Net's function unchanged (warm start)
+            s1 = (tok - self.pos8).transpose(1, 2).reshape(B1, C1, T1, h1, w1)
         m = self.res2a(self.down1(s1), c)
         Bm, Cm, Tm, hm, wm = m.shape
         tok = m.flatten(2).transpose(1, 2) + self.pos  # (B, T*4*4, c2)

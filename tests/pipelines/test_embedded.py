@@ -266,3 +266,18 @@ def test_shipped_weights_get_the_colours_right():
         a = analyse(run(b, TextToVideoRequest(prompt=prompt), seed=0))
         hits += (a.obj == obj) + (a.bg == bg)
     assert hits >= 7, hits
+
+
+def test_unet_8x8_attention_blocks_start_as_identity():
+    """Adding the zero-initialised 8x8 spacetime blocks to a trained U-Net must not change it (warm start)."""
+    tok = Tokenizer()
+    torch.manual_seed(0)
+    base = build_denoiser(UNetConfig(vocab_size=len(tok), **TINY_UNET).to_dict())
+    for p in base.parameters():  # stands in for trained weights
+        torch.nn.init.normal_(p, std=0.05)
+    grown = build_denoiser(UNetConfig(vocab_size=len(tok), **TINY_UNET, depth_8=1).to_dict())
+    missing = grown.load_state_dict(base.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith(("blocks8.", "c8.")) for k in missing)
+    x, t, ids = torch.randn(2, 8, 4, 16, 16), torch.full((2,), 0.5), tok.batch(["a red circle moving left", ""])
+    with torch.no_grad():
+        assert torch.allclose(grown(x, t, grown.encode_text(ids)), base(x, t, base.encode_text(ids)), atol=1e-5)
