@@ -125,6 +125,49 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], -1))
 
 
+class Conditioned(nn.Module):
+    """What both denoisers (this DiT and `unet.UNet`) share: the prompt encoder, the conditioning
+    vector c = timestep + pooled prompt + "image given" flag, and the i2v first-frame channels.
+    The attribute names are part of the weights' format (t_embed.*, text.*, text_pool.*, image_flag.*)."""
+
+    def init_conditioning(self, cfg, D: int) -> None:
+        self.t_embed = TimestepEmbedder(D)
+        self.text = TextEncoder(cfg)
+        self.text_pool = nn.Linear(cfg.text_width, D)
+        self.image_flag = nn.Embedding(2, D)
+
+    def init_common_weights(self, *normal: torch.Tensor) -> None:
+        """Xavier linears, N(0, 0.02) embeddings, `normal` params and text positions; no image flag."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.02)
+        for p in (*normal, self.text.pos):
+            nn.init.normal_(p, std=0.02)
+        nn.init.zeros_(self.image_flag.weight)
+
+    def encode_text(self, ids: torch.Tensor):
+        return self.text(ids)
+
+    def condition(self, x, t, pooled, image=None, has_image=None):
+        """-> (x with the first-frame latent concatenated on the channels when cfg.image_cond, c (B, D)).
+
+        image: (B, C, h, w) latent of the first frame as a still chunk, or None; has_image (B,) bool
+        says which rows carry one (default: all rows when image is given)."""
+        B, C, T, h, w = x.shape
+        if image is None:
+            image = torch.zeros(B, C, h, w, device=x.device, dtype=x.dtype)
+            has_image = torch.zeros(B, dtype=torch.bool, device=x.device)
+        elif has_image is None:
+            has_image = torch.ones(B, dtype=torch.bool, device=x.device)
+        image = image * has_image[:, None, None, None].to(image.dtype)
+        if self.cfg.image_cond:
+            x = torch.cat([x, image[:, :, None].expand(B, C, T, h, w)], 1)  # (B, 2C, T, h, w)
+        return x, self.t_embed(t) + self.text_pool(pooled) + self.image_flag(has_image.long())
+
+
 class DiTBlock(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -144,7 +187,7 @@ class DiTBlock(nn.Module):
         return x + g2[:, None] * self.mlp(modulate(self.ln2(x), sh2, sc2))
 
 
-class DiT(nn.Module):
+class DiT(Conditioned):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
         self.cfg = cfg
@@ -152,10 +195,7 @@ class DiT(nn.Module):
         in_ch = C * 2 if cfg.image_cond else C
         self.patch_in = nn.Linear(in_ch * p * p, D)
         self.pos = nn.Parameter(torch.zeros(1, cfg.tokens, D))
-        self.t_embed = TimestepEmbedder(D)
-        self.text = TextEncoder(cfg)
-        self.text_pool = nn.Linear(cfg.text_width, D)
-        self.image_flag = nn.Embedding(2, D)
+        self.init_conditioning(cfg, D)
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.ln_out = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
@@ -164,15 +204,7 @@ class DiT(nn.Module):
 
     def init_weights(self) -> None:
         """All initialisation in one place (DiT recipe: xavier linears, zeroed adaLN and output)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=0.02)
-        nn.init.normal_(self.pos, std=0.02)
-        nn.init.normal_(self.text.pos, std=0.02)
-        nn.init.zeros_(self.image_flag.weight)
+        self.init_common_weights(self.pos)
         for blk in self.blocks:
             nn.init.zeros_(blk.ada[-1].weight)
             nn.init.zeros_(blk.ada[-1].bias)
@@ -181,32 +213,17 @@ class DiT(nn.Module):
         nn.init.zeros_(self.patch_out.weight)
         nn.init.zeros_(self.patch_out.bias)
 
-    def encode_text(self, ids: torch.Tensor):
-        return self.text(ids)
-
     def forward(self, x, t, text, image=None, has_image=None):
-        """x (B, C, T, h, w), t (B,) in [0, 1], text = encode_text(ids) output.
-
-        image: (B, C, h, w) latent of the first frame as a still chunk, or None; has_image (B,) bool
-        says which rows carry one (default: all rows when image is given).
-        """
-        cfg, p = self.cfg, self.cfg.patch
+        """x (B, C, T, h, w), t (B,) in [0, 1], text = encode_text(ids) output; image, has_image: see
+        `Conditioned.condition`."""
+        p = self.cfg.patch
         B, C, T, h, w = x.shape
         ctx, ctx_mask, pooled = text
-        if image is None:
-            image = torch.zeros(B, C, h, w, device=x.device, dtype=x.dtype)
-            has_image = torch.zeros(B, dtype=torch.bool, device=x.device)
-        elif has_image is None:
-            has_image = torch.ones(B, dtype=torch.bool, device=x.device)
-        image = image * has_image[:, None, None, None].to(image.dtype)
-        has_image = has_image.long()
-        if cfg.image_cond:
-            x = torch.cat([x, image[:, :, None].expand(B, C, T, h, w)], 1)  # (B, 2C, T, h, w)
+        x, c = self.condition(x, t, pooled, image, has_image)  # (B, Cin, T, h, w), (B, D)
         Cin = x.shape[1]
         x = x.reshape(B, Cin, T, h // p, p, w // p, p)
         x = x.permute(0, 2, 3, 5, 1, 4, 6).reshape(B, T * (h // p) * (w // p), Cin * p * p)  # (B, N, Cin*p*p)
         x = self.patch_in(x) + self.pos
-        c = self.t_embed(t) + self.text_pool(pooled) + self.image_flag(has_image)  # (B, D)
         for blk in self.blocks:
             x = blk(x, c, ctx, ctx_mask)
         sh, sc = self.ada_out(c).chunk(2, dim=-1)

@@ -13,8 +13,7 @@ import torch
 
 from pipelines.embedded import world
 from pipelines.embedded.diffusion import fm_loss
-from pipelines.embedded.dit import DiTConfig
-from pipelines.embedded.unet import UNetConfig, build_denoiser
+from pipelines.embedded.unet import build_denoiser, denoiser_config
 from pipelines.embedded.text import Tokenizer
 from pipelines.embedded.train import TrainConfig, cosine_lr, load_vae, log, render_clips, save_atomic
 from pipelines.embedded.vae import frames_to_model
@@ -59,7 +58,7 @@ def dit_config(cfg: TrainConfig, tok: Tokenizer) -> dict:
     the autoencoder (latent channels and grid) and the tokenizer."""
     d = {"latent_channels": cfg.vae.latent_channels, "latent_size": world.WorldConfig().width // cfg.vae.space_down,
          "vocab_size": max(256, len(tok)), **cfg.dit}
-    return (UNetConfig if d.get("arch") == "unet" else DiTConfig).from_dict(d).to_dict()
+    return denoiser_config(d).to_dict()
 
 
 def captions_for(labels: torch.Tensor, rng: random.Random, p_uncond: float) -> list[str]:

@@ -17,14 +17,13 @@ Output: the flow-matching velocity, same shape as the input latent.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipelines.embedded.dit import Attention, DiTBlock, DiTConfig, TextEncoder, TimestepEmbedder
+from pipelines.embedded.dit import Attention, Conditioned, DiT, DiTBlock, DiTConfig
 
 
 @dataclass
@@ -106,16 +105,13 @@ class CrossAttn(nn.Module):
         return t.transpose(1, 2).reshape(B, C, T, h, w)
 
 
-class UNet(nn.Module):
+class UNet(Conditioned):
     def __init__(self, cfg: UNetConfig):
         super().__init__()
         self.cfg = cfg
         C, (c0, c1, c2), D = cfg.latent_channels, cfg.ch, cfg.ch[-1]
         in_ch = 2 * C if cfg.image_cond else C
-        self.t_embed = TimestepEmbedder(D)
-        self.text = TextEncoder(cfg)
-        self.text_pool = nn.Linear(cfg.text_width, D)
-        self.image_flag = nn.Embedding(2, D)
+        self.init_conditioning(cfg, D)
         self.conv_in = nn.Conv3d(in_ch, c0, (1, 3, 3), padding=(0, 1, 1))
         self.res0 = ResBlock(c0, c0, D)
         self.down0 = nn.Conv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
@@ -144,14 +140,7 @@ class UNet(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=0.02)
-        nn.init.normal_(self.text.pos, std=0.02)
-        nn.init.zeros_(self.image_flag.weight)
+        self.init_common_weights()
         for m in self.modules():  # every residual branch starts at zero: the net starts as a skip path
             if isinstance(m, ResBlock):
                 nn.init.zeros_(m.conv_t.weight)
@@ -167,22 +156,10 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def encode_text(self, ids: torch.Tensor):
-        return self.text(ids)
-
     def forward(self, x, t, text, image=None, has_image=None):
         """Same contract as `DiT.forward`: x (B, C, T, h, w), t (B,) in [0, 1], text = encode_text(ids)."""
-        B, C, T, h, w = x.shape
         ctx, ctx_mask, pooled = text
-        if image is None:
-            image = torch.zeros(B, C, h, w, device=x.device, dtype=x.dtype)
-            has_image = torch.zeros(B, dtype=torch.bool, device=x.device)
-        elif has_image is None:
-            has_image = torch.ones(B, dtype=torch.bool, device=x.device)
-        image = image * has_image[:, None, None, None].to(image.dtype)
-        if self.cfg.image_cond:
-            x = torch.cat([x, image[:, :, None].expand(B, C, T, h, w)], 1)
-        c = self.t_embed(t) + self.text_pool(pooled) + self.image_flag(has_image.long())  # (B, D)
+        x, c = self.condition(x, t, pooled, image, has_image)  # (B, Cin, T, h, w), (B, D)
         s0 = self.res0(self.conv_in(x), c)
         s1 = self.xattn1(self.res1(self.down0(s0), c), ctx, ctx_mask)
         if self.cfg.depth_8:
@@ -206,10 +183,12 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.n_out(u)))
 
 
-def build_denoiser(d: dict) -> nn.Module:
-    """The denoiser a config dict describes: {"arch": "unet", ...} or a DiT config (no "arch" key)."""
-    if d.get("arch") == "unet":
-        return UNet(UNetConfig.from_dict(d))
-    from pipelines.embedded.dit import DiT
+def denoiser_config(d: dict) -> "UNetConfig | DiTConfig":
+    """The config a dict describes: {"arch": "unet", ...} or a DiT config (no "arch" key)."""
+    return (UNetConfig if d.get("arch") == "unet" else DiTConfig).from_dict(d)
 
-    return DiT(DiTConfig.from_dict(d))
+
+def build_denoiser(d: dict) -> nn.Module:
+    """The denoiser a config dict describes (see `denoiser_config`)."""
+    cfg = denoiser_config(d)
+    return UNet(cfg) if isinstance(cfg, UNetConfig) else DiT(cfg)
