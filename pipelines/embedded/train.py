@@ -21,7 +21,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -101,24 +101,38 @@ def object_weight(b: world.Batch, x: torch.Tensor, w: float) -> torch.Tensor:
 
 # ---- stage: autoencoder ----------------------------------------------------------------------------------
 def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str,
-              decoder_only: bool = False) -> None:
+              decoder_only: bool = False, new_decoder: tuple[tuple[int, ...], int] | None = None) -> None:
     """Train the autoencoder. decoder_only: keep the encoder (and so the cached latents and the DiT)
-    fixed and improve only the decoder; resumes from vae.pt."""
+    fixed and improve only the decoder; resumes from vae.pt, whose config it keeps. new_decoder
+    (widths, chunk width): replace the decoder by a new residual one of that size, trained from scratch."""
     ckpt_path = out / "vae.pt"
+    ck = None
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+    elif decoder_only:
+        raise SystemExit(f"--stage decoder needs a trained autoencoder at {ckpt_path}")
+    fresh_decoder = False
+    if decoder_only:  # the encoder and latent normalisation are the checkpoint's: take its config
+        cfg = TrainConfig.from_dict(ck["config"])
+        if new_decoder and (tuple(new_decoder[0]), new_decoder[1]) != (cfg.vae.dec_ch, cfg.vae.dec_t_ch):
+            cfg.vae = replace(cfg.vae, dec_ch=tuple(new_decoder[0]), dec_t_ch=new_decoder[1])
+            fresh_decoder = True
     model = VideoAutoencoder(cfg.vae).to(device)
     params = model.decoder.parameters() if decoder_only else model.parameters()
     opt = torch.optim.AdamW(params, lr=cfg.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, g = 0, torch.Generator().manual_seed(cfg.seed)
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        if not decoder_only or ck.get("decoder_only"):
-            opt.load_state_dict(ck["opt"])
+    if ck is not None:
+        if fresh_decoder:
+            model.load_state_dict({k: v for k, v in ck["model"].items() if not k.startswith("decoder.")}, strict=False)
+            log(f"new decoder {cfg.vae.dec_ch} (chunk {cfg.vae.dec_t_ch}), "
+                f"{sum(p.numel() for p in model.decoder.parameters()) / 1e6:.2f}M params, on the frozen encoder")
+        else:
+            model.load_state_dict(ck["model"])
+            if not decoder_only or ck.get("decoder_only"):
+                opt.load_state_dict(ck["opt"])
         step = ck["step"]
         g.manual_seed(cfg.seed + step)
         log(f"resumed vae from step {step}" + (" (decoder only)" if decoder_only else ""))
-    elif decoder_only:
-        raise SystemExit(f"--stage decoder needs a trained autoencoder at {ckpt_path}")
     if decoder_only:
         model.encoder.requires_grad_(False)
     n_params = sum(p.numel() for p in model.parameters())
@@ -134,7 +148,7 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
     model.train()
     while time.time() < t_end:
         frac = (time.time() - t_start) / (minutes * 60)  # schedule by wall time: the budget is minutes
-        peak = cfg.vae_lr * (0.33 if decoder_only else 1.0)  # gentler when fine-tuning
+        peak = cfg.vae_lr * (0.33 if decoder_only and not fresh_decoder else 1.0)  # gentler when fine-tuning
         lr = cosine_lr(peak, frac, min(1.0, (step - s0 + 1) / 50))
         for pg in opt.param_groups:
             pg["lr"] = lr
@@ -194,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="all = vae, cache, dit, export in turn; decoder = fine-tune the decoder only "
                         "(encoder, latents and DiT stay valid)")
     p.add_argument("--config", type=Path, help="JSON file with TrainConfig overrides")
+    p.add_argument("--decoder-ch", type=lambda v: tuple(int(c) for c in v.split(",")), default=None,
+                   help="with --stage decoder: train a new residual decoder of these widths (e.g. 24,48,64,96 "
+                        "for an 8x encoder) on the frozen encoder")
+    p.add_argument("--decoder-t-ch", type=int, default=128, help="chunk width of the --decoder-ch decoder")
     p.add_argument("--out", type=Path, default=Path("runs/embedded"))
     p.add_argument("--resume", action="store_true")
     p.add_argument("--minutes", type=float, default=30.0, help="time budget of the training stage")
@@ -227,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         if stage == "vae":
             train_vae(cfg, args.out, args.vae_minutes or args.minutes, args.resume, args.device)
         elif stage == "decoder":
-            train_vae(cfg, args.out, args.minutes, True, args.device, decoder_only=True)
+            new = (args.decoder_ch, args.decoder_t_ch) if args.decoder_ch else None
+            train_vae(cfg, args.out, args.minutes, True, args.device, decoder_only=True, new_decoder=new)
         elif stage == "cache":
             from pipelines.embedded.dit_train import build_cache
             build_cache(cfg, args.out, args.device)

@@ -5,11 +5,16 @@ Space is compressed per frame with strided 2D convolutions (8x); time (4x) by fo
 CPU); the diffusion transformer is what makes chunks agree. A deterministic autoencoder: the decoder is trained on slightly noised latents so that it
 tolerates the small errors of the diffusion model; `shift`/`scale` (per latent channel, measured
 after training) map latents to roughly zero mean, unit variance for the diffusion model.
+
+`dec_ch` swaps in a wider residual decoder (the v2 layout) on any encoder: trained decoder-only
+(`train --stage decoder --decoder-ch ...`), it renders what the latents already carry (the v1
+latents encode shape far better than the v1 decoder draws it) without touching the latents, so a
+DiT trained on them stays valid.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -24,6 +29,8 @@ class VAEConfig:
     time_down: int = 4  # frames per latent step (a "chunk"); chunks are coded independently
     latent_noise: float = 0.1  # std of noise added to latents before decoding, in training
     arch: str = "v1"  # "v1": one conv per scale, 8x; "v2": a full-resolution stem, residual blocks per scale
+    dec_ch: tuple = ()  # if set: a residual (v2-style) decoder with these widths, whatever the encoder's arch
+    dec_t_ch: int = 0  # its chunk width (0: t_ch)
 
     @property
     def space_down(self) -> int:
@@ -37,6 +44,7 @@ class VAEConfig:
     def from_dict(cls, d: dict) -> "VAEConfig":
         d = dict(d)
         d["ch"] = tuple(d["ch"])
+        d["dec_ch"] = tuple(d.get("dec_ch", ()))
         return cls(**d)
 
 
@@ -142,7 +150,13 @@ class VideoAutoencoder(nn.Module):
         self.cfg = cfg
         v2 = cfg.arch == "v2"
         self.encoder = Encoder2(cfg) if v2 else Encoder(cfg)
-        self.decoder = Decoder2(cfg) if v2 else Decoder(cfg)
+        if cfg.dec_ch:  # a wider decoder on a given encoder (decoder-only training keeps the latents)
+            if 2 ** (len(cfg.dec_ch) - 1) != cfg.space_down:
+                raise ValueError(f"dec_ch {cfg.dec_ch} doubles the size {len(cfg.dec_ch) - 1} times; the encoder "
+                                 f"compresses space {cfg.space_down}x")
+            self.decoder = Decoder2(replace(cfg, ch=cfg.dec_ch, t_ch=cfg.dec_t_ch or cfg.t_ch))
+        else:
+            self.decoder = Decoder2(cfg) if v2 else Decoder(cfg)
         # latent normalisation, measured after training (see train.py); buffers so they ship with weights
         self.register_buffer("shift", torch.zeros(cfg.latent_channels))
         self.register_buffer("scale", torch.ones(cfg.latent_channels))

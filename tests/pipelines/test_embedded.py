@@ -105,8 +105,9 @@ def test_tokenizer_is_case_and_spacing_blind_and_never_fails():
 
 
 # ---- networks and sampler -----------------------------------------------------------------------------
-@pytest.mark.parametrize("cfg", [VAEConfig(), TINY_VAE, VAEConfig(arch="v2", ch=(4, 4, 4, 4), t_ch=8)],
-                         ids=["v1", "v2-4x", "v2-8x"])
+@pytest.mark.parametrize("cfg", [VAEConfig(), TINY_VAE, VAEConfig(arch="v2", ch=(4, 4, 4, 4), t_ch=8),
+                                 VAEConfig(dec_ch=(4, 4, 4, 4), dec_t_ch=8)],
+                         ids=["v1", "v2-4x", "v2-8x", "v1-residual-decoder"])
 def test_vae_shapes(cfg):
     vae = VideoAutoencoder(cfg)
     x = torch.rand(2, 3, 16, 64, 64) * 2 - 1
@@ -116,6 +117,35 @@ def test_vae_shapes(cfg):
     assert vae.decode(z).shape == x.shape
     loss, _ = vae.loss(x)
     loss.backward()
+
+
+def test_decoder_widths_must_match_the_encoder():
+    with pytest.raises(ValueError, match="doubles the size 2 times"):
+        VideoAutoencoder(VAEConfig(dec_ch=(4, 4, 4)))  # 4x decoder on the 8x v1 encoder
+
+
+def test_new_decoder_stage_keeps_encoder_and_latents(tmp_path):
+    """`--stage decoder --decoder-ch`: a new, wider decoder is trained; the encoder, its latent
+    normalisation (so the cached latents and the trained DiT) stay exactly as they were."""
+    from pipelines.embedded.train import TrainConfig, load_vae, save_atomic, train_vae
+
+    cfg = TrainConfig(vae=VAEConfig(ch=(4, 4, 4), t_ch=8), vae_batch=2, log_every=1)
+    torch.manual_seed(0)
+    old = VideoAutoencoder(cfg.vae)
+    old.shift.fill_(0.3)
+    old.scale.fill_(2.0)
+    save_atomic({"model": old.state_dict(), "opt": {}, "step": 7, "config": cfg.to_dict(), "decoder_only": False},
+                tmp_path / "vae.pt")
+    train_vae(TrainConfig(), tmp_path, 0.02, True, "cpu", decoder_only=True, new_decoder=((4, 4, 4, 4), 8))
+    new = load_vae(tmp_path)
+    assert new.cfg.dec_ch == (4, 4, 4, 4) and new.cfg.ch == (4, 4, 4)  # the checkpoint's encoder config kept
+    assert type(new.decoder).__name__ == "Decoder2"
+    x = torch.rand(1, 3, 16, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(new.encode(x), old.encode(x))
+        assert new.decode(new.encode(x)).shape == x.shape
+    train_vae(TrainConfig(), tmp_path, 0.01, True, "cpu", decoder_only=True, new_decoder=((4, 4, 4, 4), 8))
+    assert torch.load(tmp_path / "vae.pt", weights_only=False)["step"] > 7  # resumes the same decoder
 
 
 @pytest.mark.parametrize("arch", ["dit", "unet", "unet-attn8"])
