@@ -38,7 +38,7 @@ TRAIN_HINT = (
 
 EMBEDDED_SPEC = ModelSpec(
     id="embedded-shapes",
-    version="2",
+    version="3",
     label="Embedded shapes (CPU, 64x64)",
     family="embedded",
     modes=MODES,

@@ -18,7 +18,7 @@ from pipelines.embedded.text import Tokenizer
 from pipelines.embedded.train import TrainConfig, cosine_lr, load_vae, log, render_clips, save_atomic
 from pipelines.embedded.vae import frames_to_model
 
-MODEL_VERSION = "2"
+MODEL_VERSION = "3"
 
 
 def still_chunk(x: torch.Tensor, k: int) -> torch.Tensor:
