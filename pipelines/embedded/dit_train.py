@@ -12,13 +12,12 @@ from pathlib import Path
 import torch
 
 from pipelines.embedded import world
+from pipelines.embedded.backend import EMBEDDED_SPEC
 from pipelines.embedded.diffusion import fm_loss
 from pipelines.embedded.unet import build_denoiser, denoiser_config
 from pipelines.embedded.text import Tokenizer
 from pipelines.embedded.train import TrainConfig, cosine_lr, load_vae, log, render_clips, save_atomic
 from pipelines.embedded.vae import frames_to_model
-
-MODEL_VERSION = "3"
 
 
 def still_chunk(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -153,7 +152,7 @@ def write_assets(assets: Path, vae_state: dict, dit_state: dict, vae_cfg: dict, 
     tensors.update({f"dit.{k}": v.to(dt).contiguous() for k, v in dit_state.items()})
     assets.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(assets / "model.safetensors"))
-    meta = {"version": MODEL_VERSION, "vae": vae_cfg, "dit": dit_cfg, "vocab": vocab, "sampler": {"shift": shift},
+    meta = {"version": EMBEDDED_SPEC.version, "vae": vae_cfg, "dit": dit_cfg, "vocab": vocab, "sampler": {"shift": shift},
             "training": training or {}}
     (assets / "config.json").write_text(json.dumps(meta, indent=1))
     return assets / "model.safetensors"
