@@ -89,6 +89,21 @@ def analyse(clip: np.ndarray) -> Analysis:
     return Analysis(bg, obj, shape, motion, fill, disp, _flicker(x, mask), area_cv)
 
 
+def centroid_track(clip: np.ndarray) -> np.ndarray:
+    """(F, 2) object centroid (x, y) per frame, NaN where the object is missing."""
+    x = clip.astype(np.float32)
+    bg = np.median(np.concatenate([x[:, :2].reshape(-1, 3), x[:, -2:].reshape(-1, 3)]), axis=0)
+    mask = np.sqrt(((x - bg) ** 2).sum(-1)) > 45.0
+    ys, xs = np.mgrid[0 : x.shape[1], 0 : x.shape[2]]
+    return np.array([(xs[m].mean(), ys[m].mean()) if m.sum() >= MIN_AREA else (np.nan, np.nan) for m in mask])
+
+
+def jump(clip: np.ndarray) -> float:
+    """Largest frame-to-frame centroid step minus the median step, in pixels: 0 for smooth motion."""
+    steps = np.linalg.norm(np.diff(centroid_track(clip), axis=0), axis=1)
+    return float(np.nanmax(steps) - np.nanmedian(steps)) if np.isfinite(steps).sum() >= 2 else 0.0
+
+
 def _flicker(x: np.ndarray, mask: np.ndarray) -> float:
     if x.shape[0] < 2:
         return 0.0
@@ -195,12 +210,13 @@ def run_eval(weights: Path | None, seeds: int, n_prompts: int, n_modes: int, log
 
     clips, labels = groundtruth_clips(n_modes, seed=123)
     rng = random.Random(2)
-    i2v_psnr, i2v_pairs, inp_psnr, inp_pairs, v2v_col, v2v_mot = [], [], [], [], [], []
+    i2v_psnr, i2v_jump, i2v_pairs, inp_psnr, v2v_col, v2v_mot = [], [], [], [], [], []
     for i in range(n_modes):
         clip, lab = clips[i], labels[i]
         prompt = world.caption(lab, rng, "eval")
         out = _gen(backend, ImageToVideoRequest(prompt=prompt, image="-"), MediaInputs(image=clip[0]), seed=i)
         i2v_psnr.append(psnr(out[0], clip[0]))
+        i2v_jump.append(jump(out))
         i2v_pairs.append((lab, analyse(out)))
         mask = np.zeros(clip.shape[:3], np.float32)
         y0, x0 = rng.randrange(0, 32), rng.randrange(0, 32)
@@ -214,11 +230,13 @@ def run_eval(weights: Path | None, seeds: int, n_prompts: int, n_modes: int, log
         v2v_col.append(a.obj == new["obj"])
         v2v_mot.append(a.motion == lab["motion"])
     results["i2v_first_frame_psnr"] = float(np.mean(i2v_psnr))
+    results["i2v_jump_px"] = float(np.mean(i2v_jump))
     results["i2v"] = score(i2v_pairs)
     results["inpaint_outside_psnr"] = float(np.mean(inp_psnr))
     results["v2v_new_colour"] = float(np.mean(v2v_col))
     results["v2v_motion_kept"] = float(np.mean(v2v_mot))
-    log(f"i2v ({n_modes} clips): first-frame PSNR {results['i2v_first_frame_psnr']:.1f} dB, " + _fmt(results["i2v"]))
+    log(f"i2v ({n_modes} clips): first-frame PSNR {results['i2v_first_frame_psnr']:.1f} dB, "
+        f"jump {results['i2v_jump_px']:.1f} px (largest centroid step over the median), " + _fmt(results["i2v"]))
     log(f"inpaint ({n_modes} clips): outside-mask PSNR {results['inpaint_outside_psnr']:.1f} dB")
     log(f"v2v strength 0.6 ({n_modes} clips): new colour {results['v2v_new_colour']:.0%}, "
         f"motion kept {results['v2v_motion_kept']:.0%}")

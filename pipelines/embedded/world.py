@@ -212,6 +212,10 @@ TRAIN_TEMPLATES = [
     "{c} {s} {m}. background {b}",
     "video of a {c} {s} {g} on a {b} background",
     "a {c} {s} over {b} {g}",
+    # "top" and "bottom" also name motions ("moves to the top"); these teach the other sense
+    "a {c} {s} {g} on top of a {b} background",
+    "on top of {b}, a {c} {s} that {m}",
+    "{c} {s} on top of a {b} backdrop, {g}",
     # partial captions: the model fills in the missing attribute itself
     "a {c} {s} {m}",
     "a {c} {s} on {b}",
@@ -223,7 +227,7 @@ EVAL_TEMPLATES = [  # structures never seen in training
     "watch the {c} {s} as it {m} over the {b} background",
     "{s} in {c}, {g}, {b} backdrop",
     "a clip where a {c} {s} {m} in front of {b}",
-    "{c}-colored {s} {g} on top of a {b} canvas",
+    "{c}-colored {s} {g}, with a {b} canvas behind it",
 ]
 FULL_TEMPLATES = [t for t in TRAIN_TEMPLATES if all(k in t for k in ("{c}", "{s}", "{b}")) and ("{m}" in t or "{g}" in t)]
 

@@ -16,7 +16,7 @@ from pipelines.embedded import diffusion, world  # noqa: E402
 from pipelines.embedded.backend import EMBEDDED_SPEC, WEIGHTS_DIR, EmbeddedBackend, embedded_entry  # noqa: E402
 from pipelines.embedded.dit import DiTConfig  # noqa: E402
 from pipelines.embedded.dit_train import write_assets  # noqa: E402
-from pipelines.embedded.evaluate import analyse, groundtruth_clips, psnr, score  # noqa: E402
+from pipelines.embedded.evaluate import analyse, groundtruth_clips, jump, psnr, score  # noqa: E402
 from pipelines.embedded.text import BOS, UNK, Tokenizer  # noqa: E402
 from pipelines.embedded.unet import UNetConfig, build_denoiser  # noqa: E402
 from pipelines.embedded.vae import VAEConfig, VideoAutoencoder, frames_to_model  # noqa: E402
@@ -79,6 +79,10 @@ def test_analyser_scores_ground_truth_clips_perfectly():
     assert all(v >= 0.99 for v in s.values()), s
     still = [analyse(c) for c, lab in zip(clips, labels) if lab["motion"] == "still"]
     assert all(a.flicker < 0.01 for a in still)
+    assert max(jump(c) for c in clips[:20]) < 1.5  # world motion is smooth
+    teleport = clips[0].copy()
+    teleport[8:] = np.roll(teleport[8:], 20, axis=2)  # the object (and all) moves 20 px at frame 8
+    assert jump(teleport) > 15
 
 
 def test_captions_vary_and_eval_templates_are_held_out():
@@ -243,12 +247,17 @@ def test_i2v_first_frame_is_the_image(backend):
     out = run(backend, ImageToVideoRequest(prompt="moves right", image="x", steps=4), MediaInputs(image=clips[0][0]))
     assert out.shape == (16, 64, 64, 3)
     assert np.array_equal(out[0], clips[0][0])
-    backend.i2v_anchor, backend.paste_first_frame = 0.3, False
+    req, media = ImageToVideoRequest(prompt="moves right", image="x", steps=4), MediaInputs(image=clips[0][0])
+    backend.paste_first_frame = False
     try:
-        anchored = run(backend, ImageToVideoRequest(prompt="moves right", image="x", steps=4), MediaInputs(image=clips[0][0]))
+        anchored = run(backend, req, media)  # the default anchor steers the first latent chunk
+        backend.i2v_anchor = 0.0
+        free = run(backend, req, media)
     finally:
-        backend.i2v_anchor, backend.paste_first_frame = 0.0, True
+        backend.i2v_anchor, backend.paste_first_frame = EmbeddedBackend.i2v_anchor, True
+    assert EmbeddedBackend.i2v_anchor > 0
     assert anchored.shape == out.shape and not np.array_equal(anchored[0], clips[0][0])
+    assert not np.array_equal(anchored, free)
 
 
 def test_inpaint_keeps_pixels_outside_the_mask(backend):
@@ -284,9 +293,18 @@ def test_manifest_and_unload(tiny_weights):
 
 
 # ---- the shipped weights ---------------------------------------------------------------------------
-@pytest.mark.skipif(not (WEIGHTS_DIR / "model.safetensors").is_file(), reason="no shipped weights in assets/embedded")
-def test_shipped_weights_get_the_colours_right():
-    b = embedded_entry().load("cpu", None)
+needs_shipped = pytest.mark.skipif(not (WEIGHTS_DIR / "model.safetensors").is_file(),
+                                   reason="no shipped weights in assets/embedded")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return embedded_entry().load("cpu", None)
+
+
+@needs_shipped
+def test_shipped_weights_get_the_colours_right(shipped):
+    b = shipped
     cases = [("a red circle moving right on a black background", "red", "black"),
              ("yellow square, navy background, rising", "yellow", "navy"),
              ("on beige, a blue triangle that stays put", "blue", "beige"),
@@ -296,6 +314,24 @@ def test_shipped_weights_get_the_colours_right():
         a = analyse(run(b, TextToVideoRequest(prompt=prompt), seed=0))
         hits += (a.obj == obj) + (a.bg == bg)
     assert hits >= 7, hits
+
+
+@needs_shipped
+def test_inpaint_refinement_brings_the_decoded_outside_closer_to_the_input(shipped):
+    clips, _ = groundtruth_clips(1)
+    mask = np.zeros((16, 64, 64), np.float32)
+    mask[:, 12:36, 20:44] = 1.0  # not aligned with the 8x8 latent cells: they straddle its edge
+    req, media = InpaintRequest(prompt="a pink square", video="x", mask="x", steps=6), MediaInputs(video=clips[0], mask=mask)
+    shipped.composite_inpaint = False
+    try:
+        refined = run(shipped, req, media)
+        assert np.array_equal(refined, run(shipped, req, media))  # deterministic
+        shipped.inpaint_refine_steps = 0
+        blended = run(shipped, req, media)
+    finally:
+        shipped.composite_inpaint, shipped.inpaint_refine_steps = True, EmbeddedBackend.inpaint_refine_steps
+    assert psnr(refined, clips[0], mask < 0.5) > psnr(blended, clips[0], mask < 0.5) + 1.0
+    assert all(not p.requires_grad for p in shipped.vae.parameters())  # the weights take no gradients
 
 
 def test_unet_8x8_attention_blocks_start_as_identity():
