@@ -172,14 +172,18 @@ class EmbeddedBackend:
         if request.mode == "inpaint" and media.mask is None:
             raise ValueError("inpaint needs media.mask")
 
-    def _encode_pixels(self, frames_uint8):
-        """(F, H, W, 3) uint8 numpy -> normalised latents (1, C, T, h, w)."""
+    def _pixels(self, frames_uint8):
+        """(F, H, W, 3) uint8 numpy -> model-space pixels (1, 3, F, H, W) in [-1, 1]."""
+        import numpy as np
         import torch
 
         from pipelines.embedded.vae import frames_to_model
 
-        x = torch.from_numpy(frames_uint8).to(self.device)[None]
-        return self.vae.encode(frames_to_model(x))
+        return frames_to_model(torch.from_numpy(np.asarray(frames_uint8)).to(self.device)[None])
+
+    def _encode_pixels(self, frames_uint8):
+        """(F, H, W, 3) uint8 numpy -> normalised latents (1, C, T, h, w)."""
+        return self.vae.encode(self._pixels(frames_uint8))
 
     def _decode(self, z):
         from pipelines.embedded.vae import model_to_frames
@@ -202,6 +206,7 @@ class EmbeddedBackend:
         # 3. conditioning latents per mode
         image = None
         x_start, strength, keep, keep_mask, keep_until = None, 1.0, None, None, 0.0
+        src_px = mask_px = None  # inpaint: the input in model space and its pixel mask, for the refit
         if mode == "i2v":
             still = np.repeat(media.image[None], k, axis=0)  # (k, H, W, 3): a still chunk
             image = self._encode_pixels(still)[:, :, 0]  # (1, C, h, w)
@@ -212,15 +217,16 @@ class EmbeddedBackend:
                 keep_mask[:, :, 0] = 1.0
                 keep_until = self.i2v_anchor
         elif mode in ("v2v", "inpaint"):
-            src = self._encode_pixels(media.video)  # (1, C, T, h, w)
+            src_px = self._pixels(media.video)
+            src = self.vae.encode(src_px)  # (1, C, T, h, w)
             s = getattr(request, "strength", None)
             strength = float(s if s is not None else (1.0 if mode == "inpaint" else self.spec.defaults.strength))
             x_start = src
             if mode == "inpaint":
-                m = torch.from_numpy(np.asarray(media.mask, dtype=np.float32)).to(self.device)  # (F, H, W)
-                F_, H, W = m.shape
+                mask_px = torch.from_numpy(np.asarray(media.mask, dtype=np.float32)).to(self.device)  # (F, H, W)
+                F_, H, W = mask_px.shape
                 h = w = self.dit.cfg.latent_size
-                m = m.reshape(F_ // k, k, h, H // h, w, W // w).amax(dim=(1, 3, 5))  # (T, h, w): any pixel -> cell
+                m = mask_px.reshape(F_ // k, k, h, H // h, w, W // w).amax(dim=(1, 3, 5))  # (T, h, w): any pixel -> cell
                 keep_mask = (1 - (m > 0.01).float())[None, None]  # (1, 1, T, h, w) 1 = keep
                 keep = src
         # 4. latents (all randomness from the request's generator)
@@ -254,7 +260,7 @@ class EmbeddedBackend:
         if z is None:
             raise Cancelled()
         if mode == "inpaint" and self.inpaint_refine_steps > 0:
-            z = self._fit_outside(z, media)
+            z = self._fit_outside(z, src_px, mask_px)
         # 6. decode
         frames = self._decode(z)
         if mode == "i2v" and self.paste_first_frame:
@@ -263,18 +269,16 @@ class EmbeddedBackend:
             frames = self._composite(frames, media)
         return frames
 
-    def _fit_outside(self, z, media: MediaInputs):
-        """Inpaint: move the latent so that its decoding is the input outside the mask and stays the
-        generated clip inside (deterministic: Adam from the sampled latent, no randomness)."""
-        import numpy as np
+    def _fit_outside(self, z, src_px, mask_px):
+        """Inpaint: move the latent so that its decoding is the input (src_px, (1, 3, F, H, W)) outside
+        the mask (mask_px, (F, H, W), 1 = regenerate) and stays the generated clip inside
+        (deterministic: Adam from the sampled latent, no randomness)."""
         import torch
 
-        from pipelines.embedded.vae import frames_to_model
-
         with torch.inference_mode(False), torch.enable_grad():
-            m = torch.from_numpy(np.asarray(media.mask, dtype=np.float32)).to(self.device)[None, None]  # (1,1,F,H,W)
-            src = frames_to_model(torch.from_numpy(np.asarray(media.video)).to(self.device)[None])
-            z = z.clone()  # a normal tensor: inference tensors cannot take part in autograd
+            m = mask_px.clone()[None, None]  # (1, 1, F, H, W); clones are normal tensors, usable in autograd
+            src = src_px.clone()
+            z = z.clone()
             target = m * self.vae.decode(z) + (1 - m) * src
             z.requires_grad_(True)
             opt = torch.optim.Adam([z], lr=self.inpaint_refine_lr)
