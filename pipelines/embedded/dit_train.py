@@ -27,12 +27,15 @@ def still_chunk(x: torch.Tensor, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> None:
-    """Render and encode cfg.cache_clips clips once: latents, first-frame latents, labels."""
+    """Render and encode cfg.cache_clips clips once: latents, first-frame latents, labels, and for each
+    clip an edit partner (world.variant: another object colour, sometimes another background or shape)."""
     vae = load_vae(out, device)
     g = torch.Generator().manual_seed(cfg.seed + 1)
+    gv = torch.Generator().manual_seed(cfg.seed + 2)  # its own stream: the clips stay those of older caches
     N, C, k = cfg.cache_clips, cfg.vae.latent_channels, cfg.vae.time_down
-    lat = img = None
+    lat = img = alt = None
     labels = torch.empty(N, 4, dtype=torch.int8)
+    alt_labels = torch.empty(N, 4, dtype=torch.int8)
     t0 = time.time()
     for i in range(0, N, batch):
         n = min(batch, N - i)
@@ -40,16 +43,22 @@ def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> No
         xm = frames_to_model(x).to(device)
         z = vae.encode(xm)  # (n, C, T, h, w)
         zi = vae.encode(still_chunk(xm, k))[:, :, 0]  # (n, C, h, w)
+        bv = world.variant(b, gv, p_bg=0.2, p_shape=0.2)
+        zv = vae.encode(frames_to_model(world.render(bv)).to(device))
         if lat is None:
             lat = torch.empty(N, *z.shape[1:], dtype=torch.float16)
+            alt = torch.empty(N, *z.shape[1:], dtype=torch.float16)
             img = torch.empty(N, *zi.shape[1:], dtype=torch.float16)
         lat[i : i + n] = z.cpu().half()
+        alt[i : i + n] = zv.cpu().half()
         img[i : i + n] = zi.cpu().half()
         labels[i : i + n] = torch.stack([b.bg, b.obj, b.shape, b.motion], 1).to(torch.int8)
+        alt_labels[i : i + n] = torch.stack([bv.bg, bv.obj, bv.shape, bv.motion], 1).to(torch.int8)
         if (i // batch) % 50 == 0:
             log(f"cache {i + n}/{N} clips, {(i + n) / (time.time() - t0):.0f} clips/s")
-    save_atomic({"latents": lat, "image": img, "labels": labels, "latent_channels": C}, out / "latents.pt")
-    log(f"cache done: {N} clips, latent std {lat.float().std():.3f}")
+    save_atomic({"latents": lat, "image": img, "labels": labels, "edit_latents": alt, "edit_labels": alt_labels,
+                 "latent_channels": C}, out / "latents.pt")
+    log(f"cache done: {N} clips and their edit partners, latent std {lat.float().std():.3f}")
 
 
 def dit_config(cfg: TrainConfig, tok: Tokenizer) -> dict:
@@ -83,6 +92,8 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
     data = torch.load(out / "latents.pt", weights_only=False)
     lat, img, labels = data["latents"], data["image"], data["labels"]
     N = lat.shape[0]
+    if cfg.p_edit > 0 and "edit_latents" not in data:
+        raise SystemExit(f"p_edit > 0 needs edit pairs in {out / 'latents.pt'}: rebuild it with --stage cache")
     tok = Tokenizer()
     step = 0
     if resume and ckpt_path.exists():
@@ -118,13 +129,26 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         idx = torch.randint(0, N, (cfg.dit_batch,), generator=gi)
         x0 = lat[idx].float().to(device)
         image = img[idx].float().to(device)
-        has_image = (torch.rand(cfg.dit_batch, generator=gi) < cfg.p_image).to(device)
-        ids = tok.batch(captions_for(labels[idx], rng, cfg.p_uncond)).to(device)
+        has_image = torch.rand(cfg.dit_batch, generator=gi) < cfg.p_image
+        lab, src, edit = labels[idx], None, None
+        if cfg.p_edit > 0:  # SDEdit pairs: start from one clip of a pair, reach the other under its caption
+            edit = (torch.rand(cfg.dit_batch, generator=gi) < cfg.p_edit) & ~has_image
+            swap = edit & (torch.rand(cfg.dit_batch, generator=gi) < 0.5)
+            a, b = lat[idx].float(), data["edit_latents"][idx].float()
+            x0 = torch.where(swap[:, None, None, None, None], b, a).to(device)
+            src = torch.where((edit & ~swap)[:, None, None, None, None], b, a).to(device)
+            lab = torch.where(swap[:, None], data["edit_labels"][idx], lab)
+        captions = captions_for(lab, rng, cfg.p_uncond)
+        if edit is not None:  # no edit without a caption: unconditioned, the input's own colours are right
+            edit = (edit & torch.tensor([c != "" for c in captions])).to(device)
+        has_image = has_image.to(device)
+        ids = tok.batch(captions).to(device)
         lr = cosine_lr(cfg.dit_lr, (time.time() - t0) / (minutes * 60), min(1.0, (step + 1) / cfg.dit_warmup))
         for pg in opt.param_groups:
             pg["lr"] = lr
         text = model.encode_text(ids)
-        loss = fm_loss(lambda xt, t: model(xt, t, text, image, has_image), x0, g, cfg.t_shift)
+        loss = fm_loss(lambda xt, t: model(xt, t, text, image, has_image), x0, g, cfg.t_shift, src, edit,
+                       tuple(cfg.edit_t))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -9,6 +9,7 @@ Clips are rendered in torch, batched and vectorised: (B, F, H, W, 3) float in [0
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -108,6 +109,18 @@ def sample_batch(n: int, g: torch.Generator, cfg: WorldConfig = WorldConfig(), *
             y0 = torch.where(sel, s, y0)
             y1 = torch.where(sel, e, y1)
     return Batch(bg, obj, shape, motion, size, torch.stack([x0, y0], 1), torch.stack([x1, y1], 1))
+
+
+def variant(b: Batch, g: torch.Generator, p_bg: float = 0.0, p_shape: float = 0.0) -> Batch:
+    """The same clips (geometry, motion) with another object colour, and with probability p_bg / p_shape
+    another background / shape too: the pairs that teach v2v to follow a prompt that disagrees with its input."""
+    n = len(b)
+    obj = (b.obj + torch.randint(1, len(OBJ_NAMES), (n,), generator=g)) % len(OBJ_NAMES)
+    u = torch.rand(n, 2, generator=g)
+    bg = torch.where(u[:, 0] < p_bg, (b.bg + torch.randint(1, len(BG_NAMES), (n,), generator=g)) % len(BG_NAMES), b.bg)
+    shape = torch.where(u[:, 1] < p_shape, (b.shape + torch.randint(1, len(SHAPES), (n,), generator=g)) % len(SHAPES),
+                        b.shape)
+    return dataclasses.replace(b, bg=bg, obj=obj, shape=shape)
 
 
 def _palette(names: dict[str, tuple[int, int, int]]) -> torch.Tensor:
