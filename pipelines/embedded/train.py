@@ -52,7 +52,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_uncond: float = 0.1  # condition dropout (text -> empty prompt) so CFG / negative prompts work
     p_image: float = 0.3  # first-frame (i2v) conditioning given in this fraction of samples
-    p_edit: float = 0.0  # fraction of samples on an SDEdit path between a cached clip and its edit partner
+    p_edit: float = 0.25  # fraction of samples on an SDEdit path between a cached clip and its edit partner (v2v)
     edit_t: tuple[float, float] = (0.3, 0.9)  # the strengths those paths start from
     t_shift: float = 1.0  # training timesteps shifted towards noise (diffusion.shift_t); export makes it the sampler's
     # ---- bookkeeping
