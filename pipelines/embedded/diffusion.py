@@ -25,8 +25,13 @@ def sample_t(n: int, generator: torch.Generator | None = None, device="cpu", shi
     return shift_t(torch.sigmoid(torch.randn(n, generator=generator, device=device)), shift)
 
 
+def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1), broadcastable against the batch x."""
+    return v.view(-1, *([1] * (x.dim() - 1)))
+
+
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    t = t.view(-1, *([1] * (x0.dim() - 1)))
+    t = per_sample(t, x0)
     return (1 - t) * x0 + t * noise
 
 
@@ -48,11 +53,10 @@ def fm_loss(velocity: Velocity, x0: torch.Tensor, generator: torch.Generator | N
         lo, hi = edit_t
         te = lo + (hi - lo) * torch.rand(B, generator=generator, device=x0.device)
         u = torch.rand(B, generator=generator, device=x0.device).clamp_min(1e-3).sqrt()  # more t near t_e
-        ve = (add_noise(src, noise, te) - x0) / te.view(-1, *([1] * (x0.dim() - 1)))
-        sel = edit.view(-1, *([1] * (x0.dim() - 1)))
-        target = torch.where(sel, ve, target)
+        ve = (add_noise(src, noise, te) - x0) / per_sample(te, x0)
+        target = torch.where(per_sample(edit, x0), ve, target)
         t = torch.where(edit, te * u, t)
-    xt = x0 + t.view(-1, *([1] * (x0.dim() - 1))) * target
+    xt = x0 + per_sample(t, x0) * target
     v = velocity(xt, t)
     return (v - target).pow(2).mean()
 

@@ -52,8 +52,8 @@ def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> No
         lat[i : i + n] = z.cpu().half()
         alt[i : i + n] = zv.cpu().half()
         img[i : i + n] = zi.cpu().half()
-        labels[i : i + n] = torch.stack([b.bg, b.obj, b.shape, b.motion], 1).to(torch.int8)
-        alt_labels[i : i + n] = torch.stack([bv.bg, bv.obj, bv.shape, bv.motion], 1).to(torch.int8)
+        labels[i : i + n] = b.codes()
+        alt_labels[i : i + n] = bv.codes()
         if (i // batch) % 50 == 0:
             log(f"cache {i + n}/{N} clips, {(i + n) / (time.time() - t0):.0f} clips/s")
     save_atomic({"latents": lat, "image": img, "labels": labels, "edit_latents": alt, "edit_labels": alt_labels,
@@ -127,14 +127,15 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
     model.train()
     while time.time() < t_end:
         idx = torch.randint(0, N, (cfg.dit_batch,), generator=gi)
-        x0 = lat[idx].float().to(device)
+        a = lat[idx].float()
+        x0 = a.to(device)
         image = img[idx].float().to(device)
         has_image = torch.rand(cfg.dit_batch, generator=gi) < cfg.p_image
         lab, src, edit = labels[idx], None, None
         if cfg.p_edit > 0:  # SDEdit pairs: start from one clip of a pair, reach the other under its caption
             edit = (torch.rand(cfg.dit_batch, generator=gi) < cfg.p_edit) & ~has_image
             swap = edit & (torch.rand(cfg.dit_batch, generator=gi) < 0.5)
-            a, b = lat[idx].float(), data["edit_latents"][idx].float()
+            b = data["edit_latents"][idx].float()
             x0 = torch.where(swap[:, None, None, None, None], b, a).to(device)
             src = torch.where((edit & ~swap)[:, None, None, None, None], b, a).to(device)
             lab = torch.where(swap[:, None], data["edit_labels"][idx], lab)

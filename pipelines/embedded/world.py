@@ -66,6 +66,10 @@ class Batch:
     def __len__(self) -> int:
         return int(self.bg.shape[0])
 
+    def codes(self) -> torch.Tensor:
+        """(B, 4) int8: bg, obj, shape, motion indices (the latent cache's label rows)."""
+        return torch.stack([self.bg, self.obj, self.shape, self.motion], 1).to(torch.int8)
+
     def labels(self, i: int) -> dict[str, str]:
         return {
             "bg": BG_NAMES[int(self.bg[i])],
@@ -115,11 +119,14 @@ def variant(b: Batch, g: torch.Generator, p_bg: float = 0.0, p_shape: float = 0.
     """The same clips (geometry, motion) with another object colour, and with probability p_bg / p_shape
     another background / shape too: the pairs that teach v2v to follow a prompt that disagrees with its input."""
     n = len(b)
-    obj = (b.obj + torch.randint(1, len(OBJ_NAMES), (n,), generator=g)) % len(OBJ_NAMES)
+
+    def other(v: torch.Tensor, k: int) -> torch.Tensor:  # another of k values, uniformly
+        return (v + torch.randint(1, k, (n,), generator=g)) % k
+
+    obj = other(b.obj, len(OBJ_NAMES))
     u = torch.rand(n, 2, generator=g)
-    bg = torch.where(u[:, 0] < p_bg, (b.bg + torch.randint(1, len(BG_NAMES), (n,), generator=g)) % len(BG_NAMES), b.bg)
-    shape = torch.where(u[:, 1] < p_shape, (b.shape + torch.randint(1, len(SHAPES), (n,), generator=g)) % len(SHAPES),
-                        b.shape)
+    bg = torch.where(u[:, 0] < p_bg, other(b.bg, len(BG_NAMES)), b.bg)
+    shape = torch.where(u[:, 1] < p_shape, other(b.shape, len(SHAPES)), b.shape)
     return dataclasses.replace(b, bg=bg, obj=obj, shape=shape)
 
 
