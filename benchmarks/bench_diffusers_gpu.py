@@ -57,7 +57,7 @@ def build_wan(tiny: bool, dtype):
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from tests.pipelines.tiny_diffusers import t5_tokenizer
+    from tests.support.tiny_diffusers import t5_tokenizer
 
     if tiny:
         tr = dict(num_attention_heads=2, attention_head_dim=12, ffn_dim=32, num_layers=2, text_dim=32)
@@ -84,7 +84,7 @@ def build_cogvideox(tiny: bool, dtype):
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    from tests.pipelines.tiny_diffusers import t5_tokenizer
+    from tests.support.tiny_diffusers import t5_tokenizer
 
     if tiny:
         transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4,
@@ -125,9 +125,9 @@ def main() -> None:
     import diffusers
 
     diffusers.utils.logging.set_verbosity_error()
-    from pipelines.base import MediaInputs
+    from pipelines.contract import MediaInputs
     from pipelines.diffusers_backend import DiffusersBackend, read_catalog
-    from studio.requests import TextToVideoRequest
+    from pipelines.contract import TextToVideoRequest
 
     catalog = {m.spec.id: m for m in read_catalog()[1]}
     print(f"device: {torch.cuda.get_device_name() if cuda else 'cpu'}; torch {torch.__version__}; "

@@ -52,10 +52,10 @@ def main() -> None:
     import torch
 
     from pipelines import diffusers_backend
-    from pipelines.base import MediaInputs
+    from pipelines.contract import MediaInputs
     from pipelines.diffusers_backend import local_model_resolver
-    from studio.requests import REQUEST_TYPES
-    from tests.pipelines.tiny_diffusers import build_tiny_kind
+    from pipelines.contract import REQUEST_TYPES
+    from tests.support.tiny_diffusers import build_tiny_kind
 
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="bench-diffusers-"))

@@ -30,8 +30,8 @@ def main(argv=None) -> None:
 
     import torch
 
-    from pipelines.base import MediaInputs
-    from studio.requests import TextToVideoRequest
+    from pipelines.contract import MediaInputs
+    from pipelines.contract import TextToVideoRequest
     from studio.settings import Settings
     from studio.wiring import build_studio
 

@@ -4,7 +4,7 @@ Three public entry points, all free of import-time work:
 
     catalog_entries(catalog_path=None, *, models_dir=None, local_dirs=None) -> dict[str, RegistryEntry]
     local_model_resolver(model_id) -> RegistryEntry | None      # a diffusers folder or a cached "org/name"
-    DiffusersBackend(model, *, device, profile, folder)          # pipelines.base.Backend
+    DiffusersBackend(model, *, device, profile, folder)          # pipelines.contract.Backend
 
 The catalog (catalog.toml) is data: per model its repo, the pipeline class for each mode its
 weights can do, defaults, limits and speed/memory profiles. One backend holds one loaded
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from pipelines.base import (
+from pipelines.contract import (
     MODES,
     Cancelled,
     MediaInputs,
@@ -39,13 +39,13 @@ from pipelines.base import (
     Range,
     StepCallback,
 )
-from pipelines.registry import RegistryEntry
+from pipelines.contract import RegistryEntry
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from studio.requests import GenerationRequest
+    from pipelines.contract import GenerationRequest
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.toml")
 BLEND = "+blend"  # suffix of a catalog pipeline name: inpaint by latent blending
@@ -366,7 +366,7 @@ def _missing_message(repo: str | None, missing: list[str], folder: Path | None, 
 
 # ==== the backend ==================================================================================
 class DiffusersBackend:
-    """pipelines.base.Backend for a diffusers video pipeline."""
+    """pipelines.contract.Backend for a diffusers video pipeline."""
 
     def __init__(
         self,

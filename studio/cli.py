@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from studio.requests import REQUEST_TYPES, RequestError
+from pipelines.contract import REQUEST_TYPES, RequestError
 
 EXIT_BAD_ARGS = 2
 EXIT_FAILED = 1

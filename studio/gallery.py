@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from storage.repositories import GalleryRepository
 from storage.files import FileStore
-from studio.requests import GenerationRequest, request_from_params
+from pipelines.contract import GenerationRequest, request_from_params
 
 
 @dataclass(frozen=True)

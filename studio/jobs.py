@@ -17,10 +17,20 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from pipelines.base import Backend, Cancelled, ModelLoadError
-from pipelines.registry import ModelRegistry, UnknownModel
+from pipelines.contract import (
+    MAX_SEED,
+    TERMINAL,
+    Backend,
+    Cancelled,
+    GenerationRequest,
+    JobStatus,
+    ModelLoadError,
+    ModelRegistry,
+    RequestError,
+    UnknownModel,
+    request_from_params,
+)
 from studio.media import MediaService
-from studio.requests import MAX_SEED, GenerationRequest, RequestError, request_from_params
 from storage.models import Clip, Job, utcnow
 from storage.repositories import GalleryRepository, JobRepository
 from storage.files import FileStore
@@ -28,7 +38,6 @@ from storage.files import FileStore
 log = logging.getLogger(__name__)
 
 MAX_SEEDS_PER_BATCH = 8
-TERMINAL = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -62,19 +71,6 @@ class JobState:
             return None
         per_step = (self.last_step_at - self.started) / self.step
         return max(0.0, per_step * (self.total - self.step))
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    job_id: str
-    status: str
-    step: int
-    total: int
-    queue_position: int | None  # 0 = running, 1 = next, ...; None when finished
-    eta_seconds: float | None
-    clip_id: str | None
-    error: str | None
-    preview_version: int
 
 
 class JobService:
@@ -140,6 +136,9 @@ class JobService:
             raise RequestError("model_id", str(e)) from None
         except ModelLoadError as e:
             raise RequestError("model_id", str(e)) from None
+        missing = self.registry.missing(request.model_id)
+        if missing:  # refuse before queueing: a job that can only fail would sit in the queue first
+            raise RequestError("model_id", missing)
         base_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
         first = request.resolve(spec, base_seed)
         first.validate(spec)

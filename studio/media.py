@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.base import MediaInputs
+from pipelines.contract import MediaInputs
 from storage import video_io
 from storage.files import FileStore
-from studio.requests import GenerationRequest, RequestError
+from pipelines.contract import GenerationRequest, RequestError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 
-from pipelines.registry import ModelRegistry
+from pipelines.contract import ModelRegistry
 from storage.db import default_database_url, make_engine, make_session_factory, upgrade
 from storage.files import FileStore
 from studio.gallery import GalleryService

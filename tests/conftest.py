@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,57 +19,8 @@ def _one_torch_thread():
     torch.set_num_threads(1)
 
 
-from pipelines.base import Cancelled, MediaInputs, ModelDefaults, ModelLimits, ModelSpec, Range  # noqa: E402
-from pipelines.registry import ModelRegistry, RegistryEntry  # noqa: E402
-
-TEST_SPEC = ModelSpec(
-    id="test-gradient",
-    version="1",
-    label="Test gradient (tests only)",
-    family="test",
-    modes=("t2v", "i2v", "v2v", "inpaint"),
-    defaults=ModelDefaults(steps=4, cfg_scale=2.0, frames=8, fps=8, width=32, height=32),
-    limits=ModelLimits(steps=Range(1, 50), frames=Range(1, 32), width=Range(16, 64, 8), height=Range(16, 64, 8)),
-)
-
-
-@dataclass
-class GradientBackend:
-    """Tests only: frames drawn from the seed and the prompt's length, honouring every contract of Backend."""
-
-    spec: ModelSpec = TEST_SPEC
-    step_delay: float = 0.0
-    calls: list = field(default_factory=list)
-    fail_with: Exception | None = None
-    started: threading.Event = field(default_factory=threading.Event)
-
-    def generate(self, request, media: MediaInputs, generator, on_step, should_cancel):
-        import torch
-
-        self.calls.append(request)
-        self.started.set()
-        if self.fail_with is not None:
-            raise self.fail_with
-        noise = torch.rand((request.frames, request.height, request.width, 3), generator=generator).numpy()
-        frames = (noise * 255).astype(np.uint8)
-        for i in range(request.steps):
-            if should_cancel():
-                raise Cancelled()
-            if self.step_delay:
-                threading.Event().wait(self.step_delay)
-            on_step(i + 1, request.steps, frames if i % 2 == 1 else None)
-        if media.image is not None:
-            frames[0] = media.image
-        if media.video is not None and media.mask is not None:
-            keep = media.mask[..., None] < 0.5
-            frames = np.where(keep, media.video, frames)
-        return frames
-
-    def manifest(self) -> dict:
-        return {"backend": "gradient", "device": "cpu"}
-
-    def unload(self) -> None:
-        pass
+from pipelines.contract import ModelRegistry, RegistryEntry  # noqa: E402
+from tests.support.fakes import TEST_SPEC, GradientBackend  # noqa: E402,F401
 
 
 @pytest.fixture

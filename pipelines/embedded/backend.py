@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from pipelines.base import (
+from pipelines.contract import (
     MODES,
     Cancelled,
     MediaInputs,
@@ -25,7 +25,7 @@ from pipelines.base import (
     Range,
     StepCallback,
 )
-from pipelines.registry import RegistryEntry
+from pipelines.contract import RegistryEntry
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
 WEIGHTS_FILE = "model.safetensors"

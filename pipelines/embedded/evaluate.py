@@ -133,7 +133,7 @@ def score(pairs: list[tuple[dict, Analysis]], keys=("bg", "obj", "shape", "motio
 def _gen(backend, req, media=None, seed: int = 0):
     import torch
 
-    from pipelines.base import MediaInputs
+    from pipelines.contract import MediaInputs
 
     req = req.resolve(backend.spec, seed)
     g = torch.Generator().manual_seed(req.seed)
@@ -160,7 +160,7 @@ def run_eval(weights: Path | None, seeds: int, n_prompts: int, n_modes: int, log
     import torch
 
     from pipelines.embedded.backend import EmbeddedBackend
-    from studio.requests import ImageToVideoRequest, InpaintRequest, TextToVideoRequest, VideoToVideoRequest
+    from pipelines.contract import ImageToVideoRequest, InpaintRequest, TextToVideoRequest, VideoToVideoRequest
 
     results: dict = {}
     # speed first, while the process is small
@@ -201,7 +201,7 @@ def run_eval(weights: Path | None, seeds: int, n_prompts: int, n_modes: int, log
     log(f"t2v training template ({len(train_pairs)} clips): " + _fmt(results["t2v_train_template"]))
 
     # i2v, inpaint, v2v on ground-truth world clips
-    from pipelines.base import MediaInputs
+    from pipelines.contract import MediaInputs
 
     clips, labels = groundtruth_clips(n_modes, seed=123)
     rng = random.Random(2)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 from gradio import FileData
 
-from studio.requests import RequestError
+from pipelines.contract import RequestError
 from studio.ui.widgets import contact_sheet, format_eta, mask_from_editor, request_from_widgets, widgets_from_request
 
 if TYPE_CHECKING:
-    from pipelines.base import ModelSpec
+    from pipelines.contract import ModelSpec
     from studio.settings import Settings
     from studio.wiring import Studio
 

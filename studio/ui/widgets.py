@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.requests import REQUEST_TYPES, GenerationRequest, RequestError
+from pipelines.contract import REQUEST_TYPES, GenerationRequest, RequestError
 
 # request field -> widget key, for the fields every tab shares
 SHARED_FIELDS = ("model_id", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "frames", "fps",

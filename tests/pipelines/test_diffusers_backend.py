@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.base import MODES, Cancelled, MediaInputs, ModelLoadError
+from pipelines.contract import MODES, Cancelled, MediaInputs, ModelLoadError
 from pipelines.diffusers_backend import (
     DEFAULT_CATALOG,
     DiffusersBackend,
@@ -27,8 +27,8 @@ from pipelines.diffusers_backend import (
     local_model_resolver,
     read_catalog,
 )
-from studio.requests import REQUEST_TYPES
-from tests.pipelines.tiny_diffusers import build_tiny_kind, build_tiny_sd15_and_adapter
+from pipelines.contract import REQUEST_TYPES
+from tests.support.tiny_diffusers import build_tiny_kind, build_tiny_sd15_and_adapter
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pipelines.base import Cancelled, MediaInputs, ModelLoadError  # noqa: E402
+from pipelines.contract import Cancelled, MediaInputs, ModelLoadError  # noqa: E402
 from pipelines.embedded import diffusion, world  # noqa: E402
 from pipelines.embedded.backend import EMBEDDED_SPEC, WEIGHTS_DIR, EmbeddedBackend, embedded_entry  # noqa: E402
 from pipelines.embedded.dit import DiTConfig  # noqa: E402
@@ -20,7 +20,7 @@ from pipelines.embedded.evaluate import analyse, groundtruth_clips, jump, psnr, 
 from pipelines.embedded.text import BOS, UNK, Tokenizer  # noqa: E402
 from pipelines.embedded.unet import UNetConfig, build_denoiser  # noqa: E402
 from pipelines.embedded.vae import VAEConfig, VideoAutoencoder, frames_to_model  # noqa: E402
-from studio.requests import (  # noqa: E402
+from pipelines.contract import (  # noqa: E402
     ImageToVideoRequest,
     InpaintRequest,
     TextToVideoRequest,

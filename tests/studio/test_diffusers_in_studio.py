@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from studio.requests import REQUEST_TYPES, InpaintRequest, TextToVideoRequest
+from pipelines.contract import REQUEST_TYPES, InpaintRequest, TextToVideoRequest
 from tests.pipelines.test_diffusers_backend import CASES, FRAMES, KINDS, SIZE
-from tests.pipelines.tiny_diffusers import build_tiny_kind, build_tiny_pipeline
+from tests.support.tiny_diffusers import build_tiny_kind, build_tiny_pipeline
 
 
 @pytest.fixture(scope="module")

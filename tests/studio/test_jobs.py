@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.base import ModelDefaults
-from studio.requests import ImageToVideoRequest, InpaintRequest, RequestError, TextToVideoRequest, VideoToVideoRequest
-from tests.conftest import TEST_SPEC
+from pipelines.contract import ModelDefaults
+from pipelines.contract import ImageToVideoRequest, InpaintRequest, RequestError, TextToVideoRequest, VideoToVideoRequest
+from tests.support.fakes import TEST_SPEC
 
 T2V = dict(prompt="a red circle", model_id=TEST_SPEC.id)
 

@@ -10,8 +10,8 @@ import tempfile
 
 import pytest
 
-from studio.requests import TextToVideoRequest
-from tests.conftest import TEST_SPEC
+from pipelines.contract import TextToVideoRequest
+from tests.support.fakes import TEST_SPEC
 
 
 def _pg_bin(name: str) -> str | None:

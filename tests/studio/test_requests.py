@@ -1,6 +1,6 @@
 import pytest
 
-from studio.requests import (
+from pipelines.contract import (
     ImageToVideoRequest,
     InpaintRequest,
     RequestError,
@@ -9,7 +9,7 @@ from studio.requests import (
     request_from_params,
 )
 from studio.ui.widgets import request_from_widgets, widgets_from_request
-from tests.conftest import TEST_SPEC
+from tests.support.fakes import TEST_SPEC
 
 
 def resolved(req, seed=7):

@@ -3,7 +3,7 @@
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.conftest import TEST_SPEC
+from tests.support.fakes import TEST_SPEC
 
 
 @pytest.fixture

@@ -7,16 +7,16 @@ decodes uploads into `MediaInputs` before the call and writes the frames after i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
+
+from pipelines.contract.spec import ModelSpec
 
 if TYPE_CHECKING:  # torch and numpy are only needed by implementations
     import numpy as np
     import torch
 
-    from studio.requests import GenerationRequest
-
-MODES = ("t2v", "i2v", "v2v", "inpaint")
+    from pipelines.contract.requests import GenerationRequest
 
 
 class Cancelled(Exception):
@@ -25,56 +25,6 @@ class Cancelled(Exception):
 
 class ModelLoadError(Exception):
     """A model could not be loaded; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Range:
-    """Inclusive bounds; ints must satisfy (value - offset) % multiple_of == 0 (Wan frames: 4k+1)."""
-
-    min: float
-    max: float
-    multiple_of: int = 1
-    offset: int = 0
-
-
-@dataclass(frozen=True)
-class ModelDefaults:
-    steps: int
-    cfg_scale: float
-    frames: int
-    fps: int
-    width: int
-    height: int
-    strength: float = 0.6  # v2v default; inpaint uses 1.0 unless told
-
-
-@dataclass(frozen=True)
-class ModelLimits:
-    steps: Range = Range(1, 100)
-    cfg_scale: Range = Range(0.0, 20.0)
-    frames: Range = Range(1, 256)
-    fps: Range = Range(1, 60)
-    width: Range = Range(16, 2048, 8)
-    height: Range = Range(16, 2048, 8)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the UI, the CLI and validation need to know about a model, without loading it."""
-
-    id: str  # stable registry id, e.g. "embedded-shapes"
-    version: str  # bumped whenever weights or sampling change results
-    label: str
-    family: str  # "embedded", "wan", "ltx", ...
-    modes: tuple[str, ...]
-    defaults: ModelDefaults
-    limits: ModelLimits = field(default_factory=ModelLimits)
-    description: str = ""
-    profiles: tuple[str, ...] = ()  # speed/memory profiles; the first is the default; () = none
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pipelines.base import ModelSpec, Range
+from pipelines.contract.spec import ModelSpec, Range
 
 DEFAULT_MODEL_ID = ""  # "" = the registry's default model, filled in by the job service
 MAX_PROMPT_CHARS = 2000

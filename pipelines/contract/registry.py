@@ -6,7 +6,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from pipelines.base import Backend, ModelSpec
+from pipelines.contract.backend import Backend
+from pipelines.contract.spec import ModelSpec
 
 
 class UnknownModel(KeyError):
@@ -22,6 +23,9 @@ class UnknownModel(KeyError):
 class RegistryEntry:
     spec: ModelSpec
     load: Callable[[str, "str | None"], Backend]  # (device, profile) -> backend
+    # () -> None when the weights are here and the model can load, else a message that says what is
+    # missing, ending with the command that fetches it on a line of its own. Cheap: no loading.
+    missing: Callable[[], "str | None"] | None = None
 
 
 # A resolver turns an id that is not in the table (a local folder, a hub repo id) into an entry, or None.
@@ -59,6 +63,11 @@ class ModelRegistry:
 
     def spec(self, model_id: str) -> ModelSpec:
         return self.entry(model_id).spec
+
+    def missing(self, model_id: str) -> str | None:
+        """None when `model_id` can be loaded here, else what is missing and the command that fetches it."""
+        entry = self.entry(model_id)
+        return entry.missing() if entry.missing is not None else None
 
     def load(self, model_id: str, profile: str | None = None) -> Backend:
         """Return the backend for `model_id` under `profile`, freeing whichever other one was loaded."""
