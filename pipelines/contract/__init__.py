@@ -6,7 +6,15 @@ depend only on it; the services in `studio/` depend on it and on `storage/`; the
 depend on the services. `tests/test_layers.py` checks these arrows from the imports.
 """
 
-from pipelines.contract.backend import Backend, Cancelled, MediaInputs, ModelLoadError, StepCallback
+from pipelines.contract.backend import (
+    Backend,
+    Cancelled,
+    MediaInputs,
+    ModelLoadError,
+    OutOfMemory,
+    StepCallback,
+    is_out_of_memory,
+)
 from pipelines.contract.jobs import TERMINAL, JobStatus
 from pipelines.contract.registry import ModelRegistry, RegistryEntry, Resolver, UnknownModel
 from pipelines.contract.requests import (
@@ -26,7 +34,7 @@ from pipelines.contract.requests import (
 from pipelines.contract.spec import MODES, ModelDefaults, ModelLimits, ModelSpec, Range
 
 __all__ = [
-    "Backend", "Cancelled", "MediaInputs", "ModelLoadError", "StepCallback",
+    "Backend", "Cancelled", "MediaInputs", "ModelLoadError", "OutOfMemory", "StepCallback", "is_out_of_memory",
     "TERMINAL", "JobStatus",
     "ModelRegistry", "RegistryEntry", "Resolver", "UnknownModel",
     "DEFAULT_MODEL_ID", "MAX_PROMPT_CHARS", "MAX_SEED", "PARAMS_SCHEMA_VERSION", "REQUEST_TYPES",

@@ -27,6 +27,24 @@ class ModelLoadError(Exception):
     """A model could not be loaded; the message says why and what to do."""
 
 
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory during a generation. `hint` is the backend's own advice
+    (e.g. a lower-memory profile of this model); the job service words the message, once."""
+
+    def __init__(self, hint: str = ""):
+        self.hint = hint
+        super().__init__(hint or "out of memory")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """The one test for out-of-memory: ours, torch's (CUDA, MPS, XPU) and allocator RuntimeErrors."""
+    if isinstance(e, (OutOfMemory, MemoryError)):
+        return True
+    if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError without importing torch here
+        return True
+    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+
+
 @dataclass(frozen=True, eq=False)
 class MediaInputs:
     """Decoded inputs, already conformed to the request's size and frame count.
