@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -26,8 +27,10 @@ from pipelines.contract import (
     JobStatus,
     ModelLoadError,
     ModelRegistry,
+    OutOfMemory,
     RequestError,
     UnknownModel,
+    is_out_of_memory,
     request_from_params,
 )
 from studio.media import MediaService
@@ -38,6 +41,9 @@ from storage.files import FileStore
 log = logging.getLogger(__name__)
 
 MAX_SEEDS_PER_BATCH = 8
+# Finished jobs keep a small in-memory state (status, clip id, error) for pollers; beyond this many the
+# oldest is dropped and status() reads the database instead. Previews are dropped at once on finish.
+MAX_FINISHED_STATES = 256
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class JobService:
         self._queue: "queue.Queue[str | None]" = queue.Queue()
         self._order: list[str] = []  # job ids waiting or running, in order
         self._states: dict[str, JobState] = {}
+        self._finished: deque[str] = deque()  # ids of finished jobs whose state is still kept, oldest first
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
 
@@ -276,7 +283,7 @@ class JobService:
             return
         except Exception as e:  # model failure, out of memory, bad media discovered late
             log.exception("job %s failed", job_id)
-            if _is_oom(e):
+            if is_out_of_memory(e):
                 self.registry.unload()
             self._finish(job_id, "failed", error=_describe(e))
             return
@@ -357,9 +364,19 @@ class JobService:
             state = self._states.get(job_id)
             if state is not None:
                 state.status, state.clip_id, state.error = status, clip_id, error
+                state.preview = None  # a full-size preview is tens of MB; nobody shows it after the end
                 state.finished.set()
+                self._retire_locked(job_id)
             if job_id in self._order:
                 self._order.remove(job_id)
+
+    def _retire_locked(self, job_id: str) -> None:
+        """Keep the newest MAX_FINISHED_STATES finished states; older ones are read from the database."""
+        if job_id in self._finished:
+            return
+        self._finished.append(job_id)
+        while len(self._finished) > MAX_FINISHED_STATES:
+            self._states.pop(self._finished.popleft(), None)
 
     def _forget(self, job_id: str) -> None:
         with self._lock:
@@ -368,6 +385,7 @@ class JobService:
                 self._order.remove(job_id)
             if state is not None:
                 state.finished.set()
+                self._retire_locked(job_id)
 
 
 def _safe_manifest(backend: Backend) -> dict:
@@ -378,14 +396,10 @@ def _safe_manifest(backend: Backend) -> dict:
         return {}
 
 
-def _is_oom(e: BaseException) -> bool:
-    name = type(e).__name__
-    return "OutOfMemory" in name or "GenerationOOM" in name or "out of memory" in str(e).lower()
-
-
 def _describe(e: BaseException) -> str:
-    if _is_oom(e):
-        return f"out of memory: {e}. The model was unloaded; try a lower-memory profile, fewer frames or a smaller size."
+    if is_out_of_memory(e):  # the one place that words out-of-memory advice
+        hint = e.hint if isinstance(e, OutOfMemory) and e.hint else "try a lower-memory profile"
+        return f"out of memory: the model was unloaded; {hint}, fewer frames or a smaller size."
     if isinstance(e, (ModelLoadError, ValueError)):
         return str(e)
     return f"the model failed: {type(e).__name__}: {e}"

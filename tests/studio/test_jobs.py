@@ -1,6 +1,7 @@
 """The job service end to end on the test backend: queue, progress, cancel, failure, persistence."""
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +95,51 @@ def test_cancel_queued_job_and_queue_positions(studio, backend):
 
 
 def test_progress_reaches_total(studio, backend):
-    _, [status] = run(studio, TextToVideoRequest(**T2V, steps=6))
-    assert status.step == status.total == 6
-    assert studio.jobs.preview(status.job_id).shape == (8, 32, 32, 3)
+    backend.step_delay = 0.05
+    sub = studio.jobs.submit(TextToVideoRequest(**T2V, steps=6))
+    [job_id] = sub.job_ids
+    seen = None
+    for _ in range(400):  # poll while it runs, as the page does
+        preview = studio.jobs.preview(job_id)
+        if preview is not None:
+            seen = preview
+        if studio.jobs.status(job_id).finished:
+            break
+        threading.Event().wait(0.01)
+    [status] = studio.jobs.wait(sub.job_ids, timeout=60)
+    assert status.step == status.total == 6 and status.preview_version == 3
+    assert seen is not None and seen.shape == (8, 32, 32, 3)
+    assert studio.jobs.preview(job_id) is None  # dropped at the end: nobody shows a preview after Done
+
+
+def test_finished_job_states_are_bounded(studio, monkeypatch):
+    """Each finished job used to keep its state (and its last preview, ~97 MB at 832x480x81) forever."""
+    from studio import jobs
+
+    monkeypatch.setattr(jobs, "MAX_FINISHED_STATES", 3)
+    sub, statuses = run(studio, TextToVideoRequest(**T2V), seeds=8)
+    assert [s.status for s in statuses] == ["done"] * 8
+    assert len(studio.jobs._states) == 3
+    oldest = studio.jobs.status(sub.job_ids[0])  # retired: read back from the database
+    assert oldest.status == "done" and oldest.clip_id == statuses[0].clip_id
+    assert all(studio.jobs.preview(j) is None for j in sub.job_ids)
+
+
+@pytest.mark.parametrize("error, hint", [
+    ("ours", "try the low-vram profile"),
+    ("cuda", "try a lower-memory profile"),
+])
+def test_out_of_memory_unloads_and_words_the_advice_once(studio, backend, registry, error, hint):
+    from pipelines.contract import OutOfMemory
+
+    unloaded = []
+    backend.unload = lambda: unloaded.append(True)
+    backend.fail_with = (OutOfMemory("try the low-vram profile") if error == "ours"
+                         else RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    _, [bad] = run(studio, TextToVideoRequest(**T2V))
+    assert bad.status == "failed" and unloaded == [True]
+    assert bad.error.count("out of memory") == 1 and hint in bad.error
+    assert "Tried to allocate" not in bad.error
 
 
 def test_backend_failure_is_reported_and_worker_survives(studio, backend):
