@@ -11,11 +11,32 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+)
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+# Full-text search lives outside the ORM metadata (SQLite FTS5 table and triggers, a PostgreSQL GIN
+# expression index; see migration 0002). Schema comparisons skip these names.
+FTS_OBJECTS = ("clips_fts", "ix_clips_fts")
+MAX_TAG_CHARS = 64
+
+
+def include_name(name: str | None, type_: str, _parent_names: object = None) -> bool:
+    """For Alembic's comparisons: leave out the full-text objects that live outside the ORM metadata."""
+    return not (name and (name in FTS_OBJECTS or name.startswith("clips_fts_")))
 FINISHED_STATUSES = ("done", "failed", "cancelled")
 
 
@@ -90,6 +111,21 @@ class Clip(Base):
     thumb_path: Mapped[str] = mapped_column(String(512))
     sidecar_path: Mapped[str] = mapped_column(String(512))
     generation_seconds: Mapped[float | None]
+    starred: Mapped[bool] = mapped_column(default=False, server_default=false(), index=True)
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    parent_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the clip this one branched from
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a sweep cell's values, e.g. {"seed": 7, "cfg": 5.0}
+    tag_rows: Mapped[list["ClipTag"]] = relationship(
+        back_populates="clip", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
+        order_by="ClipTag.tag",
+    )
+
+    __table_args__ = (Index("ix_clips_created_at_id", "created_at", "id"),)  # keyset pagination
+
+    @property
+    def tags(self) -> list[str]:
+        return [t.tag for t in self.tag_rows]
 
     PARAM_COLUMNS: ClassVar[tuple[str, ...]] = (
         "mode", "model_id", "prompt", "negative_prompt", "seed", "steps", "cfg_scale",
@@ -108,6 +144,16 @@ class Clip(Base):
 
     def __repr__(self) -> str:
         return f"Clip(id={self.id!r}, mode={self.mode!r}, model_id={self.model_id!r})"
+
+
+class ClipTag(Base):
+    """A free-text tag on a clip (one row per clip and tag)."""
+
+    __tablename__ = "clip_tags"
+
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(MAX_TAG_CHARS), primary_key=True, index=True)
+    clip: Mapped[Clip] = relationship(back_populates="tag_rows")
 
 
 class Job(Base):

@@ -2,14 +2,73 @@
 
 from __future__ import annotations
 
+import base64
 import builtins
+import json
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, and_, delete, exists, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
-from storage.models import FINISHED_STATUSES, JOB_STATUSES, Clip, Job, utcnow
+from storage.models import FINISHED_STATUSES, JOB_STATUSES, MAX_TAG_CHARS, Clip, ClipTag, Job, utcnow
+
+MAX_PAGE = 500
+# sort name -> (column, descending); ties broken by id in the same direction, so pages never overlap
+SORTS = {
+    "newest": (Clip.created_at, True),
+    "oldest": (Clip.created_at, False),
+    "cfg": (Clip.cfg_scale, False),
+    "steps": (Clip.steps, False),
+    "seed": (Clip.seed, False),
+}
+
+
+class QueryError(ValueError):
+    """A gallery query field is invalid. `field` names it."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GalleryQuery:
+    """What the gallery page, the CLI and the API ask for. Every filter is optional."""
+
+    text: str = ""  # full text over prompt and negative prompt; words match as prefixes, all must match
+    mode: str | None = None
+    model_id: str | None = None
+    seed: int | None = None
+    cfg_min: float | None = None
+    cfg_max: float | None = None
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    starred: bool | None = None
+    tag: str | None = None
+    sweep_id: str | None = None
+    batch_id: str | None = None
+    sort: str = "newest"
+    limit: int = 50
+    after: str | None = None  # the cursor of the previous page (Page.next_cursor)
+
+
+@dataclass(frozen=True)
+class Page:
+    clips: list[Clip]
+    next_cursor: str | None  # None on the last page
+
+
+def normalise_tag(tag: str) -> str:
+    """Tags are free text, trimmed, inner whitespace collapsed, at most MAX_TAG_CHARS characters."""
+    clean = " ".join(str(tag).split())
+    if not clean:
+        raise QueryError("tag", "is empty")
+    if len(clean) > MAX_TAG_CHARS:
+        raise QueryError("tag", f"{clean[:20]!r}... is longer than {MAX_TAG_CHARS} characters")
+    return clean
 
 
 class NotFound(LookupError):
@@ -101,6 +160,118 @@ class GalleryRepository:
         q = _filtered(select(Clip), mode, model_id).order_by(Clip.created_at.desc(), Clip.id.desc())
         return list(self.session.scalars(q.limit(max(0, limit)).offset(max(0, offset))))
 
+    def search(self, query: GalleryQuery) -> Page:
+        """One page of clips matching `query`, by keyset (the cursor names the last row seen), not offset."""
+        if query.sort not in SORTS:
+            raise QueryError("sort", f"{query.sort!r} is not one of {', '.join(SORTS)}")
+        if not 1 <= query.limit <= MAX_PAGE:
+            raise QueryError("limit", f"{query.limit} is not from 1 to {MAX_PAGE}")
+        column, desc = SORTS[query.sort]
+        q = self._where(select(Clip), query)
+        if query.after:
+            value, last_id = _decode_cursor(query.after, column)
+            key, bound = tuple_(column, Clip.id), tuple_(value, last_id)  # SQL row values
+            q = q.where(key < bound if desc else key > bound)
+        order = (column.desc(), Clip.id.desc()) if desc else (column.asc(), Clip.id.asc())
+        rows = list(self.session.scalars(q.order_by(*order).limit(query.limit + 1)))
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        cursor = _encode_cursor(getattr(rows[-1], column.key), rows[-1].id) if more and rows else None
+        return Page(rows, cursor)
+
+    def _where(self, q: Select, query: GalleryQuery) -> Select:  # type: ignore[type-arg]
+        q = _filtered(q, query.mode, query.model_id)
+        if query.text.strip():
+            q = q.where(self._matches(query.text))
+        if query.seed is not None:
+            q = q.where(Clip.seed == query.seed)
+        if query.cfg_min is not None:
+            q = q.where(Clip.cfg_scale >= query.cfg_min)
+        if query.cfg_max is not None:
+            q = q.where(Clip.cfg_scale <= query.cfg_max)
+        if query.since is not None:
+            q = q.where(Clip.created_at >= query.since)
+        if query.until is not None:
+            q = q.where(Clip.created_at < query.until)
+        if query.starred is not None:
+            q = q.where(Clip.starred == query.starred)
+        if query.tag:
+            tag = normalise_tag(query.tag)
+            q = q.where(exists().where(ClipTag.clip_id == Clip.id, ClipTag.tag == tag))
+        if query.sweep_id:
+            q = q.where(Clip.sweep_id == query.sweep_id)
+        if query.batch_id:
+            q = q.where(Clip.batch_id == query.batch_id)
+        return q
+
+    def _matches(self, words: str):  # type: ignore[no-untyped-def]
+        """A WHERE clause for full-text search, in the database's own engine (FTS5 or tsvector)."""
+        terms = [t for t in re.findall(r"\w+", words.lower()) if t][:16]
+        if not terms:
+            return Clip.id.is_(None)  # only punctuation: nothing matches
+        dialect = self.session.get_bind().dialect.name
+        if dialect == "sqlite":
+            match = " ".join(f'"{t}"*' for t in terms)  # quoted: no FTS5 syntax reaches the engine
+            return text("clips.rowid IN (SELECT rowid FROM clips_fts WHERE clips_fts MATCH :match)").bindparams(
+                match=match)
+        if dialect == "postgresql":
+            tsquery = " & ".join(f"{t}:*" for t in terms)
+            return text("to_tsvector('simple', clips.prompt || ' ' || clips.negative_prompt) "
+                        "@@ to_tsquery('simple', :tsquery)").bindparams(tsquery=tsquery)
+        return and_(*[Clip.prompt.ilike(f"%{t}%") | Clip.negative_prompt.ilike(f"%{t}%") for t in terms])
+
+    def set_starred(self, clip_id: str, starred: bool = True) -> Clip:
+        clip = self._require(clip_id)
+        clip.starred = bool(starred)
+        self.session.flush()
+        return clip
+
+    def set_note(self, clip_id: str, note: str) -> Clip:
+        clip = self._require(clip_id)
+        clip.note = str(note)
+        self.session.flush()
+        return clip
+
+    def add_tags(self, clip_id: str, tags: Sequence[str]) -> Clip:
+        clip = self._require(clip_id)
+        have = set(clip.tags)
+        for tag in dict.fromkeys(normalise_tag(t) for t in tags):
+            if tag not in have:
+                clip.tag_rows.append(ClipTag(tag=tag))
+        self.session.flush()
+        return clip
+
+    def remove_tags(self, clip_id: str, tags: Sequence[str]) -> Clip:
+        clip = self._require(clip_id)
+        gone = {normalise_tag(t) for t in tags}
+        self.session.execute(delete(ClipTag).where(ClipTag.clip_id == clip_id, ClipTag.tag.in_(gone)))
+        self.session.expire(clip, ["tag_rows"])
+        self.session.flush()
+        return clip
+
+    def children(self, clip_id: str) -> builtins.list[Clip]:
+        """Clips branched from this one, oldest first."""
+        q = select(Clip).where(Clip.parent_id == clip_id).order_by(Clip.created_at, Clip.id)
+        return list(self.session.scalars(q))
+
+    def ancestors(self, clip_id: str, limit: int = 100) -> builtins.list[Clip]:
+        """The chain of parents, nearest first (a parent deleted since ends the chain)."""
+        out: builtins.list[Clip] = []
+        clip = self.get(clip_id)
+        seen = {clip_id}
+        while clip is not None and clip.parent_id and clip.parent_id not in seen and len(out) < limit:
+            seen.add(clip.parent_id)
+            clip = self.get(clip.parent_id)
+            if clip is not None:
+                out.append(clip)
+        return out
+
+    def _require(self, clip_id: str) -> Clip:
+        clip = self.get(clip_id)
+        if clip is None:
+            raise NotFound(f"no clip with id {clip_id!r}")
+        return clip
+
     def count(self, mode: str | None = None, model_id: str | None = None) -> int:
         return self.session.scalar(_filtered(select(func.count()).select_from(Clip), mode, model_id)) or 0
 
@@ -132,6 +303,24 @@ class GalleryRepository:
         """{clip id: (video, thumb, sidecar)} for every row, for consistency checks."""
         rows = self.session.execute(select(Clip.id, Clip.video_path, Clip.thumb_path, Clip.sidecar_path))
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def _encode_cursor(value, clip_id: str) -> str:  # type: ignore[no-untyped-def]
+    raw = value.isoformat() if isinstance(value, datetime) else value
+    return base64.urlsafe_b64encode(json.dumps([raw, clip_id]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, column):  # type: ignore[no-untyped-def]
+    try:
+        raw, clip_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value = datetime.fromisoformat(raw) if column.key == "created_at" else raw
+        if column.key == "created_at" and value.tzinfo is None:
+            raise ValueError("naive time")
+        if not isinstance(clip_id, str) or isinstance(value, (list, dict)):
+            raise ValueError("shape")
+    except (ValueError, TypeError) as e:
+        raise QueryError("after", f"{cursor[:40]!r} is not a cursor this gallery gave out") from e
+    return value, clip_id
 
 
 def _filtered(q: Select, mode: str | None, model_id: str | None) -> Select:  # type: ignore[type-arg]

@@ -5,7 +5,7 @@ from the command line: `alembic -c storage/migrations/alembic.ini -x url=sqlite:
 from alembic import context
 from sqlalchemy import create_engine
 
-from storage.models import Base
+from storage.models import Base, include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -17,6 +17,7 @@ def _configure_and_run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode recreates tables
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

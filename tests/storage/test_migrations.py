@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from storage.db import current_revision, default_database_url, downgrade, head_revision, make_engine, upgrade
-from storage.models import Base
+from storage.models import Base, include_name
 
 
 def test_upgrade_from_empty_creates_tables_and_columns(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_upgrade_from_empty_creates_tables_and_columns(tmp_path: Path) -> None:
     assert {"id", "job_id", "batch_id", "created_at", "mode", "model_id", "model_version", "prompt",
             "negative_prompt", "seed", "steps", "cfg_scale", "frames", "fps", "width", "height", "strength",
             "profile", "params", "manifest", "inputs", "video_path", "thumb_path", "sidecar_path",
-            "generation_seconds"} == clips
+            "generation_seconds", "starred", "note", "parent_id", "sweep_id", "axes"} == clips
     fks = insp.get_foreign_keys("jobs")
     assert fks[0]["referred_table"] == "clips" and fks[0]["options"].get("ondelete") == "SET NULL"
     assert {"ix_jobs_status", "ix_jobs_batch_id"} <= {i["name"] for i in insp.get_indexes("jobs")}
@@ -37,14 +37,14 @@ def test_upgrade_from_empty_creates_tables_and_columns(tmp_path: Path) -> None:
 
 def test_models_match_migrations(engine) -> None:
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
         assert compare_metadata(ctx, Base.metadata) == []
 
 
 def test_downgrade_to_base_and_up_again(engine) -> None:
     downgrade(engine)
     assert current_revision(engine) is None
-    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}, inspect(engine).get_table_names()
     upgrade(engine)
     assert {"jobs", "clips"} <= set(inspect(engine).get_table_names())
 
