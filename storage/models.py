@@ -90,8 +90,8 @@ class Clip(Base):
     job_id: Mapped[str | None] = mapped_column(String(32))
     batch_id: Mapped[str] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(index=True, default=utcnow)
-    mode: Mapped[str] = mapped_column(String(16), index=True)
-    model_id: Mapped[str] = mapped_column(String(128), index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    model_id: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
     prompt: Mapped[str] = mapped_column(Text, default="")
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
@@ -111,7 +111,7 @@ class Clip(Base):
     thumb_path: Mapped[str] = mapped_column(String(512))
     sidecar_path: Mapped[str] = mapped_column(String(512))
     generation_seconds: Mapped[float | None]
-    starred: Mapped[bool] = mapped_column(default=False, server_default=false(), index=True)
+    starred: Mapped[bool] = mapped_column(default=False, server_default=false())
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
     parent_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the clip this one branched from
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
@@ -121,7 +121,13 @@ class Clip(Base):
         order_by="ClipTag.tag",
     )
 
-    __table_args__ = (Index("ix_clips_created_at_id", "created_at", "id"),)  # keyset pagination
+    # keyset pagination, newest first, optionally within one mode / model / star state (see migration 0002)
+    __table_args__ = (
+        Index("ix_clips_created_at_id", "created_at", "id"),
+        Index("ix_clips_mode", "mode", "created_at", "id"),
+        Index("ix_clips_model_id", "model_id", "created_at", "id"),
+        Index("ix_clips_starred", "starred", "created_at", "id"),
+    )
 
     @property
     def tags(self) -> list[str]:

