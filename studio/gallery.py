@@ -1,4 +1,7 @@
-"""Read and manage the gallery for the UI and CLI, without them touching SQLAlchemy."""
+"""Read and manage the gallery for the UI and CLI, without them touching SQLAlchemy.
+
+`GalleryQuery` and `QueryError` come from storage and are re-exported for the facade and the CLI.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from storage.repositories import GalleryRepository
+from storage.repositories import GalleryQuery, GalleryRepository, NotFound, QueryError
 from storage.files import FileStore
 from pipelines.contract import GenerationRequest, request_from_params
 
@@ -36,6 +39,12 @@ class ClipView:
     params: dict[str, Any]
     manifest: dict[str, Any]
     inputs: dict[str, Any]
+    starred: bool = False
+    tags: tuple[str, ...] = ()
+    note: str = ""
+    parent_id: str | None = None
+    sweep_id: str | None = None
+    axes: dict[str, Any] | None = None
 
     @property
     def caption(self) -> str:
@@ -56,12 +65,46 @@ class GalleryService:
             profile=c.profile, generation_seconds=c.generation_seconds,
             video=self.files.resolve(c.video_path), thumb=self.files.resolve(c.thumb_path),
             params=dict(c.params), manifest=dict(c.manifest or {}), inputs=dict(c.inputs or {}),
+            starred=bool(c.starred), tags=tuple(c.tags), note=c.note or "", parent_id=c.parent_id,
+            sweep_id=c.sweep_id, axes=dict(c.axes) if c.axes else None,
         )
 
     def list(self, mode: str | None = None, model_id: str | None = None, limit: int = 100, offset: int = 0) -> list[ClipView]:
         with self._session_factory() as session:
             rows = GalleryRepository(session).list(mode=mode, model_id=model_id, limit=limit, offset=offset)
             return [self._view(c) for c in rows]
+
+    def search(self, query: GalleryQuery) -> tuple[list[ClipView], str | None]:
+        """One page of clips and the cursor of the next page (None on the last). Raises QueryError."""
+        with self._session_factory() as session:
+            page = GalleryRepository(session).search(query)
+            return [self._view(c) for c in page.clips], page.next_cursor
+
+    def star(self, clip_id: str, starred: bool = True) -> ClipView:
+        return self._change(clip_id, lambda repo: repo.set_starred(clip_id, starred))
+
+    def tag(self, clip_id: str, tags: list[str], *, remove: bool = False) -> ClipView:
+        return self._change(clip_id, lambda repo: (repo.remove_tags if remove else repo.add_tags)(clip_id, tags))
+
+    def note(self, clip_id: str, text: str) -> ClipView:
+        return self._change(clip_id, lambda repo: repo.set_note(clip_id, text))
+
+    def children(self, clip_id: str) -> list[ClipView]:
+        with self._session_factory() as session:
+            return [self._view(c) for c in GalleryRepository(session).children(clip_id)]
+
+    def ancestors(self, clip_id: str) -> list[ClipView]:
+        """Parents, nearest first."""
+        with self._session_factory() as session:
+            return [self._view(c) for c in GalleryRepository(session).ancestors(clip_id)]
+
+    def _change(self, clip_id: str, change) -> ClipView:  # type: ignore[no-untyped-def]
+        with self._session_factory() as session, session.begin():
+            try:
+                clip = change(GalleryRepository(session))
+            except NotFound:
+                raise KeyError(f"no clip {clip_id!r}") from None
+            return self._view(clip)
 
     def get(self, clip_id: str) -> ClipView | None:
         with self._session_factory() as session:
@@ -95,3 +138,6 @@ class GalleryService:
         if view is None:
             raise KeyError(f"no clip {clip_id!r}")
         return request_from_params(view.params)
+
+
+__all__ = ["ClipView", "GalleryQuery", "GalleryService", "QueryError"]
