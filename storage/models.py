@@ -181,6 +181,8 @@ class Job(Base):
     clip_id: Mapped[str | None] = mapped_column(
         ForeignKey("clips.id", ondelete="SET NULL"), index=True
     )
+    sweep_id: Mapped[str | None] = mapped_column(String(32))
+    axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"seed": 7, "cfg": 5.0}: its cell in the sweep
 
     @validates("status")
     def _check_status(self, _key: str, value: str) -> str:

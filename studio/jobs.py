@@ -1,8 +1,10 @@
 """The one way to generate: the UI, the CLI and the API all submit requests here.
 
-submit(): validate, pin seeds, copy inputs into the data dir, persist queued jobs -> job ids.
-worker:   load backend, decode inputs, generate with progress + cancel, write files, then
-          commit the gallery row; if either fails, neither remains.
+submit():       validate, pin seeds, copy inputs into the data dir, persist queued jobs -> job ids.
+submit_sweep(): the same for every cell of a sweep (axes x seeds), all validated before any is queued.
+worker:         load backend, decode inputs, generate with progress + cancel, write files, then
+                commit the gallery row; if either fails, neither remains. The seeds of one cell (one
+                batch) go through the network together when the backend can batch (`generate_batch`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from pipelines.contract import (
     ModelRegistry,
     OutOfMemory,
     RequestError,
+    SweepRequest,
     UnknownModel,
     is_out_of_memory,
     request_from_params,
 )
+from pipelines.contract.sweeps import AXES, MAX_SEEDS
 from studio.media import MediaService
 from storage.models import Clip, Job, utcnow
 from storage.repositories import GalleryRepository, JobRepository
@@ -40,7 +44,7 @@ from storage.files import FileStore
 
 log = logging.getLogger(__name__)
 
-MAX_SEEDS_PER_BATCH = 8
+MAX_SEEDS_PER_BATCH = MAX_SEEDS
 # Finished jobs keep a small in-memory state (status, clip id, error) for pollers; beyond this many the
 # oldest is dropped and status() reads the database instead. Previews are dropped at once on finish.
 MAX_FINISHED_STATES = 256
@@ -48,9 +52,22 @@ MAX_FINISHED_STATES = 256
 
 @dataclass(frozen=True)
 class Submission:
+    """One batch: the seeds of one request (or of one sweep cell), a job each."""
+
     batch_id: str
     job_ids: tuple[str, ...]
     seeds: tuple[int, ...]
+    axes: dict = field(default_factory=dict)  # the cell's axis values in a sweep ({} outside one)
+
+
+@dataclass(frozen=True)
+class SweepSubmission:
+    sweep_id: str
+    cells: tuple[Submission, ...]  # in queue order (the model axis outermost)
+
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        return tuple(j for cell in self.cells for j in cell.job_ids)
 
 
 @dataclass
@@ -58,6 +75,7 @@ class JobState:
     """Live, in-memory view of a job; the database holds the durable part."""
 
     job_id: str
+    batch_id: str = ""
     status: str = "queued"
     step: int = 0
     total: int = 0
@@ -113,9 +131,9 @@ class JobService:
             for job in leftover:
                 job.status = "queued"
                 job.started_at = None
-            ids = [j.id for j in leftover]
-        for job_id in ids:
-            self._enqueue(job_id)
+            ids = [(j.id, j.batch_id) for j in leftover]
+        for job_id, batch_id in ids:
+            self._enqueue(job_id, batch_id)
         self._worker = threading.Thread(target=self._run_worker, name="studio-worker", daemon=True)
         self._worker.start()
 
@@ -133,52 +151,72 @@ class JobService:
     # ---- submission -----------------------------------------------------------------------------
     def submit(self, request: GenerationRequest, seeds: int = 1) -> Submission:
         """Validate, pin the seeds, store the inputs and queue one job per seed."""
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS_PER_BATCH:
-            raise RequestError("seeds", f"{seeds!r} is not a whole number from 1 to {MAX_SEEDS_PER_BATCH}")
+        return self._submit(SweepRequest(request, seeds), sweep_ids=False).cells[0]
+
+    def submit_sweep(self, sweep: SweepRequest) -> SweepSubmission:
+        """Every cell of the sweep gets the same seeds; nothing is queued unless every cell is valid."""
+        return self._submit(sweep, sweep_ids=True)
+
+    def _submit(self, sweep: SweepRequest, *, sweep_ids: bool) -> SweepSubmission:
+        sweep.validate()
+        request = sweep.request
         if not request.model_id:
             request = dataclasses.replace(request, model_id=self.registry.default_id)
-        try:
-            spec = self.registry.spec(request.model_id)
-        except UnknownModel as e:
-            raise RequestError("model_id", str(e)) from None
-        except ModelLoadError as e:
-            raise RequestError("model_id", str(e)) from None
-        missing = self.registry.missing(request.model_id)
-        if missing:  # refuse before queueing: a job that can only fail would sit in the queue first
-            raise RequestError("model_id", missing)
+            sweep = dataclasses.replace(sweep, request=request)
         base_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        first = request.resolve(spec, base_seed)
-        first.validate(spec)
-        if base_seed + seeds - 1 > MAX_SEED:
-            raise RequestError("seed", f"{base_seed} leaves no room for {seeds} consecutive seeds")
-        stored = self.media.ingest(first)  # copies inputs into the data dir, probes them: MediaError
-        batch_id = uuid.uuid4().hex
-        jobs = []
-        for i in range(seeds):
-            req = dataclasses.replace(stored, seed=base_seed + i)
-            jobs.append(
-                Job(
-                    id=uuid.uuid4().hex,
-                    batch_id=batch_id,
-                    batch_index=i,
-                    status="queued",
-                    mode=req.mode,
-                    model_id=req.model_id,
-                    params=req.to_params(),
-                    created_at=utcnow(),
-                )
-            )
+        seeds = tuple(base_seed + i for i in range(sweep.seeds))
+        if seeds[-1] > MAX_SEED:
+            raise RequestError("seed", f"{base_seed} leaves no room for {sweep.seeds} consecutive seeds")
+        cells = [(cell.axes, self._resolve(cell.request, base_seed, cell.axes)) for cell in sweep.cells()]
+        stored = self.media.ingest(cells[0][1])  # copies inputs into the data dir, probes them: MediaError
+        media_fields = {name: getattr(stored, name) for name in stored.media_fields}
+        sweep_id = uuid.uuid4().hex if sweep_ids else None
+        jobs, out = [], []
+        for axes, resolved in cells:
+            resolved = dataclasses.replace(resolved, **media_fields)
+            batch_id = uuid.uuid4().hex
+            cell_jobs = []
+            for i, seed in enumerate(seeds):
+                req = dataclasses.replace(resolved, seed=seed)
+                cell_jobs.append(Job(
+                    id=uuid.uuid4().hex, batch_id=batch_id, batch_index=i, status="queued", mode=req.mode,
+                    model_id=req.model_id, params=req.to_params(), created_at=utcnow(), sweep_id=sweep_id,
+                    axes={"seed": seed, **axes} if sweep_id else None,
+                ))
+            jobs += cell_jobs
+            out.append(Submission(batch_id, tuple(j.id for j in cell_jobs), seeds, dict(axes)))
         with self._session_factory() as session, session.begin():
             repo = JobRepository(session)
             for job in jobs:
                 repo.add(job)
         for job in jobs:
-            self._enqueue(job.id)
-        return Submission(batch_id, tuple(j.id for j in jobs), tuple(base_seed + i for i in range(seeds)))
+            self._enqueue(job.id, job.batch_id)
+        return SweepSubmission(sweep_id or "", tuple(out))
 
-    def _enqueue(self, job_id: str) -> None:
+    def _resolve(self, request: GenerationRequest, seed: int, axes: dict) -> GenerationRequest:
+        """The request with the model's defaults filled in, validated; errors name the axis value if one caused it."""
+        try:
+            try:
+                spec = self.registry.spec(request.model_id)
+            except (UnknownModel, ModelLoadError) as e:
+                raise RequestError("model_id", str(e)) from None
+            missing = self.registry.missing(request.model_id)
+            if missing:  # refuse before queueing: a job that can only fail would sit in the queue first
+                raise RequestError("model_id", missing)
+            resolved = request.resolve(spec, seed)
+            resolved.validate(spec)
+            return resolved
+        except RequestError as e:
+            culprit = next((name for name in axes if AXES[name][0] == e.field), None)
+            if culprit is None:
+                raise
+            raise RequestError("vary", f"{culprit}={axes[culprit]!r}: {e}") from None
+
+    def _enqueue(self, job_id: str, batch_id: str) -> None:
         with self._lock:
-            self._states[job_id] = JobState(job_id)
+            if job_id in self._states:  # submitted before start(), which re-reads the queue from the database
+                return
+            self._states[job_id] = JobState(job_id, batch_id)
             self._order.append(job_id)
         self._queue.put(job_id)
 
@@ -237,67 +275,105 @@ class JobService:
                 return
             with self._lock:
                 state = self._states.get(job_id)
-                if state is None or state.status in TERMINAL:
+                if state is None or state.status != "queued":  # finished, or taken with its batch
                     continue
+            group: list[_Picked] = []
             try:
-                self._run_job(job_id, state)
+                self._run_group(job_id, group)
             except Exception:  # the worker must survive anything a job does
                 log.exception("job %s crashed the worker loop", job_id)
-                self._finish(job_id, "failed", error="internal error; see the server log")
+                for job in group or [_Picked(job_id, state, None, "", None, None)]:
+                    self._finish(job.job_id, "failed", error="internal error; see the server log")
 
-    def _run_job(self, job_id: str, state: JobState) -> None:
+    def _take(self, job_id: str) -> "_Picked | None":
+        """Mark a queued job running (database and memory); None if it is no longer queued."""
         with self._session_factory() as session, session.begin():
-            job = JobRepository(session).get(job_id)
+            repo = JobRepository(session)
+            job = repo.get(job_id)
             if job is None or job.status != "queued":
                 self._forget(job_id)
-                return
+                return None
             request = request_from_params(job.params)
-            JobRepository(session).mark_running(job_id)
-            batch_id = job.batch_id
+            repo.mark_running(job_id)
+            picked = _Picked(job_id, None, request, job.batch_id, job.sweep_id, dict(job.axes) if job.axes else None)
         with self._lock:
+            state = self._states[job_id]
             state.status = "running"
             state.started = time.monotonic()
+        return dataclasses.replace(picked, state=state)
+
+    def _companions(self, first: "_Picked", limit: int) -> list[str]:
+        """Queued jobs of the same batch (same cell: only the seed differs), in queue order, up to `limit`."""
+        with self._lock:
+            return [j for j in self._order
+                    if j != first.job_id and (st := self._states.get(j)) is not None and st.status == "queued"
+                    and st.batch_id == first.batch_id and not st.cancel.is_set()][:limit]
+
+    def _run_group(self, job_id: str, group: list["_Picked"]) -> None:
+        first = self._take(job_id)
+        if first is None:
+            return
+        group.append(first)
+        request = first.request
 
         import torch
 
         t0 = time.perf_counter()
         try:
             backend = self.registry.load(request.model_id, request.profile)
+            batch = getattr(backend, "generate_batch", None)
+            if batch is not None and first.batch_id:
+                for other in self._companions(first, max(0, int(getattr(backend, "max_batch", 1)) - 1)):
+                    picked = self._take(other)
+                    if picked is not None:
+                        group.append(picked)
             media = self.media.load(request)
-            generator = torch.Generator(device="cpu").manual_seed(request.seed)
+            states = [g.state for g in group]
 
             def on_step(step: int, total: int, preview) -> None:
+                now = time.monotonic()
                 with self._lock:
-                    state.step, state.total = step, total
-                    state.last_step_at = time.monotonic()
-                    if preview is not None:
-                        state.preview = preview
-                        state.preview_version += 1
+                    for state in states:
+                        state.step, state.total, state.last_step_at = step, total, now
+                        if preview is not None:
+                            state.preview = preview
+                            state.preview_version += 1
 
-            frames = backend.generate(request, media, generator, on_step, state.cancel.is_set)
+            def should_cancel() -> bool:  # a batch stops when every job in it is cancelled
+                return all(state.cancel.is_set() for state in states)
+
+            generators = [torch.Generator(device="cpu").manual_seed(g.request.seed) for g in group]
+            if len(group) > 1:
+                outputs = list(batch([g.request for g in group], media, generators, on_step, should_cancel))
+            else:
+                outputs = [backend.generate(request, media, generators[0], on_step, should_cancel)]
         except Cancelled:
-            self._finish(job_id, "cancelled")
+            for g in group:
+                self._finish(g.job_id, "cancelled")
             return
         except RequestError as e:
-            self._finish(job_id, "failed", error=str(e))
+            for g in group:
+                self._finish(g.job_id, "failed", error=str(e))
             return
         except Exception as e:  # model failure, out of memory, bad media discovered late
             log.exception("job %s failed", job_id)
             if is_out_of_memory(e):
                 self.registry.unload()
-            self._finish(job_id, "failed", error=_describe(e))
+            for g in group:
+                self._finish(g.job_id, "failed", error=_describe(e))
             return
-        seconds = time.perf_counter() - t0
-        if state.cancel.is_set():
-            self._finish(job_id, "cancelled")
-            return
-        clip_id = self._save(job_id, batch_id, request, backend, frames, seconds)
-        if clip_id is None:
-            return
-        self._finish(job_id, "done", clip_id=clip_id)
+        seconds = (time.perf_counter() - t0) / len(group)
+        for g, frames in zip(group, outputs):
+            if g.state.cancel.is_set():
+                self._finish(g.job_id, "cancelled")
+                continue
+            clip_id = self._save(g, backend, frames, seconds)
+            if clip_id is not None:
+                self._finish(g.job_id, "done", clip_id=clip_id)
 
-    def _save(self, job_id, batch_id, request, backend: Backend, frames, seconds) -> str | None:
+    def _save(self, job: "_Picked", backend: Backend, frames, seconds: float) -> str | None:
         """Write the files, then commit the row. If either fails, neither remains."""
+        job_id, request = job.job_id, job.request
         clip_id = uuid.uuid4().hex
         spec = backend.spec
         manifest = {**self._library_versions(), **_safe_manifest(backend)}
@@ -309,6 +385,8 @@ class JobService:
             "params": request.to_params(),
             "inputs": inputs,
             "manifest": manifest,
+            "sweep": job.sweep_id,
+            "axes": job.axes,
             "created_at": utcnow().isoformat(),
         }
         try:
@@ -324,7 +402,9 @@ class JobService:
                         request.to_params(),
                         id=clip_id,
                         job_id=job_id,
-                        batch_id=batch_id,
+                        batch_id=job.batch_id,
+                        sweep_id=job.sweep_id,
+                        axes=job.axes,
                         created_at=utcnow(),
                         model_id=spec.id,
                         model_version=spec.version,
@@ -386,6 +466,18 @@ class JobService:
             if state is not None:
                 state.finished.set()
                 self._retire_locked(job_id)
+
+
+@dataclass(frozen=True)
+class _Picked:
+    """A job the worker took: its live state and what saving its clip needs."""
+
+    job_id: str
+    state: JobState | None
+    request: GenerationRequest | None
+    batch_id: str
+    sweep_id: str | None
+    axes: dict | None
 
 
 def _safe_manifest(backend: Backend) -> dict:

@@ -8,6 +8,7 @@ depend on the services. `tests/test_layers.py` checks these arrows from the impo
 
 from pipelines.contract.backend import (
     Backend,
+    BatchBackend,
     Cancelled,
     MediaInputs,
     ModelLoadError,
@@ -32,13 +33,15 @@ from pipelines.contract.requests import (
     request_from_params,
 )
 from pipelines.contract.spec import MODES, ModelDefaults, ModelLimits, ModelSpec, Range
+from pipelines.contract.sweeps import AXES, MAX_SWEEP_CLIPS, Axis, Cell, SweepRequest, make_axis, parse_axis
 
 __all__ = [
-    "Backend", "Cancelled", "MediaInputs", "ModelLoadError", "OutOfMemory", "StepCallback", "is_out_of_memory",
+    "Backend", "BatchBackend", "Cancelled", "MediaInputs", "ModelLoadError", "OutOfMemory", "StepCallback", "is_out_of_memory",
     "TERMINAL", "JobStatus",
     "ModelRegistry", "RegistryEntry", "Resolver", "UnknownModel",
     "DEFAULT_MODEL_ID", "MAX_PROMPT_CHARS", "MAX_SEED", "PARAMS_SCHEMA_VERSION", "REQUEST_TYPES",
     "GenerationRequest", "ImageToVideoRequest", "InpaintRequest", "RequestError", "TextToVideoRequest",
     "VideoToVideoRequest", "request_from_params",
     "MODES", "ModelDefaults", "ModelLimits", "ModelSpec", "Range",
+    "AXES", "MAX_SWEEP_CLIPS", "Axis", "Cell", "SweepRequest", "make_axis", "parse_axis",
 ]

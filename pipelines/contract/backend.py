@@ -85,3 +85,23 @@ class Backend(Protocol):
     def unload(self) -> None:
         """Free weights and device memory."""
         ...
+
+
+class BatchBackend(Backend, Protocol):
+    """A backend that can also generate several seeds of one request as one batch through the network.
+
+    The job service hands it up to `max_batch` requests that differ only in their seed (one generator
+    each) and expects the same frames, clip for clip, as `generate` would give one by one.
+    """
+
+    max_batch: int
+
+    def generate_batch(
+        self,
+        requests: "list[GenerationRequest]",
+        media: MediaInputs,
+        generators: "list[torch.Generator]",
+        on_step: StepCallback,
+        should_cancel: Callable[[], bool],
+    ) -> "list[np.ndarray]":
+        ...

@@ -57,3 +57,34 @@ class GradientBackend:
 
     def unload(self) -> None:
         pass
+
+
+@dataclass
+class BatchingGradientBackend(GradientBackend):
+    """GradientBackend that also takes several seeds in one call, as the embedded model does."""
+
+    max_batch: int = 8
+    batch_sizes: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)  # (request, frames) of every clip made in a batch
+
+    def generate_batch(self, requests, media, generators, on_step, should_cancel):
+        self.batch_sizes.append(len(requests))
+        seen = []
+        out = []
+        for request, generator in zip(requests, generators):
+            out.append(self.generate(request, media, generator, lambda s, t, p: seen.append(s), should_cancel))
+            self.outputs.append((request, out[-1]))
+        for step in range(1, requests[0].steps + 1):
+            on_step(step, requests[0].steps, None)
+        return out
+
+
+SECOND_SPEC = ModelSpec(
+    id="test-gradient-b",
+    version="1",
+    label="Second test model (tests only)",
+    family="test",
+    modes=("t2v", "v2v"),
+    defaults=ModelDefaults(steps=3, cfg_scale=4.0, frames=8, fps=8, width=32, height=32),
+    limits=ModelLimits(steps=Range(1, 50), frames=Range(1, 32), width=Range(16, 64, 8), height=Range(16, 64, 8)),
+)
