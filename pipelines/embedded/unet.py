@@ -184,8 +184,14 @@ class UNet(Conditioned):
 
 
 def denoiser_config(d: dict) -> "UNetConfig | DiTConfig":
-    """The config a dict describes: {"arch": "unet", ...} or a DiT config (no "arch" key)."""
-    return (UNetConfig if d.get("arch") == "unet" else DiTConfig).from_dict(d)
+    """The config a dict describes: {"arch": "unet", ...}, or a DiT's ({"arch": "dit", ...} or, as
+    config.json stores it, no "arch" key)."""
+    arch = d.get("arch", "dit")
+    if arch == "unet":
+        return UNetConfig.from_dict(d)
+    if arch == "dit":
+        return DiTConfig.from_dict({k: v for k, v in d.items() if k != "arch"})
+    raise ValueError(f"denoiser arch {arch!r}: expected 'dit' or 'unet'")
 
 
 def build_denoiser(d: dict) -> nn.Module:
