@@ -87,12 +87,12 @@ class EmbeddedBackend:
     paste_first_frame: bool = True
     composite_inpaint: bool = True
     # i2v: the first latent chunk is replaced by the image's (re-noised) latent while t >= this value,
-    # so the clip starts from the image (first frame 21.1 -> 26.9 dB at 0.2, motion 95 -> 100% on 20 clips)
+    # so the clip starts from the image (measurements: MODEL_CARD.md, "Experiments")
     i2v_anchor: float = 0.2
     # inpaint: after sampling, this many Adam steps on the latent so that its decoding matches the input
     # outside the mask and the generated clip inside (Blended Latent Diffusion's background
     # reconstruction): latent cells straddle the mask's edge, so blending alone repaints a band of
-    # outside pixels (outside-mask PSNR 29.0 -> 33.2 dB with 4 steps, and the composite has no seam)
+    # outside pixels; the refit brings them back, so the final composite has no seam
     inpaint_refine_steps: int = 4
     inpaint_refine_lr: float = 0.1
 
