@@ -106,8 +106,9 @@ class EmbeddedBackend:
 
         wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
         wfile, cfile = wdir / WEIGHTS_FILE, wdir / CONFIG_FILE
-        if not wfile.is_file() or not cfile.is_file():
-            raise ModelLoadError(f"embedded model weights not found in {wdir} ({WEIGHTS_FILE}, {CONFIG_FILE}); {TRAIN_HINT}")
+        absent = missing(wdir)
+        if absent:
+            raise ModelLoadError(absent)
         try:
             meta = json.loads(cfile.read_text())
             vae_state, denoiser_state = split_state(load_file(str(wfile)))

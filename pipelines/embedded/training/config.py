@@ -11,14 +11,15 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 from pipelines.embedded.vae import VAEConfig
 
 RECIPE_FILE = Path(__file__).resolve().with_name("recipe.toml")
 
 # checkpoints written before the denoiser was named for what it is used these keys
-LEGACY_KEYS = {"dit": "denoiser", "dit_lr": "denoiser_lr", "dit_batch": "denoiser_batch",
-               "dit_warmup": "denoiser_warmup"}
+LEGACY_KEYS = MappingProxyType({"dit": "denoiser", "dit_lr": "denoiser_lr", "dit_batch": "denoiser_batch",
+                                "dit_warmup": "denoiser_warmup"})
 
 
 @dataclass(frozen=True)
