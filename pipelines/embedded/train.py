@@ -65,7 +65,8 @@ def resolve_config(args: argparse.Namespace):
     if args.resume:  # continue with the configuration the run was started with
         for name in ("dit.pt", "vae.pt"):
             if (args.out / name).exists():
-                return TrainConfig.from_dict(torch.load(args.out / name, map_location="cpu", weights_only=False)["config"])
+                ck = torch.load(args.out / name, map_location="cpu", weights_only=False)
+                return TrainConfig.from_dict(ck["config"])
     return cfg
 
 
