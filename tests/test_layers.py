@@ -43,7 +43,7 @@ RULES: list[tuple[str, list[str], list[str]]] = [
     ("app", list(PROJECT), []),
     ("studio", SERVICES, ["gradio", "diffusers"]),
 ]
-TRAINING = ("pipelines.embedded.train", "pipelines.embedded.dit_train", "pipelines.embedded.training")
+TRAINING = ("pipelines.embedded.train", "pipelines.embedded.training")
 SERVING = ("pipelines.embedded.backend",)
 
 

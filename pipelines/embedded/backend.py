@@ -26,19 +26,23 @@ from pipelines.contract import (
     StepCallback,
 )
 from pipelines.contract import RegistryEntry
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-PREVIEW_EVERY = 4
-TRAIN_HINT = (
-    "train it with `python -m pipelines.embedded.train --stage all --vae-minutes 15 --minutes 60 --threads 1` "
-    "(autoencoder, latent cache, denoiser, then export to assets/embedded/)"
+from pipelines.embedded.weights import (
+    CONFIG_FILE,
+    DENOISER_KEY,
+    TRAIN_COMMAND,
+    WEIGHTS_DIR,
+    WEIGHTS_FILE,
+    WEIGHTS_VERSION,
+    missing,
+    split_state,
 )
+
+PREVIEW_EVERY = 4
+TRAIN_HINT = f"train it with `{TRAIN_COMMAND}` (the shipped recipe: every stage, then export to assets/embedded/)"
 
 EMBEDDED_SPEC = ModelSpec(
     id="embedded-shapes",
-    version="5",  # the weights' version: export writes it into config.json; bump it when shipping new weights
+    version=WEIGHTS_VERSION,  # the shipped weights' (pipelines/embedded/weights.py); config.json's wins
     label="Embedded shapes (CPU, 64x64)",
     family="embedded",
     modes=MODES,
@@ -60,7 +64,8 @@ EMBEDDED_SPEC = ModelSpec(
 
 
 def embedded_entry(weights_dir: Path | None = None) -> RegistryEntry:
-    """The registry entry; reads only the small config.json (for the weights' version), loads nothing."""
+    """The registry entry; reads only the small config.json (for the weights' version), loads nothing.
+    Its `missing()` names the absent weights files and the command that rebuilds them."""
     wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     spec = EMBEDDED_SPEC
     try:
@@ -73,7 +78,7 @@ def embedded_entry(weights_dir: Path | None = None) -> RegistryEntry:
     def load(device: str, profile: str | None) -> "EmbeddedBackend":
         return EmbeddedBackend(wdir, device=device, spec=spec)
 
-    return RegistryEntry(spec=spec, load=load)
+    return RegistryEntry(spec=spec, load=load, missing=lambda: missing(wdir))
 
 
 class EmbeddedBackend:
@@ -82,12 +87,12 @@ class EmbeddedBackend:
     paste_first_frame: bool = True
     composite_inpaint: bool = True
     # i2v: the first latent chunk is replaced by the image's (re-noised) latent while t >= this value,
-    # so the clip starts from the image (first frame 21.1 -> 26.9 dB at 0.2, motion 95 -> 100% on 20 clips)
+    # so the clip starts from the image (measurements: MODEL_CARD.md, "Experiments")
     i2v_anchor: float = 0.2
     # inpaint: after sampling, this many Adam steps on the latent so that its decoding matches the input
     # outside the mask and the generated clip inside (Blended Latent Diffusion's background
     # reconstruction): latent cells straddle the mask's edge, so blending alone repaints a band of
-    # outside pixels (outside-mask PSNR 29.0 -> 33.2 dB with 4 steps, and the composite has no seam)
+    # outside pixels; the refit brings them back, so the final composite has no seam
     inpaint_refine_steps: int = 4
     inpaint_refine_lr: float = 0.1
 
@@ -101,21 +106,22 @@ class EmbeddedBackend:
 
         wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
         wfile, cfile = wdir / WEIGHTS_FILE, wdir / CONFIG_FILE
-        if not wfile.is_file() or not cfile.is_file():
-            raise ModelLoadError(f"embedded model weights not found in {wdir} ({WEIGHTS_FILE}, {CONFIG_FILE}); {TRAIN_HINT}")
+        absent = missing(wdir)
+        if absent:
+            raise ModelLoadError(absent)
         try:
             meta = json.loads(cfile.read_text())
-            tensors = load_file(str(wfile))
+            vae_state, denoiser_state = split_state(load_file(str(wfile)))
             self.vae = VideoAutoencoder(VAEConfig.from_dict(meta["vae"]))
-            self.vae.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("vae.")})
-            self.dit = build_denoiser(meta["dit"])  # the U-Net or the DiT, as config.json says
-            self.dit.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("dit.")})
+            self.vae.load_state_dict({k: v.float() for k, v in vae_state.items()})
+            self.denoiser = build_denoiser(meta[DENOISER_KEY])  # the DiT or the U-Net, as config.json says
+            self.denoiser.load_state_dict({k: v.float() for k, v in denoiser_state.items()})
         except Exception as exc:  # corrupt or mismatched files: say which and what to do
             raise ModelLoadError(f"could not load the embedded model from {wdir}: {exc}; {TRAIN_HINT}") from exc
         self.device = torch.device(device)
         self.vae.to(self.device).eval().requires_grad_(False)
-        self.dit.to(self.device).eval().requires_grad_(False)
-        self.tokenizer = Tokenizer(meta["vocab"], max_len=self.dit.cfg.text_len)
+        self.denoiser.to(self.device).eval().requires_grad_(False)
+        self.tokenizer = Tokenizer(meta["vocab"], max_len=self.denoiser.cfg.text_len)
         self.shift = float(meta.get("sampler", {}).get("shift", 1.0))
         self.meta = meta
         self.spec = spec
@@ -140,10 +146,15 @@ class EmbeddedBackend:
         }
 
     def unload(self) -> None:
-        for name in ("vae", "dit"):
+        """Drop the networks (the backend holds the only references to them) and free their memory."""
+        for name in ("vae", "denoiser"):
             if hasattr(self, name):
                 delattr(self, name)
         gc.collect()
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
 
     def generate(
         self,
@@ -155,6 +166,8 @@ class EmbeddedBackend:
     ):
         import torch
 
+        if not hasattr(self, "denoiser"):
+            raise ModelLoadError("the embedded model was unloaded; load it again through the registry")
         with torch.inference_mode():
             return self._generate(request, media, generator, on_step, should_cancel)
 
@@ -202,7 +215,7 @@ class EmbeddedBackend:
         k = self.vae.cfg.time_down
         # 2. encode the prompt: row 0 = prompt, row 1 = negative prompt (the empty prompt = unconditional)
         ids = self.tokenizer.batch([request.prompt or "", request.negative_prompt or ""]).to(self.device)
-        ctx, ctx_mask, pooled = self.dit.encode_text(ids)
+        ctx, ctx_mask, pooled = self.denoiser.encode_text(ids)
         # 3. conditioning latents per mode
         image = None
         x_start, strength, keep, keep_mask, keep_until = None, 1.0, None, None, 0.0
@@ -211,7 +224,7 @@ class EmbeddedBackend:
             still = np.repeat(media.image[None], k, axis=0)  # (k, H, W, 3): a still chunk
             image = self._encode_pixels(still)[:, :, 0]  # (1, C, h, w)
             if self.i2v_anchor > 0:  # steer the first latent chunk towards the image while t is high
-                C_, T_ = self.dit.cfg.latent_channels, self.dit.cfg.latent_frames
+                C_, T_ = self.denoiser.cfg.latent_channels, self.denoiser.cfg.latent_frames
                 keep = image[:, :, None].expand(1, C_, T_, *image.shape[-2:]).clone()  # (1, C, T, h, w)
                 keep_mask = torch.zeros(1, 1, T_, 1, 1, device=self.device)
                 keep_mask[:, :, 0] = 1.0
@@ -225,12 +238,12 @@ class EmbeddedBackend:
             if mode == "inpaint":
                 mask_px = torch.from_numpy(np.asarray(media.mask, dtype=np.float32)).to(self.device)  # (F, H, W)
                 F_, H, W = mask_px.shape
-                h = w = self.dit.cfg.latent_size
+                h = w = self.denoiser.cfg.latent_size
                 m = mask_px.reshape(F_ // k, k, h, H // h, w, W // w).amax(dim=(1, 3, 5))  # (T, h, w): any pixel -> cell
                 keep_mask = (1 - (m > 0.01).float())[None, None]  # (1, 1, T, h, w) 1 = keep
                 keep = src
         # 4. latents (all randomness from the request's generator)
-        C, T, hw = self.dit.cfg.latent_channels, self.dit.cfg.latent_frames, self.dit.cfg.latent_size
+        C, T, hw = self.denoiser.cfg.latent_channels, self.denoiser.cfg.latent_frames, self.denoiser.cfg.latent_size
         noise = torch.randn((1, C, T, hw, hw), generator=generator, device=generator.device).to(self.device)
         if strength <= 0.0 and x_start is not None:
             frames = self._decode(x_start) if mode == "v2v" else np.asarray(media.video).copy()
@@ -243,7 +256,7 @@ class EmbeddedBackend:
         def model_fn(x, t, n):
             text = (ctx[:n], ctx_mask[:n], pooled[:n])
             img = None if image is None else image.expand(n, -1, -1, -1)
-            return self.dit(x, t, text, img)
+            return self.denoiser(x, t, text, img)
 
         velocity = diffusion.cfg_velocity(model_fn, scale)
 

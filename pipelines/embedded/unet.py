@@ -1,10 +1,8 @@
 """Factorised space-time U-Net over the autoencoder's latents, with the same interface as `dit.DiT`.
 
-Why a U-Net here (measured, see MODEL_CARD.md): on the 4x autoencoder's 16x16-cell latents a DiT with
-4x4-cell patches must learn each sub-patch position of an object edge separately in its output
-projection, and after 6,792 steps it still drew fragmented objects (shape 30%, motion 15%). This world
-is a small object translated across a plain field, so the inductive bias that pays is translation
-equivariance at the latent's full resolution: convolutions share every filter across all 16x16 cells.
+An alternative denoiser (config {"arch": "unet"}); the shipped one is the DiT. Its convolutions share
+every filter across all latent cells (translation equivariance at the latent's full resolution).
+What it was tried for and how it scored: MODEL_CARD.md, "Experiments".
 
 Layout (latent (B, C, T, 16, 16); levels 16x16 -> 8x8 -> 4x4, time kept at T):
 - residual blocks are factorised: a spatial 1x3x3 conv, FiLM from the conditioning vector (timestep +
@@ -117,7 +115,7 @@ class UNet(Conditioned):
         self.down0 = nn.Conv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.res1 = ResBlock(c1, c1, D)
         self.xattn1 = CrossAttn(c1, cfg.heads, cfg.text_width)
-        if cfg.depth_8:  # motion needs global spacetime attention at a grid finer than 4x4
+        if cfg.depth_8:  # optional global spacetime attention over the T*8*8 cells
             self.c8 = nn.Linear(D, c1)
             b8 = DiTConfig(width=c1, heads=cfg.heads, text_width=cfg.text_width, mlp_ratio=2.0)
             self.blocks8 = nn.ModuleList(DiTBlock(b8) for _ in range(cfg.depth_8))
@@ -184,8 +182,14 @@ class UNet(Conditioned):
 
 
 def denoiser_config(d: dict) -> "UNetConfig | DiTConfig":
-    """The config a dict describes: {"arch": "unet", ...} or a DiT config (no "arch" key)."""
-    return (UNetConfig if d.get("arch") == "unet" else DiTConfig).from_dict(d)
+    """The config a dict describes: {"arch": "unet", ...}, or a DiT's ({"arch": "dit", ...} or, as
+    config.json stores it, no "arch" key)."""
+    arch = d.get("arch", "dit")
+    if arch == "unet":
+        return UNetConfig.from_dict(d)
+    if arch == "dit":
+        return DiTConfig.from_dict({k: v for k, v in d.items() if k != "arch"})
+    raise ValueError(f"denoiser arch {arch!r}: expected 'dit' or 'unet'")
 
 
 def build_denoiser(d: dict) -> nn.Module:

@@ -7,9 +7,8 @@ tolerates the small errors of the diffusion model; `shift`/`scale` (per latent c
 after training) map latents to roughly zero mean, unit variance for the diffusion model.
 
 `dec_ch` swaps in a wider residual decoder (the v2 layout) on any encoder: trained decoder-only
-(`train --stage decoder --decoder-ch ...`), it renders what the latents already carry (the v1
-latents encode shape far better than the v1 decoder draws it) without touching the latents, so a
-DiT trained on them stays valid.
+(`train --stage decoder`, the shipped recipe's v1 encoder + residual decoder), it changes how
+latents are drawn without touching the latents, so a denoiser trained on them stays valid.
 """
 
 from __future__ import annotations
@@ -157,7 +156,7 @@ class VideoAutoencoder(nn.Module):
             self.decoder = Decoder2(replace(cfg, ch=cfg.dec_ch, t_ch=cfg.dec_t_ch or cfg.t_ch))
         else:
             self.decoder = Decoder2(cfg) if v2 else Decoder(cfg)
-        # latent normalisation, measured after training (see train.py); buffers so they ship with weights
+        # latent normalisation, measured after training (training/autoencoder.py); buffers so they ship with weights
         self.register_buffer("shift", torch.zeros(cfg.latent_channels))
         self.register_buffer("scale", torch.ones(cfg.latent_channels))
 

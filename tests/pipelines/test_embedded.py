@@ -6,6 +6,14 @@ smoke test uses the shipped weights in assets/embedded and skips when they are a
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import gc
+import json
+import shutil
+import weakref
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,9 +21,11 @@ torch = pytest.importorskip("torch")
 
 from pipelines.contract import Cancelled, MediaInputs, ModelLoadError  # noqa: E402
 from pipelines.embedded import diffusion, world  # noqa: E402
-from pipelines.embedded.backend import EMBEDDED_SPEC, WEIGHTS_DIR, EmbeddedBackend, embedded_entry  # noqa: E402
+from pipelines.embedded.backend import EMBEDDED_SPEC, EmbeddedBackend, embedded_entry  # noqa: E402
 from pipelines.embedded.dit import DiTConfig  # noqa: E402
-from pipelines.embedded.dit_train import write_assets  # noqa: E402
+from pipelines.embedded.training.config import TrainConfig  # noqa: E402
+from pipelines.embedded.training.export import write_assets  # noqa: E402
+from pipelines.embedded.weights import TRAIN_COMMAND, WEIGHTS_DIR, WEIGHTS_VERSION  # noqa: E402
 from pipelines.embedded.evaluate import analyse, groundtruth_clips, jump, psnr, score  # noqa: E402
 from pipelines.embedded.text import BOS, UNK, Tokenizer  # noqa: E402
 from pipelines.embedded.unet import UNetConfig, build_denoiser  # noqa: E402
@@ -131,16 +141,17 @@ def test_decoder_widths_must_match_the_encoder():
 def test_new_decoder_stage_keeps_encoder_and_latents(tmp_path):
     """`--stage decoder --decoder-ch`: a new, wider decoder is trained; the encoder, its latent
     normalisation (so the cached latents and the trained DiT) stay exactly as they were."""
-    from pipelines.embedded.train import TrainConfig, load_vae, save_atomic, train_vae
+    from pipelines.embedded.training.autoencoder import train_vae
+    from pipelines.embedded.training.common import load_vae, save_atomic
 
-    cfg = TrainConfig(vae=VAEConfig(ch=(4, 4, 4), t_ch=8), vae_batch=2, log_every=1)
+    cfg = dataclasses.replace(TrainConfig.shipped(), vae=VAEConfig(ch=(4, 4, 4), t_ch=8), vae_batch=2, log_every=1)
     torch.manual_seed(0)
     old = VideoAutoencoder(cfg.vae)
     old.shift.fill_(0.3)
     old.scale.fill_(2.0)
     save_atomic({"model": old.state_dict(), "opt": {}, "step": 7, "config": cfg.to_dict(), "decoder_only": False},
                 tmp_path / "vae.pt")
-    train_vae(TrainConfig(), tmp_path, 0.02, True, "cpu", decoder_only=True, new_decoder=((4, 4, 4, 4), 8))
+    train_vae(TrainConfig.shipped(), tmp_path, 0.02, True, "cpu", decoder_only=True, new_decoder=((4, 4, 4, 4), 8))
     new = load_vae(tmp_path)
     assert new.cfg.dec_ch == (4, 4, 4, 4) and new.cfg.ch == (4, 4, 4)  # the checkpoint's encoder config kept
     assert type(new.decoder).__name__ == "Decoder2"
@@ -148,7 +159,7 @@ def test_new_decoder_stage_keeps_encoder_and_latents(tmp_path):
     with torch.no_grad():
         assert torch.equal(new.encode(x), old.encode(x))
         assert new.decode(new.encode(x)).shape == x.shape
-    train_vae(TrainConfig(), tmp_path, 0.01, True, "cpu", decoder_only=True, new_decoder=((4, 4, 4, 4), 8))
+    train_vae(TrainConfig.shipped(), tmp_path, 0.01, True, "cpu", decoder_only=True, new_decoder=((4, 4, 4, 4), 8))
     assert torch.load(tmp_path / "vae.pt", weights_only=False)["step"] > 7  # resumes the same decoder
 
 
@@ -212,11 +223,11 @@ def test_edit_paths_run_straight_from_the_noised_input_to_the_target():
 def test_cache_and_dit_stages_train_on_edit_pairs(tmp_path):
     """`--stage cache` stores each clip's edit partner; `--stage dit` with p_edit > 0 trains on them,
     checkpoints and resumes."""
-    from pipelines.embedded.dit_train import build_cache, train_dit
-    from pipelines.embedded.train import TrainConfig, save_atomic
+    from pipelines.embedded.training.common import save_atomic
+    from pipelines.embedded.training.denoiser import build_cache, train_denoiser as train_dit
 
-    cfg = TrainConfig(vae=TINY_VAE, cache_clips=6, dit={**TINY_DIT, "latent_size": 16}, dit_batch=4, p_edit=0.5,
-                      log_every=1)
+    cfg = dataclasses.replace(TrainConfig.shipped(), vae=TINY_VAE, cache_clips=6,
+                              denoiser={**TINY_DIT, "latent_size": 16}, denoiser_batch=4, p_edit=0.5, log_every=1)
     torch.manual_seed(0)
     save_atomic({"model": VideoAutoencoder(cfg.vae).state_dict(), "step": 1, "config": cfg.to_dict()},
                 tmp_path / "vae.pt")
@@ -262,10 +273,56 @@ def test_sampler_is_deterministic_and_reaches_the_target():
 
 
 # ---- the backend -------------------------------------------------------------------------------------
-def test_spec_and_entry():
-    assert EMBEDDED_SPEC.id == "embedded-shapes" and set(EMBEDDED_SPEC.modes) == {"t2v", "i2v", "v2v", "inpaint"}
-    d = EMBEDDED_SPEC.defaults
-    assert (d.frames, d.width, d.height, d.fps, d.steps) == (16, 64, 64, 8, 20)
+def _copy_weights(src: Path, dst: Path, version: str | None = None) -> Path:
+    shutil.copytree(src, dst)
+    if version is not None:
+        meta = json.loads((dst / "config.json").read_text())
+        meta["version"] = version
+        (dst / "config.json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_entry_takes_the_weights_version_from_config_json_and_loads_nothing(tiny_weights, tmp_path):
+    assert embedded_entry(tiny_weights).spec.ref == f"embedded-shapes@{WEIGHTS_VERSION}"  # what export wrote
+    newer = _copy_weights(tiny_weights, tmp_path / "newer", version="99")
+    entry = embedded_entry(newer)
+    assert entry.spec.ref == "embedded-shapes@99" and entry.spec.limits == EMBEDDED_SPEC.limits
+    backend = entry.load("cpu", None)
+    assert backend.spec == entry.spec and backend.manifest()["model"] == "embedded-shapes@99"
+    # the entry reads config.json only: corrupt weights are found when loading, with the command
+    (newer / "model.safetensors").write_bytes(b"not safetensors")
+    entry = embedded_entry(newer)
+    assert entry.spec.version == "99"
+    with pytest.raises(ModelLoadError, match="pipelines.embedded.train"):
+        entry.load("cpu", None)
+
+
+def test_backend_refuses_what_the_spec_does_not_allow(backend):
+    req = TextToVideoRequest(prompt="a red circle", steps=2).resolve(backend.spec, 1)
+    for field, bad in (("frames", 8), ("width", 32), ("height", 128)):
+        with pytest.raises(ValueError, match=f"{field}={bad}"):
+            backend.generate(dataclasses.replace(req, **{field: bad}), MediaInputs(), torch.Generator(),
+                             lambda *a: None, lambda: False)
+    with pytest.raises(ValueError, match="media.image"):
+        backend.generate(ImageToVideoRequest(prompt="x", image="x", steps=2).resolve(backend.spec, 1),
+                         MediaInputs(), torch.Generator(), lambda *a: None, lambda: False)
+
+
+def test_missing_names_the_absent_files_and_the_command(tiny_weights, tmp_path):
+    from pipelines.contract import ModelRegistry
+
+    assert embedded_entry(tiny_weights).missing() is None
+    empty = embedded_entry(tmp_path).missing()
+    assert "model.safetensors" in empty and "config.json" in empty
+    assert empty.splitlines()[-1].startswith(TRAIN_COMMAND) and str(tmp_path) not in empty
+    half = _copy_weights(tiny_weights, tmp_path / "half")
+    (half / "model.safetensors").unlink()
+    msg = ModelRegistry({"embedded-shapes": embedded_entry(half)}).missing("embedded-shapes")
+    assert "model.safetensors" in msg and "config.json" not in msg.splitlines()[0]
+    with pytest.raises(ModelLoadError):  # what missing() warns of is what load would hit
+        embedded_entry(half).load("cpu", None)
+    if (WEIGHTS_DIR / "model.safetensors").is_file():
+        assert embedded_entry().missing() is None
 
 
 def test_missing_weights_raise_model_load_error_with_the_command(tmp_path):
@@ -348,7 +405,101 @@ def test_manifest_and_unload(tiny_weights):
     b = EmbeddedBackend(tiny_weights)
     m = b.manifest()
     assert len(m["weights_sha256"]) == 12 and m["device"] == "cpu" and m["torch"]
+    run(b, TextToVideoRequest(prompt="a red circle", steps=2))
+    nets = [weakref.ref(b.vae), weakref.ref(b.denoiser)]
     b.unload()
+    gc.collect()
+    assert all(r() is None for r in nets)  # nothing else held the networks: their memory is freed
+    with pytest.raises(ModelLoadError, match="unloaded"):
+        run(b, TextToVideoRequest(prompt="a red circle", steps=2))
+    b.unload()  # twice is harmless
+
+
+def test_registry_unload_frees_the_backend_and_load_gives_a_working_one(tiny_weights):
+    from pipelines.contract import ModelRegistry
+
+    reg = ModelRegistry({"embedded-shapes": embedded_entry(tiny_weights)})
+    first = reg.load("embedded-shapes")
+    net = weakref.ref(first.denoiser)
+    reg.unload()
+    gc.collect()
+    assert net() is None
+    again = reg.load("embedded-shapes")
+    assert again is not first
+    assert run(again, TextToVideoRequest(prompt="a red circle", steps=2)).shape == (16, 64, 64, 3)
+
+
+# ---- the training recipe and the layout of the training code ----------------------------------------
+def test_train_with_no_flags_uses_the_shipped_recipe():
+    from pipelines.embedded import train
+
+    args = train.build_parser().parse_args([])
+    cfg = train.resolve_config(args)
+    assert cfg == TrainConfig.shipped()
+    assert args.stage == "all" and train.STAGES == ("vae", "decoder", "cache", "dit", "export")
+    assert [train.stage_minutes(cfg, s, args) for s in ("vae", "decoder", "dit")] == [
+        cfg.vae_minutes, cfg.decoder_minutes, cfg.denoiser_minutes]
+    assert train.stage_minutes(cfg, "dit", train.build_parser().parse_args(["--minutes", "3"])) == 3
+
+
+def test_the_recipe_builds_the_shipped_architecture():
+    """What the recipe trains is what was shipped: the v1 encoder with the residual decoder, the DiT
+    (not the unshipped v2 autoencoder and U-Net), the shipped sampler shift, batch and cache size."""
+    from pipelines.embedded.training.denoiser import denoiser_dict
+
+    meta = json.loads((WEIGHTS_DIR / "config.json").read_text())
+    cfg = TrainConfig.shipped()
+    assert cfg.shipped_vae == VAEConfig.from_dict(meta["vae"])
+    assert denoiser_dict(cfg, cfg.vae, Tokenizer()) == meta["dit"]
+    assert cfg.t_shift == meta["sampler"]["shift"]
+    assert (cfg.denoiser_batch, cfg.cache_clips) == (meta["training"]["dit_batch"], meta["training"]["cache_clips"])
+    assert cfg.p_edit == 0.25 and cfg.vae.arch == "v1"
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "model.safetensors").is_file(), reason="no shipped weights")
+def test_the_shipped_tensors_fit_the_recipes_networks_exactly():
+    from safetensors.torch import load_file
+
+    from pipelines.embedded.training.denoiser import denoiser_dict
+    from pipelines.embedded.weights import split_state
+
+    cfg = TrainConfig.shipped()
+    vae_state, den_state = split_state(load_file(str(WEIGHTS_DIR / "model.safetensors")))
+    VideoAutoencoder(cfg.shipped_vae).load_state_dict(vae_state)  # strict: same names, same shapes
+    build_denoiser(denoiser_dict(cfg, cfg.vae, Tokenizer())).load_state_dict(den_state)
+
+
+def test_old_checkpoint_configs_still_load():
+    """Checkpoints written before the rename say dit / dit_lr / dit_batch and lack the decoder keys."""
+    old = {k: v for k, v in TrainConfig.shipped().to_dict().items() if not k.startswith(("decoder", "denoiser"))}
+    old.update(dit={"arch": "unet"}, dit_lr=1e-3, dit_batch=32, dit_warmup=100)
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.denoiser, cfg.denoiser_lr, cfg.denoiser_batch) == ({"arch": "unet"}, 1e-3, 32)
+    assert cfg.decoder_ch == TrainConfig.shipped().decoder_ch
+    assert TrainConfig.shipped().updated({"dit_lr": 2e-4, "vae": {"t_ch": 8}}).denoiser_lr == 2e-4
+    with pytest.raises(ValueError, match="unknown training config key"):
+        TrainConfig.from_dict({**old, "dit_lrr": 1.0})
+
+
+def _project_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n for n in names if n.startswith("pipelines.")}
+
+
+def test_training_modules_do_not_import_the_command_line_or_the_backend():
+    """No cycle: the entry (train.py) imports the training package, never the other way round."""
+    pkg = Path(__file__).resolve().parents[2] / "pipelines" / "embedded"
+    for path in sorted((pkg / "training").glob("*.py")):
+        bad = {n for n in _project_imports(path)
+               if n == "pipelines.embedded.train" or n.startswith("pipelines.embedded.backend")}
+        assert not bad, f"{path.name} imports {bad}"
+    assert not (pkg / "dit_train.py").exists()
 
 
 # ---- the shipped weights ---------------------------------------------------------------------------
@@ -420,3 +571,23 @@ def test_unet_8x8_attention_blocks_start_as_identity():
     x, t, ids = torch.randn(2, 8, 4, 16, 16), torch.full((2,), 0.5), tok.batch(["a red circle moving left", ""])
     with torch.no_grad():
         assert torch.allclose(grown(x, t, grown.encode_text(ids)), base(x, t, base.encode_text(ids)), atol=1e-5)
+
+
+def test_every_stage_runs_from_the_command_line_and_the_export_loads(tmp_path):
+    """`python -m pipelines.embedded.train --stage all` (tiny sizes through --config): vae, the
+    recipe's residual decoder on the frozen encoder, cache, denoiser, export; the backend loads it."""
+    from pipelines.embedded.train import main
+
+    tiny = {"vae": {"ch": [4, 4, 4], "t_ch": 8}, "decoder_ch": [4, 4, 4, 4], "decoder_t_ch": 8, "vae_batch": 2,
+            "cache_clips": 4, "denoiser": {"width": 16, "depth": 1, "heads": 2, "text_width": 16, "text_depth": 1},
+            "denoiser_batch": 2, "log_every": 1}
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny))
+    assets = tmp_path / "assets"
+    assert main(["--config", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "run"), "--minutes", "0.01",
+                 "--assets", str(assets), "--threads", "1"]) == 0
+    meta = json.loads((assets / "config.json").read_text())
+    assert meta["version"] == WEIGHTS_VERSION
+    assert meta["vae"]["arch"] == "v1" and meta["vae"]["dec_ch"] == [4, 4, 4, 4]  # the decoder stage ran
+    assert "arch" not in meta["dit"] and meta["dit"]["latent_size"] == 8  # a DiT on the 8x latents
+    b = EmbeddedBackend(assets)
+    assert type(b.denoiser).__name__ == "DiT" and type(b.vae.decoder).__name__ == "Decoder2"

@@ -1,10 +1,8 @@
-"""Stages after the autoencoder: latent cache, DiT training, export. Driven by `train.main`."""
+"""Stages cache (encode the training clips once) and dit (train the denoiser on the cached latents)."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import random
 import time
 from pathlib import Path
@@ -12,12 +10,12 @@ from pathlib import Path
 import torch
 
 from pipelines.embedded import world
-from pipelines.embedded.backend import EMBEDDED_SPEC
 from pipelines.embedded.diffusion import fm_loss
-from pipelines.embedded.unet import build_denoiser, denoiser_config
 from pipelines.embedded.text import Tokenizer
-from pipelines.embedded.train import TrainConfig, cosine_lr, load_vae, log, render_clips, save_atomic
-from pipelines.embedded.vae import frames_to_model
+from pipelines.embedded.training.common import cosine_lr, load_vae, log, render_clips, save_atomic
+from pipelines.embedded.training.config import TrainConfig
+from pipelines.embedded.unet import build_denoiser, denoiser_config
+from pipelines.embedded.vae import VAEConfig, frames_to_model
 
 
 def still_chunk(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -32,7 +30,7 @@ def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> No
     vae = load_vae(out, device)
     g = torch.Generator().manual_seed(cfg.seed + 1)
     gv = torch.Generator().manual_seed(cfg.seed + 2)  # its own stream: the clips stay those of older caches
-    N, C, k = cfg.cache_clips, cfg.vae.latent_channels, cfg.vae.time_down
+    N, C, k = cfg.cache_clips, vae.cfg.latent_channels, vae.cfg.time_down
     lat = img = alt = None
     labels = torch.empty(N, 4, dtype=torch.int8)
     alt_labels = torch.empty(N, 4, dtype=torch.int8)
@@ -61,11 +59,11 @@ def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> No
     log(f"cache done: {N} clips and their edit partners, latent std {lat.float().std():.3f}")
 
 
-def dit_config(cfg: TrainConfig, tok: Tokenizer) -> dict:
-    """The denoiser's config dict (U-Net when cfg.dit says "arch": "unet", else DiT), filled in from
-    the autoencoder (latent channels and grid) and the tokenizer."""
-    d = {"latent_channels": cfg.vae.latent_channels, "latent_size": world.WorldConfig().width // cfg.vae.space_down,
-         "vocab_size": max(256, len(tok)), **cfg.dit}
+def denoiser_dict(cfg: TrainConfig, vae: VAEConfig, tok: Tokenizer) -> dict:
+    """The denoiser's config dict (as config.json stores it): cfg.denoiser's fields, filled in from the
+    autoencoder (latent channels and grid) and the tokenizer (vocabulary size)."""
+    d = {"latent_channels": vae.latent_channels, "latent_size": world.WorldConfig().width // vae.space_down,
+         "vocab_size": max(256, len(tok)), **cfg.denoiser}
     return denoiser_config(d).to_dict()
 
 
@@ -87,7 +85,8 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         pe.lerp_(pm, 1 - decay)
 
 
-def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str) -> None:
+def train_denoiser(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str) -> None:
+    """Train the denoiser (and its text encoder) on the cache in `out`; checkpoint dit.pt, with EMA."""
     ckpt_path = out / "dit.pt"
     data = torch.load(out / "latents.pt", weights_only=False)
     lat, img, labels = data["latents"], data["image"], data["labels"]
@@ -100,41 +99,42 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         dcfg = ck["dit_config"]
     else:
-        ck, dcfg = None, dit_config(cfg, tok)
+        ck, dcfg = None, denoiser_dict(cfg, cfg.vae, tok)
     model = build_denoiser(dcfg).to(device)
     ema = copy.deepcopy(model).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.dit_lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.denoiser_lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     if ck is not None:
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
-        log(f"resumed dit from step {step}")
+        log(f"resumed the denoiser from step {step}")
     for p in ema.parameters():
         p.requires_grad_(False)
     g = torch.Generator(device=device).manual_seed(cfg.seed + 7 + step)
     gi = torch.Generator().manual_seed(cfg.seed + 11 + step)
     rng = random.Random(cfg.seed + 13 + step)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"denoiser {dcfg.get('arch', 'dit')}: {n_params / 1e6:.2f}M params, batch {cfg.dit_batch}, "
+    log(f"denoiser {dcfg.get('arch', 'dit')}: {n_params / 1e6:.2f}M params, batch {cfg.denoiser_batch}, "
         f"{N} cached clips, device {device}")
 
-    def save():
+    def save():  # checkpoint keys ("dit_config") are the run directory's format, kept for resuming
         save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
                      "dit_config": dcfg, "config": cfg.to_dict(), "vocab": tok.vocab}, ckpt_path)
 
+    B = cfg.denoiser_batch
     t_end, t_ck, t0, s0, ema_loss = time.time() + minutes * 60, time.time(), time.time(), step, None
     model.train()
     while time.time() < t_end:
-        idx = torch.randint(0, N, (cfg.dit_batch,), generator=gi)
+        idx = torch.randint(0, N, (B,), generator=gi)
         a = lat[idx].float()
         x0 = a.to(device)
         image = img[idx].float().to(device)
-        has_image = torch.rand(cfg.dit_batch, generator=gi) < cfg.p_image
+        has_image = torch.rand(B, generator=gi) < cfg.p_image
         lab, src, edit = labels[idx], None, None
         if cfg.p_edit > 0:  # SDEdit pairs: start from one clip of a pair, reach the other under its caption
-            edit = (torch.rand(cfg.dit_batch, generator=gi) < cfg.p_edit) & ~has_image
-            swap = edit & (torch.rand(cfg.dit_batch, generator=gi) < 0.5)
+            edit = (torch.rand(B, generator=gi) < cfg.p_edit) & ~has_image
+            swap = edit & (torch.rand(B, generator=gi) < 0.5)
             b = data["edit_latents"][idx].float()
             x0 = torch.where(swap[:, None, None, None, None], b, a).to(device)
             src = torch.where((edit & ~swap)[:, None, None, None, None], b, a).to(device)
@@ -144,7 +144,7 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
             edit = (edit & torch.tensor([c != "" for c in captions])).to(device)
         has_image = has_image.to(device)
         ids = tok.batch(captions).to(device)
-        lr = cosine_lr(cfg.dit_lr, (time.time() - t0) / (minutes * 60), min(1.0, (step + 1) / cfg.dit_warmup))
+        lr = cosine_lr(cfg.denoiser_lr, (time.time() - t0) / (minutes * 60), min(1.0, (step + 1) / cfg.denoiser_warmup))
         for pg in opt.param_groups:
             pg["lr"] = lr
         text = model.encode_text(ids)
@@ -158,41 +158,10 @@ def train_dit(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         if step % cfg.log_every == 0:
-            rate = (step - s0) * cfg.dit_batch / (time.time() - t0)
-            log(f"dit step {step} loss {ema_loss:.4f} lr {opt.param_groups[0]['lr']:.2e} {rate:.0f} clips/s")
+            rate = (step - s0) * B / (time.time() - t0)
+            log(f"denoiser step {step} loss {ema_loss:.4f} lr {opt.param_groups[0]['lr']:.2e} {rate:.0f} clips/s")
         if time.time() - t_ck > cfg.checkpoint_every_s:
             save()
             t_ck = time.time()
     save()
-    log(f"dit stopped at step {step}, loss {ema_loss}")
-
-
-def write_assets(assets: Path, vae_state: dict, dit_state: dict, vae_cfg: dict, dit_cfg: dict, vocab: list[str],
-                 training: dict | None = None, dtype: str = "float32", shift: float = 1.0) -> Path:
-    """The shipping format: model.safetensors ("vae.*" and "dit.*" tensors) + config.json."""
-    from safetensors.torch import save_file
-
-    dt = getattr(torch, dtype)
-    tensors = {f"vae.{k}": v.to(dt).contiguous() for k, v in vae_state.items()}
-    tensors.update({f"dit.{k}": v.to(dt).contiguous() for k, v in dit_state.items()})
-    assets.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(assets / "model.safetensors"))
-    meta = {"version": EMBEDDED_SPEC.version, "vae": vae_cfg, "dit": dit_cfg, "vocab": vocab, "sampler": {"shift": shift},
-            "training": training or {}}
-    (assets / "config.json").write_text(json.dumps(meta, indent=1))
-    return assets / "model.safetensors"
-
-
-def export(out: Path, assets: Path, dtype: str = "float32", which: str = "ema") -> Path:
-    """Write assets/embedded/model.safetensors (EMA DiT + autoencoder) and config.json."""
-    vae_ck = torch.load(out / "vae.pt", map_location="cpu", weights_only=False)
-    dit_ck = torch.load(out / "dit.pt", map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict(dit_ck["config"])
-    training = {"vae_steps": vae_ck["step"], "dit_steps": dit_ck["step"], "dit_batch": cfg.dit_batch,
-                "cache_clips": cfg.cache_clips, "dit_weights": which}
-    vae_cfg = TrainConfig.from_dict(vae_ck["config"]).vae  # the autoencoder's own, not the DiT run's default
-    path = write_assets(assets, vae_ck["model"], dit_ck[which], vae_cfg.to_dict(), dit_ck["dit_config"],
-                        dit_ck["vocab"], training, dtype, cfg.t_shift)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha}), dit step {dit_ck['step']}")
-    return path
+    log(f"denoiser stopped at step {step}, loss {ema_loss}")

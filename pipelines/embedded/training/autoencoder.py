@@ -1,0 +1,115 @@
+"""Stages vae (the autoencoder from scratch) and decoder (a decoder on the frozen encoder)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from pipelines.embedded import world
+from pipelines.embedded.training.common import cosine_lr, log, render_clips, save_atomic
+from pipelines.embedded.training.config import TrainConfig
+from pipelines.embedded.vae import VideoAutoencoder, frames_to_model
+
+
+def object_weight(b: world.Batch, x: torch.Tensor, w: float) -> torch.Tensor:
+    """(B, 1, F, H, W) loss weights: 1 on background, 1 + w where the pixel differs from it."""
+    bg = torch.tensor(list(world.BACKGROUNDS.values()), dtype=torch.float32)[b.bg] / 255.0  # (B, 3)
+    diff = (x - bg[:, None, None, None, :]).abs().sum(-1) > 0.02  # (B, F, H, W)
+    return (1 + w * diff.float())[:, None]
+
+
+def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str,
+              decoder_only: bool = False, new_decoder: tuple[tuple[int, ...], int] | None = None) -> None:
+    """Train the autoencoder. decoder_only: keep the encoder (and so the cached latents and the
+    denoiser) fixed and train only the decoder; resumes from vae.pt, whose config it keeps.
+    new_decoder (widths, chunk width): if the checkpoint's decoder is not of that size, replace it by
+    a new residual one of that size, trained from scratch; if it is, continue it."""
+    ckpt_path = out / "vae.pt"
+    ck = None
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+    elif decoder_only:
+        raise SystemExit(f"--stage decoder needs a trained autoencoder at {ckpt_path}")
+    fresh_decoder = False
+    if decoder_only:  # the encoder and latent normalisation are the checkpoint's: take its config
+        cfg = TrainConfig.from_dict(ck["config"])
+        if new_decoder and (tuple(new_decoder[0]), new_decoder[1]) != (cfg.vae.dec_ch, cfg.vae.dec_t_ch):
+            cfg = replace(cfg, vae=replace(cfg.vae, dec_ch=tuple(new_decoder[0]), dec_t_ch=new_decoder[1]))
+            fresh_decoder = True
+    model = VideoAutoencoder(cfg.vae).to(device)
+    params = model.decoder.parameters() if decoder_only else model.parameters()
+    opt = torch.optim.AdamW(params, lr=cfg.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    step, g = 0, torch.Generator().manual_seed(cfg.seed)
+    if ck is not None:
+        if fresh_decoder:
+            model.load_state_dict({k: v for k, v in ck["model"].items() if not k.startswith("decoder.")}, strict=False)
+            log(f"new decoder {cfg.vae.dec_ch} (chunk {cfg.vae.dec_t_ch}), "
+                f"{sum(p.numel() for p in model.decoder.parameters()) / 1e6:.2f}M params, on the frozen encoder")
+        else:
+            model.load_state_dict(ck["model"])
+            if not decoder_only or ck.get("decoder_only"):
+                opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        g.manual_seed(cfg.seed + step)
+        log(f"resumed vae from step {step}" + (" (decoder only)" if decoder_only else ""))
+    if decoder_only:
+        model.encoder.requires_grad_(False)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"vae: {n_params/1e6:.2f}M params, batch {cfg.vae_batch}, device {device}")
+
+    def save():
+        save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                     "config": cfg.to_dict(), "decoder_only": decoder_only}, ckpt_path)
+
+    t_start, t_ck, ema_loss, s0 = time.time(), time.time(), None, step
+    t_end = t_start + minutes * 60
+    t0 = t_start
+    model.train()
+    while time.time() < t_end:
+        frac = (time.time() - t_start) / (minutes * 60)  # schedule by wall time: the budget is minutes
+        peak = cfg.vae_lr * (0.33 if decoder_only and not fresh_decoder else 1.0)  # gentler when continuing
+        lr = cosine_lr(peak, frac, min(1.0, (step - s0 + 1) / 50))
+        for pg in opt.param_groups:
+            pg["lr"] = lr
+        b, x = render_clips(cfg.vae_batch, g)
+        k = cfg.vae.time_down
+        first = torch.randint(0, x.shape[1] // k, (x.shape[0],), generator=g) * k  # one chunk per clip
+        x = x[torch.arange(x.shape[0])[:, None], first[:, None] + torch.arange(k)[None]]  # (B, k, H, W, 3)
+        wt = object_weight(b, x, cfg.vae_object_weight).to(device)
+        xm = frames_to_model(x).to(device)
+        with torch.set_grad_enabled(not decoder_only):
+            z = model.encoder(xm)
+        zn = z + cfg.vae.latent_noise * z.detach().std() * torch.randn_like(z)
+        rec = model.decoder(zn)
+        err = rec - xm
+        loss = (wt * (err.pow(2) + 0.5 * err.abs())).mean() / wt.mean() + 1e-4 * z.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        mse = err.detach().pow(2).mean().item()
+        ema_loss = mse if ema_loss is None else 0.95 * ema_loss + 0.05 * mse
+        if step % cfg.log_every == 0:
+            psnr = 10 * math.log10(4 / max(ema_loss, 1e-10))  # range [-1, 1] -> peak-to-peak 2
+            log(f"vae step {step} loss {loss.item():.4f} mse {ema_loss:.5f} psnr {psnr:.1f}dB "
+                f"zstd {z.detach().std().item():.3f} {(step - s0) * cfg.vae_batch / (time.time() - t0):.1f} clips/s lr {lr:.1e}")
+        if time.time() - t_ck > cfg.checkpoint_every_s:
+            save()
+            t_ck = time.time()
+    if decoder_only:  # the latent normalisation must not move: the denoiser was trained on it
+        save()
+        log(f"decoder done at step {step}")
+        return
+    # latent statistics for the diffusion model's normalisation
+    model.eval()
+    with torch.no_grad():
+        zs = torch.cat([model.encoder(frames_to_model(render_clips(64, g)[1]).to(device)) for _ in range(4)])
+        model.shift.copy_(zs.mean(dim=(0, 2, 3, 4)))
+        model.scale.copy_(zs.std(dim=(0, 2, 3, 4)))
+    save()
+    log(f"vae done at step {step}; latent shift {model.shift.tolist()} scale {model.scale.tolist()}")

@@ -1,0 +1,55 @@
+"""The shipped weights: where they live, their version and their file format.
+
+Shared by the serving backend (which reads them) and the training export (which writes them), so
+that neither imports the other. Imports nothing heavy: the registry asks `missing()` before a job
+is queued.
+
+Format: `model.safetensors` holds the autoencoder's tensors under "vae." and the denoiser's (a DiT
+or a U-Net, as config.json says) under "dit."; `config.json` holds the version, both architecture
+configs, the tokenizer's vocabulary, the sampler's shift and a summary of training. The "dit."
+prefix and the "dit" config key are the file format's names, kept so that shipped files load as
+they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_VERSION = "5"  # export writes it into config.json; bump it when shipping new weights
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+VAE_PREFIX = "vae."
+DENOISER_PREFIX = "dit."  # the file format's name for the denoiser's tensors, whatever its architecture
+DENOISER_KEY = "dit"  # the file format's name for the denoiser's config in config.json
+# The from-scratch command: every stage of the shipped recipe (pipelines/embedded/training/recipe.toml)
+TRAIN_COMMAND = "python -m pipelines.embedded.train --threads 1"
+
+
+def split_state(tensors: dict) -> tuple[dict, dict]:
+    """The tensors of model.safetensors -> (autoencoder state dict, denoiser state dict)."""
+    vae = {k[len(VAE_PREFIX):]: v for k, v in tensors.items() if k.startswith(VAE_PREFIX)}
+    den = {k[len(DENOISER_PREFIX):]: v for k, v in tensors.items() if k.startswith(DENOISER_PREFIX)}
+    return vae, den
+
+
+def join_state(vae_state: dict, denoiser_state: dict) -> dict:
+    """The inverse of `split_state`: one flat dict in the file's naming."""
+    out = {f"{VAE_PREFIX}{k}": v for k, v in vae_state.items()}
+    out.update({f"{DENOISER_PREFIX}{k}": v for k, v in denoiser_state.items()})
+    return out
+
+
+def missing(weights_dir: Path) -> str | None:
+    """None when both weights files are in `weights_dir`, else a message naming the missing one(s)
+    and ending, on a line of its own, with the command that rebuilds them."""
+    gone = [name for name in (WEIGHTS_FILE, CONFIG_FILE) if not (Path(weights_dir) / name).is_file()]
+    if not gone:
+        return None
+    # names relative to the project (an error shown to a browser carries no server path)
+    default = Path(weights_dir).resolve() == WEIGHTS_DIR
+    where = "assets/embedded/" if default else ""
+    files = " and ".join(f"{where}{name}" for name in gone)
+    command = TRAIN_COMMAND if default else f"{TRAIN_COMMAND} --assets <the weights folder>"
+    return (f"the embedded model's weights are missing: {files} not found. Rebuild them from scratch "
+            f"(several hours on a CPU, see assets/embedded/MODEL_CARD.md) with:\n{command}")
