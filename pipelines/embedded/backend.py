@@ -86,6 +86,7 @@ class EmbeddedBackend:
     # (pixel composites after decoding); evaluation turns these off to measure the model itself.
     paste_first_frame: bool = True
     composite_inpaint: bool = True
+    max_batch: int = 8  # seeds of one request per denoiser batch (generate_batch)
     # i2v: the first latent chunk is replaced by the image's (re-noised) latent while t >= this value,
     # so the clip starts from the image (measurements: MODEL_CARD.md, "Experiments")
     i2v_anchor: float = 0.2
@@ -169,7 +170,24 @@ class EmbeddedBackend:
         if not hasattr(self, "denoiser"):
             raise ModelLoadError("the embedded model was unloaded; load it again through the registry")
         with torch.inference_mode():
-            return self._generate(request, media, generator, on_step, should_cancel)
+            return self._generate(request, media, [generator], on_step, should_cancel)[0]
+
+    def generate_batch(self, requests, media: MediaInputs, generators, on_step: StepCallback,
+                       should_cancel: Callable[[], bool]):
+        """Several seeds of one request as one batch through the network: the clips `generate` gives one by
+        one (up to float rounding), in about half the time for 8 seeds on 2 cores (benchmarks/bench_batch.py)."""
+        import torch
+
+        if not hasattr(self, "denoiser"):
+            raise ModelLoadError("the embedded model was unloaded; load it again through the registry")
+        first = requests[0]
+        for other in requests[1:]:
+            if dataclasses.replace(other, seed=first.seed) != first:
+                raise ValueError("a batch takes requests that differ only in their seed")
+        if len(requests) != len(generators) or not 1 <= len(requests) <= self.max_batch:
+            raise ValueError(f"a batch takes 1 to {self.max_batch} requests, one generator each")
+        with torch.inference_mode():
+            return self._generate(first, media, list(generators), on_step, should_cancel)
 
     # ---- the pipeline -----------------------------------------------------------------------------
     def _check_inputs(self, request, media: MediaInputs) -> None:
@@ -199,11 +217,13 @@ class EmbeddedBackend:
         return self.vae.encode(self._pixels(frames_uint8))
 
     def _decode(self, z):
+        """Latents (B, C, T, h, w) -> the first clip's frames (F, H, W, 3) uint8."""
         from pipelines.embedded.vae import model_to_frames
 
-        return model_to_frames(self.vae.decode(z))[0].cpu().numpy()  # (F, H, W, 3) uint8
+        return model_to_frames(self.vae.decode(z[:1]))[0].cpu().numpy()
 
-    def _generate(self, request, media, generator, on_step, should_cancel):
+    def _generate(self, request, media, generators, on_step, should_cancel):
+        """One clip per generator (same request otherwise), as one batch through the denoiser."""
         import numpy as np
         import torch
 
@@ -242,20 +262,22 @@ class EmbeddedBackend:
                 m = mask_px.reshape(F_ // k, k, h, H // h, w, W // w).amax(dim=(1, 3, 5))  # (T, h, w): any pixel -> cell
                 keep_mask = (1 - (m > 0.01).float())[None, None]  # (1, 1, T, h, w) 1 = keep
                 keep = src
-        # 4. latents (all randomness from the request's generator)
+        # 4. latents: one noise draw per clip from its own generator, as a single generation would draw it
+        B = len(generators)
         C, T, hw = self.denoiser.cfg.latent_channels, self.denoiser.cfg.latent_frames, self.denoiser.cfg.latent_size
-        noise = torch.randn((1, C, T, hw, hw), generator=generator, device=generator.device).to(self.device)
+        noise = torch.cat([torch.randn((1, C, T, hw, hw), generator=g, device=g.device) for g in generators])
+        noise = noise.to(self.device)  # (B, C, T, h, w)
         if strength <= 0.0 and x_start is not None:
             frames = self._decode(x_start) if mode == "v2v" else np.asarray(media.video).copy()
             on_step(request.steps, request.steps, None)
-            return self._composite(frames, media) if mode == "inpaint" else frames
+            return [self._composite(frames, media) if mode == "inpaint" else frames.copy() for _ in range(B)]
 
-        # 5. denoise, with classifier-free guidance: [prompt; negative] on the batch
+        # 5. denoise, with classifier-free guidance: [prompt x B; negative x B] on the batch
         scale = float(request.cfg_scale)
 
-        def model_fn(x, t, n):
-            text = (ctx[:n], ctx_mask[:n], pooled[:n])
-            img = None if image is None else image.expand(n, -1, -1, -1)
+        def model_fn(x, t, n):  # x: (n * B, ...), the prompt's rows first
+            text = tuple(a[:n].repeat_interleave(B, dim=0) for a in (ctx, ctx_mask, pooled))
+            img = None if image is None else image.expand(n * B, -1, -1, -1)
             return self.denoiser(x, t, text, img)
 
         velocity = diffusion.cfg_velocity(model_fn, scale)
@@ -263,7 +285,7 @@ class EmbeddedBackend:
         def step_cb(i, total, x0):
             preview = None
             if (i + 1) % PREVIEW_EVERY == 0 and i + 1 < total:
-                preview = self._decode(x0)
+                preview = self._decode(x0)  # the first clip of the batch
             on_step(i + 1, total, preview)
 
         z = diffusion.sample(
@@ -272,15 +294,19 @@ class EmbeddedBackend:
         )
         if z is None:
             raise Cancelled()
-        if mode == "inpaint" and self.inpaint_refine_steps > 0:
-            z = self._fit_outside(z, src_px, mask_px)
-        # 6. decode
-        frames = self._decode(z)
-        if mode == "i2v" and self.paste_first_frame:
-            frames[0] = media.image
-        if mode == "inpaint" and self.composite_inpaint:
-            frames = self._composite(frames, media)
-        return frames
+        out = []
+        for b in range(B):
+            zb = z[b:b + 1]
+            if mode == "inpaint" and self.inpaint_refine_steps > 0:
+                zb = self._fit_outside(zb, src_px, mask_px)
+            # 6. decode
+            frames = self._decode(zb)
+            if mode == "i2v" and self.paste_first_frame:
+                frames[0] = media.image
+            if mode == "inpaint" and self.composite_inpaint:
+                frames = self._composite(frames, media)
+            out.append(frames)
+        return out
 
     def _fit_outside(self, z, src_px, mask_px):
         """Inpaint: move the latent so that its decoding is the input (src_px, (1, 3, F, H, W)) outside
