@@ -149,15 +149,16 @@ class JobService:
         self._worker = None
 
     # ---- submission -----------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest, seeds: int = 1) -> Submission:
-        """Validate, pin the seeds, store the inputs and queue one job per seed."""
-        return self._submit(SweepRequest(request, seeds), sweep_ids=False).cells[0]
+    def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None) -> Submission:
+        """Validate, pin the seeds, store the inputs and queue one job per seed. `parent_id`: the gallery
+        clip this request branches from (its lineage; the inputs already name what was taken from it)."""
+        return self._submit(SweepRequest(request, seeds), sweep_ids=False, parent_id=parent_id).cells[0]
 
-    def submit_sweep(self, sweep: SweepRequest) -> SweepSubmission:
+    def submit_sweep(self, sweep: SweepRequest, *, parent_id: str | None = None) -> SweepSubmission:
         """Every cell of the sweep gets the same seeds; nothing is queued unless every cell is valid."""
-        return self._submit(sweep, sweep_ids=True)
+        return self._submit(sweep, sweep_ids=True, parent_id=parent_id)
 
-    def _submit(self, sweep: SweepRequest, *, sweep_ids: bool) -> SweepSubmission:
+    def _submit(self, sweep: SweepRequest, *, sweep_ids: bool, parent_id: str | None) -> SweepSubmission:
         sweep.validate()
         request = sweep.request
         if not request.model_id:
@@ -181,7 +182,7 @@ class JobService:
                 cell_jobs.append(Job(
                     id=uuid.uuid4().hex, batch_id=batch_id, batch_index=i, status="queued", mode=req.mode,
                     model_id=req.model_id, params=req.to_params(), created_at=utcnow(), sweep_id=sweep_id,
-                    axes={"seed": seed, **axes} if sweep_id else None,
+                    axes={"seed": seed, **axes} if sweep_id else None, parent_id=parent_id,
                 ))
             jobs += cell_jobs
             out.append(Submission(batch_id, tuple(j.id for j in cell_jobs), seeds, dict(axes)))
@@ -282,7 +283,7 @@ class JobService:
                 self._run_group(job_id, group)
             except Exception:  # the worker must survive anything a job does
                 log.exception("job %s crashed the worker loop", job_id)
-                for job in group or [_Picked(job_id, state, None, "", None, None)]:
+                for job in group or [_Picked(job_id, state, None, "", None, None, None)]:
                     self._finish(job.job_id, "failed", error="internal error; see the server log")
 
     def _take(self, job_id: str) -> "_Picked | None":
@@ -295,7 +296,8 @@ class JobService:
                 return None
             request = request_from_params(job.params)
             repo.mark_running(job_id)
-            picked = _Picked(job_id, None, request, job.batch_id, job.sweep_id, dict(job.axes) if job.axes else None)
+            picked = _Picked(job_id, None, request, job.batch_id, job.sweep_id, dict(job.axes) if job.axes else None,
+                             job.parent_id)
         with self._lock:
             state = self._states[job_id]
             state.status = "running"
@@ -344,9 +346,10 @@ class JobService:
 
             generators = [torch.Generator(device="cpu").manual_seed(g.request.seed) for g in group]
             if len(group) > 1:
-                outputs = list(batch([g.request for g in group], media, generators, on_step, should_cancel))
+                outputs = list(batch([g.request.for_backend() for g in group], media, generators, on_step,
+                                     should_cancel))
             else:
-                outputs = [backend.generate(request, media, generators[0], on_step, should_cancel)]
+                outputs = [backend.generate(request.for_backend(), media, generators[0], on_step, should_cancel)]
         except Cancelled:
             for g in group:
                 self._finish(g.job_id, "cancelled")
@@ -387,6 +390,7 @@ class JobService:
             "manifest": manifest,
             "sweep": job.sweep_id,
             "axes": job.axes,
+            "parent": job.parent_id,
             "created_at": utcnow().isoformat(),
         }
         try:
@@ -405,6 +409,7 @@ class JobService:
                         batch_id=job.batch_id,
                         sweep_id=job.sweep_id,
                         axes=job.axes,
+                        parent_id=job.parent_id,
                         created_at=utcnow(),
                         model_id=spec.id,
                         model_version=spec.version,
@@ -478,6 +483,7 @@ class _Picked:
     batch_id: str
     sweep_id: str | None
     axes: dict | None
+    parent_id: str | None
 
 
 def _safe_manifest(backend: Backend) -> dict:

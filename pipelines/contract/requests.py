@@ -94,6 +94,10 @@ class GenerationRequest:
             if s is not None and not (isinstance(s, (int, float)) and math.isfinite(s) and 0.0 <= s <= 1.0):
                 raise RequestError("strength", f"{s!r} is outside 0 to 1")
 
+    def for_backend(self) -> "GenerationRequest":
+        """The request a backend sees (studio-level modes such as extend map onto a backend mode)."""
+        return self
+
     # ---- serialisation (gallery params column, sidecar, recall) -------------------------------
     def to_params(self) -> dict[str, Any]:
         out = {"schema_version": PARAMS_SCHEMA_VERSION, "mode": self.mode}
@@ -130,8 +134,27 @@ class InpaintRequest(GenerationRequest):
     strength: float | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExtendRequest(GenerationRequest):
+    """A continuation of a clip: i2v from its last frame (or the frame picked), so every model that can
+    animate an image can extend. The job service hands backends the equivalent ImageToVideoRequest."""
+
+    mode: ClassVar[str] = "extend"
+    media_fields: ClassVar[tuple[str, ...]] = ("image",)
+    image: str  # the first frame of the continuation: the clip's last frame unless another was picked
+
+    def validate(self, spec: ModelSpec) -> None:
+        if "i2v" not in spec.modes:
+            raise RequestError("model_id", f"model {spec.id!r} cannot extend a clip: it cannot animate an image (i2v)")
+        super().validate(dataclasses.replace(spec, modes=(*spec.modes, "extend")))
+
+    def for_backend(self) -> "ImageToVideoRequest":
+        return ImageToVideoRequest(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
 REQUEST_TYPES: dict[str, type[GenerationRequest]] = {
-    cls.mode: cls for cls in (TextToVideoRequest, ImageToVideoRequest, VideoToVideoRequest, InpaintRequest)
+    cls.mode: cls
+    for cls in (TextToVideoRequest, ImageToVideoRequest, VideoToVideoRequest, InpaintRequest, ExtendRequest)
 }
 
 

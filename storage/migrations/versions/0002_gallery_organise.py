@@ -58,6 +58,7 @@ def upgrade() -> None:
         op.create_index(f"ix_clips_{column}", "clips", [column, "created_at", "id"])
     op.add_column("jobs", sa.Column("sweep_id", sa.String(32), nullable=True))
     op.add_column("jobs", sa.Column("axes", sa.JSON(), nullable=True))
+    op.add_column("jobs", sa.Column("parent_id", sa.String(32), nullable=True))
     op.create_table(
         "clip_tags",
         sa.Column("clip_id", sa.String(32), nullable=False),
@@ -84,6 +85,7 @@ def downgrade() -> None:
         op.execute("DROP INDEX IF EXISTS ix_clips_fts")
     op.drop_table("clip_tags")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("parent_id")
         batch.drop_column("axes")
         batch.drop_column("sweep_id")
     op.drop_index("ix_clips_created_at_id", "clips")
