@@ -300,16 +300,18 @@ def read_video(path: Path | str, limits: MediaLimits, *, max_frames: int | None 
         raise MediaError(f"max_frames must be at least 1, got {max_frames}")
     header = _read_header(p, limits)
     cap = limits.max_frames if max_frames is None else min(max_frames, limits.max_frames)
-    expected = min(header.estimated_frames or cap, cap)
     frame_bytes = header.width * header.height * 3
-    if expected * frame_bytes > limits.max_decoded_bytes:
+    # a header that states the length lets us refuse early and allocate once; one that does not (a webm
+    # from a browser's recorder) is read frame by frame, the decoded-bytes limit checked as it grows
+    expected = None if header.estimated_frames is None else min(header.estimated_frames, cap)
+    if expected is not None and expected * frame_bytes > limits.max_decoded_bytes:
         raise MediaError(
             f"{p.name}: {expected} frames of {header.width}x{header.height} would take "
             f"{mb(expected * frame_bytes)} decoded; the limit is {mb(limits.max_decoded_bytes)}"
         )
     # one frame more than allowed when reading everything, to tell "exactly the limit" from "over it"
     wanted = cap + 1 if max_frames is None else cap
-    out = np.empty((expected, header.height, header.width, 3), np.uint8)
+    out = np.empty((expected or 0, header.height, header.width, 3), np.uint8)
     extra: list[np.ndarray] = []
     n = 0
     reader = imageio_ffmpeg.read_frames(
@@ -326,7 +328,7 @@ def read_video(path: Path | str, limits: MediaLimits, *, max_frames: int | None 
                 raise MediaError(f"{p.name}: more than {mb(limits.max_decoded_bytes)} of decoded frames; "
                                  f"the limit is {mb(limits.max_decoded_bytes)}")
             frame = np.frombuffer(raw, np.uint8).reshape(header.height, header.width, 3)
-            if n < expected:
+            if n < len(out):
                 out[n] = frame
             else:
                 extra.append(frame)
@@ -337,5 +339,5 @@ def read_video(path: Path | str, limits: MediaLimits, *, max_frames: int | None 
         reader.close()
     if n == 0:
         raise MediaError(f"{p.name}: could not decode any frame; the file is truncated or damaged")
-    frames = np.concatenate([out[: min(n, expected)], np.stack(extra)]) if extra else out[:n]
+    frames = np.concatenate([out[: min(n, len(out))], np.stack(extra)]) if extra else out[:n]
     return frames, header.fps_or_guess(n)

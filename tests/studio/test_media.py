@@ -408,3 +408,18 @@ def test_export_formats(tmp_path: Path, frames: np.ndarray) -> None:
         store.export("nope", "gif")
     store.remove_clip("clip1")
     assert leftovers(tmp_path) == []
+
+
+def test_a_webm_without_duration_is_read_within_the_decoded_limit(tmp_path: Path) -> None:
+    """A browser recorder's webm states no duration: the length is unknown until decoded, so the
+    decoded-bytes limit is checked as frames arrive, not guessed as max_frames full frames."""
+    rec = tmp_path / "rec.webm"
+    with rec.open("wb") as out:  # written to a pipe: no duration, no cues
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=16x16:rate=8:duration=1",
+                        "-c:v", "libvpx", "-f", "webm", "pipe:1"], stdout=out, check=True)
+    assert "Duration: N/A" in ffmpeg_info(rec)
+    eight_frames = 16 * 16 * 3 * 8
+    assert probe_video(rec, LIMITS).frames == 8
+    assert read_video(rec, MediaLimits(max_decoded_bytes=eight_frames))[0].shape == (8, 16, 16, 3)
+    with pytest.raises(MediaError, match="rec.webm: more than 0.0 MB of decoded frames"):
+        read_video(rec, MediaLimits(max_decoded_bytes=eight_frames - 1))
