@@ -11,7 +11,7 @@ from pathlib import Path
 from studio.media.limits import MediaError
 
 CONVERTIBLE = ("webm", "gif")
-WEBM_PARAMS = ["-crf", "32", "-b:v", "0", "-pix_fmt", "yuv420p", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]
+WEBM_PARAMS = ("-crf", "32", "-b:v", "0", "-pix_fmt", "yuv420p", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1")
 
 
 def convert(video: Path, out: Path, fmt: str) -> None:
@@ -24,4 +24,5 @@ def convert(video: Path, out: Path, fmt: str) -> None:
         if fmt == "gif":
             clip.write_gif(str(out), fps=clip.fps, logger=None)
         else:
-            clip.write_videofile(str(out), codec="libvpx-vp9", audio=False, logger=None, ffmpeg_params=WEBM_PARAMS)
+            clip.write_videofile(str(out), codec="libvpx-vp9", audio=False, logger=None,
+                                 ffmpeg_params=list(WEBM_PARAMS))

@@ -29,7 +29,7 @@ from studio.media.limits import MediaError, MediaLimits, mb
 
 MP4_CRF = 17  # visually lossless for these small clips
 MP4_PRESET = "veryfast"  # chosen for write speed: a clip is written after every generation
-SCAN_TIMEOUT_S = 600.0  # a full decode of an upload at the limits takes minutes on a small CPU
+FFMPEG_TIMEOUT_S = 600.0  # a full decode of an upload at the limits takes minutes on a small CPU
 SIGNATURES = "MP4/MOV, WebM/MKV, AVI or GIF"
 
 
@@ -129,7 +129,7 @@ def write_mp4(frames: np.ndarray, fps: int | float, path: Path | str, metadata: 
     cmd += ["-f", "mp4", str(p)]
     # one ffmpeg run fed from memory; unlike imageio_ffmpeg.write_frames this reports ffmpeg's exit
     # status and message, and it does not poll for ffmpeg's exit (10 ms sleeps): measured faster
-    proc = _ffmpeg(cmd, timeout=SCAN_TIMEOUT_S, stdin=np.ascontiguousarray(frames).data)
+    proc = _ffmpeg(cmd, timeout=FFMPEG_TIMEOUT_S, stdin=np.ascontiguousarray(frames).data)
     if proc.returncode != 0:
         raise MediaError(f"ffmpeg could not write {p.name}: {_first_line(proc.stderr)}")
 
@@ -263,7 +263,7 @@ def probe_video(path: Path | str, limits: MediaLimits) -> VideoInfo:
     header = _read_header(p, limits)
     cap = limits.max_frames + 1
     proc = _ffmpeg(["-progress", "pipe:1", "-nostats", "-i", str(p), "-map", "0:v:0", "-fps_mode", "passthrough",
-                    "-frames:v", str(cap), "-f", "null", "-"], timeout=SCAN_TIMEOUT_S)
+                    "-frames:v", str(cap), "-f", "null", "-"], timeout=FFMPEG_TIMEOUT_S)
     if proc.returncode != 0 or proc.stderr.strip():
         raise MediaError(f"{p.name}: the file is truncated or damaged; it does not decode to the end "
                          f"({_first_line(proc.stderr)})")
