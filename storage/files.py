@@ -9,6 +9,9 @@ Layout (paths handed out are relative to `root`, with forward slashes):
 
 Every file is written under a temporary name in its final directory and moved into place
 with `os.replace`, so a reader never sees half a file and a failure leaves nothing behind.
+
+The store decodes and encodes no video: what writes a clip's mp4 and thumbnail and converts it for
+export is a `ClipCodec` handed in by the composition root (`studio.media.codec.Mp4ClipCodec`).
 """
 
 from __future__ import annotations
@@ -23,12 +26,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from PIL import Image
-
-from storage import video_io
 
 EXPORT_FORMATS = ("mp4", "webm", "gif")
 TMP_MARK = ".tmp-"  # temporary files are named ".tmp-<random>-<final name>"
@@ -59,9 +60,27 @@ class StoredInput:
         return {"path": self.path, "sha256": self.sha256}
 
 
+class ClipCodec(Protocol):
+    """Encoding done by the media module; each method writes exactly the file it is given."""
+
+    def write_video(self, frames: Any, fps: int, path: Path, metadata: dict[str, Any]) -> None: ...
+
+    def write_thumbnail(self, frames: Any, path: Path) -> None: ...
+
+    def convert(self, video_path: Path, out: Path, fmt: str) -> None: ...
+
+
 class FileStore:
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, codec: ClipCodec | None = None):
         self.root = Path(root)
+        self._codec = codec  # None: a store that only reads, removes and takes inputs
+
+    @property
+    def codec(self) -> ClipCodec:
+        if self._codec is None:
+            raise RuntimeError("this FileStore was built without a clip codec: build it with "
+                               "FileStore(root, codec=Mp4ClipCodec()) as studio.wiring does")
+        return self._codec
 
     # ---- paths -------------------------------------------------------------------------------
     def clip_paths(self, clip_id: str) -> SavedClip:
@@ -86,10 +105,10 @@ class FileStore:
         return d
 
     # ---- clips -------------------------------------------------------------------------------
-    def save_clip(self, clip_id: str, frames: np.ndarray, fps: int, recipe: dict[str, Any]) -> SavedClip:
-        """Write the mp4 (recipe embedded), thumbnail and sidecar atomically: all three or none."""
+    def save_clip(self, clip_id: str, frames: Any, fps: int, recipe: dict[str, Any]) -> SavedClip:
+        """Write the video (recipe embedded), thumbnail and sidecar atomically: all three or none."""
         rel = self.clip_paths(clip_id)
-        frames = video_io.check_frames(frames)
+        codec = self.codec
         try:
             sidecar_text = json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False)
         except (TypeError, ValueError) as e:
@@ -101,10 +120,8 @@ class FileStore:
         temps = [_tmp_name(p) for p in finals]
         moved: list[Path] = []
         try:
-            video_io.write_mp4(frames, fps, temps[0], recipe)
-            Image.fromarray(np.ascontiguousarray(frames[len(frames) // 2])).save(
-                temps[1], format="JPEG", quality=88
-            )
+            codec.write_video(frames, fps, temps[0], recipe)
+            codec.write_thumbnail(frames, temps[1])
             temps[2].write_text(sidecar_text + "\n", encoding="utf-8")
             for tmp, final in zip(temps, finals):
                 os.replace(tmp, final)
@@ -194,7 +211,8 @@ class FileStore:
         out = self._dir("exports") / f"{clip_id}.{fmt}"
         if out.is_file() and out.stat().st_mtime >= video.stat().st_mtime:
             return out
-        _atomic_write(out, lambda tmp: _convert(video, tmp, fmt))
+        codec = self.codec
+        _atomic_write(out, lambda tmp: codec.convert(video, tmp, fmt))
         return out
 
 
@@ -216,17 +234,3 @@ def _atomic_write(final: Path, write: Callable[[Path], Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _convert(video: Path, out: Path, fmt: str) -> None:
-    from moviepy import VideoFileClip  # heavy import, only when exporting
-
-    with VideoFileClip(str(video), audio=False) as clip:
-        if fmt == "gif":
-            clip.write_gif(str(out), fps=clip.fps, logger=None)
-        else:
-            clip.write_videofile(
-                str(out), codec="libvpx-vp9", audio=False, logger=None,
-                ffmpeg_params=["-crf", "32", "-b:v", "0", "-pix_fmt", "yuv420p", "-deadline", "good",
-                               "-cpu-used", "4", "-row-mt", "1"],
-            )

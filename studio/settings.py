@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from studio.media.limits import MediaLimits
 
 DEFAULT_DATA_DIR = "./studio-data"
 DEFAULT_PORT = 7860
@@ -20,7 +23,7 @@ class Settings:
     share: bool = False
     device: str = "auto"  # "auto" picks cuda when present
     torch_threads: int | None = None  # None: torch's default
-    max_upload_mb: int = 200
+    max_upload_mb: int = 200  # these three are the media limits (`media_limits`) every reader enforces
     max_input_pixels: int = 4096 * 4096
     max_input_frames: int = 2000
     default_model: str | None = None
@@ -34,9 +37,19 @@ class Settings:
             device=env.get("STUDIO_DEVICE", "auto"),
             torch_threads=int(env["STUDIO_TORCH_THREADS"]) if env.get("STUDIO_TORCH_THREADS") else None,
             max_upload_mb=int(env.get("STUDIO_MAX_UPLOAD_MB", 200)),
+            max_input_pixels=int(env.get("STUDIO_MAX_INPUT_PIXELS", 4096 * 4096)),
+            max_input_frames=int(env.get("STUDIO_MAX_INPUT_FRAMES", 2000)),
             default_model=env.get("STUDIO_DEFAULT_MODEL") or None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def media_limits(self) -> "MediaLimits":
+        """The one set of limits handed to every probe, decode and mask read."""
+        from studio.media.limits import MediaLimits
+
+        return MediaLimits(max_upload_mb=self.max_upload_mb, max_pixels=self.max_input_pixels,
+                           max_frames=self.max_input_frames)
 
     @property
     def resolved_device(self) -> str:

@@ -13,6 +13,7 @@ from storage.files import FileStore
 from studio.gallery import GalleryService
 from studio.jobs import JobService
 from studio.media import MediaService
+from studio.media.codec import Mp4ClipCodec
 from studio.settings import Settings
 
 
@@ -66,15 +67,10 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
     engine = make_engine(settings.database_url or default_database_url(settings.data_dir))
     upgrade(engine)
     session_factory = make_session_factory(engine)
-    files = FileStore(settings.data_dir)
+    files = FileStore(settings.data_dir, codec=Mp4ClipCodec())
     files.sweep_temp()  # temporary files a crash left behind
     registry = registry or build_registry(settings)
-    media = MediaService(
-        files,
-        max_upload_mb=settings.max_upload_mb,
-        max_pixels=settings.max_input_pixels,
-        max_frames=settings.max_input_frames,
-    )
+    media = MediaService(files, settings.media_limits)
     jobs = JobService(registry, session_factory, files, media, library_versions=library_versions)
     if start:
         jobs.start()

@@ -53,7 +53,7 @@ def studio(settings, registry):
 @pytest.fixture
 def sample_video(tmp_path: Path) -> Path:
     """A 12-frame 32x32 mp4: a white square sliding right on black."""
-    from storage.video_io import write_mp4
+    from studio.media.video import write_mp4
 
     frames = np.zeros((12, 32, 32, 3), np.uint8)
     for i in range(12):

@@ -44,7 +44,8 @@ def test_out_of_range_value_is_refused_before_anything_is_made(tmp_path):
 
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="the embedded model's weights are not in assets/embedded yet")
 def test_generate_json_same_seed_same_frames(tmp_path):
-    from storage.video_io import read_video
+    from studio.media import MediaLimits
+    from studio.media.video import read_video
 
     args = ("generate", "--prompt", "a red circle moving right on navy", "--seed", "11", "--seeds", "2",
             "--steps", "4", "--json")
@@ -59,7 +60,7 @@ def test_generate_json_same_seed_same_frames(tmp_path):
     again = json.loads(studio(*args[:-3], "--seeds", "1", "--steps", "4", "--out", str(out), "--json",
                               data_dir=tmp_path, check=True).stdout)
     assert again[0]["seed"] == 11 and out.is_file()
-    a, _ = read_video(rows[0]["path"])
-    b, _ = read_video(again[0]["path"])
-    c, _ = read_video(rows[1]["path"])
+    a, _ = read_video(rows[0]["path"], MediaLimits())
+    b, _ = read_video(again[0]["path"], MediaLimits())
+    c, _ = read_video(rows[1]["path"], MediaLimits())
     assert np.array_equal(a, b) and not np.array_equal(a, c)

@@ -34,7 +34,7 @@ def test_t2v_writes_files_then_row_with_full_recipe(studio, settings):
     sidecar = json.loads(clip.video.with_suffix(".json").read_text())
     assert sidecar["params"]["seed"] == 42 and sidecar["manifest"]["backend"] == "gradient"
     assert "torch" in sidecar["manifest"]
-    from storage.video_io import read_mp4_metadata
+    from studio.media.video import read_mp4_metadata
 
     assert read_mp4_metadata(clip.video)["params"]["prompt"] == "a red circle"
 
@@ -53,12 +53,13 @@ def test_random_seed_is_resolved_and_stored(studio):
 
 
 def test_same_seed_same_frames(studio):
-    from storage.video_io import read_video
+    from studio.media import MediaLimits
+    from studio.media.video import read_video
 
     _, [a] = run(studio, TextToVideoRequest(**T2V, seed=5))
     _, [b] = run(studio, TextToVideoRequest(**T2V, seed=5))
     _, [c] = run(studio, TextToVideoRequest(**T2V, seed=6))
-    fa, fb, fc = (read_video(studio.gallery.get(s.clip_id).video)[0] for s in (a, b, c))
+    fa, fb, fc = (read_video(studio.gallery.get(s.clip_id).video, MediaLimits())[0] for s in (a, b, c))
     assert np.array_equal(fa, fb)
     assert not np.array_equal(fa, fc)
 

@@ -92,9 +92,10 @@ def test_inpaint_with_a_painted_mask(page, sample_video):
     pg.wait_for_function("() => document.querySelector('#inpaint-status').innerText.includes('Done')", timeout=60_000)
     [clip] = studio.gallery.list()
     assert clip.mode == "inpaint" and clip.inputs["mask"]["path"].startswith("inputs/")
-    from storage.video_io import read_mask
+    from studio.media import MediaLimits
+    from studio.media.masks import read_mask
 
-    mask = read_mask(studio.files.resolve(clip.inputs["mask"]["path"]))
+    mask = read_mask(studio.files.resolve(clip.inputs["mask"]["path"]), MediaLimits())
     assert 0 < mask.mean() < 0.5  # a stroke, not the whole frame
 
 
