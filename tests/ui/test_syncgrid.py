@@ -21,7 +21,7 @@ CLIPS = [(16, 8), (16, 8), (32, 16), (16, 8), (8, 8), (16, 8), (32, 16), (16, 8)
 
 
 def write_clip(path: Path, frames: int, fps: int, shade: int) -> None:
-    from storage.video_io import write_mp4
+    from studio.media.video import write_mp4
 
     video = np.full((frames, 32, 32, 3), shade, np.uint8)
     for i in range(frames):  # a bar whose position is the frame number
