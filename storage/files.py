@@ -132,6 +132,18 @@ class FileStore:
             raise
         return rel
 
+    def place(self, rel: str, data: bytes) -> bool:
+        """Write `data` at `rel` (under clips/ or inputs/) atomically, unless a file is already there.
+        Returns whether it wrote. For imports: the bytes are taken as they are, nothing is decoded."""
+        if not isinstance(rel, str) or rel.split("/", 1)[0] not in ("clips", "inputs"):
+            raise UnsafePathError(f"{rel!r} is not a file of clips/ or inputs/")
+        target = self.resolve(rel)
+        if target.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(target, lambda tmp: tmp.write_bytes(data))
+        return True
+
     def remove_clip(self, clip_id: str) -> None:
         """Delete a clip's files and exports; missing files are fine."""
         rel = self.clip_paths(clip_id)

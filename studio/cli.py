@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from pipelines.contract import REQUEST_TYPES, RequestError
+from pipelines.contract import REQUEST_TYPES, RequestError, SweepRequest, parse_axis
+from studio.clips import clip_json, recipe_json
+from studio.facade import FROM_CLIP
 
 EXIT_BAD_ARGS = 2
 EXIT_FAILED = 1
@@ -38,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_args(serve)
 
     g = sub.add_parser("generate", help="generate clips headless into the gallery")
-    g.add_argument("--mode", choices=sorted(REQUEST_TYPES), default="t2v")
+    g.add_argument("--mode", choices=sorted(REQUEST_TYPES), default="t2v",
+                   help="t2v, i2v, v2v, inpaint, or extend (continue a clip: --clip ID)")
     g.add_argument("--prompt", default="")
     g.add_argument("--negative-prompt", default="")
     g.add_argument("--seed", type=int, default=None, help="first seed (default: random); later clips use seed+1, ...")
@@ -55,11 +59,57 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--video", help="source video (v2v, inpaint)")
     g.add_argument("--mask", help="mask image or video: white = regenerate, black = keep (inpaint)")
     g.add_argument("--strength", type=float, help="0 returns the input, 1 ignores it (v2v, inpaint)")
+    g.add_argument("--clip", default=None, help="a gallery clip as the input instead of --video/--image (its "
+                   "last frame for --mode extend, its first for i2v); the new clip records it as its parent")
+    g.add_argument("--frame", type=int, default=None, help="with --clip: the frame to start from (i2v, extend)")
+    g.add_argument("--vary", action="append", default=[], metavar="AXIS=VALUES",
+                   help="sweep an axis (cfg, steps, strength, frames, model, prompt): --vary cfg=3,5,7, "
+                   "--vary \"prompt=a red circle|a red square\"; at most two")
     g.add_argument("--data-dir", default=None)
     g.add_argument("--out", default=None, help="also copy the mp4 here (a file, or a folder for several seeds)")
     g.add_argument("--json", action="store_true", help="print a JSON array, one object per clip")
     g.add_argument("--device", default=None)
     g.add_argument("--threads", type=int, default=None)
+
+    gal = sub.add_parser("gallery", help="list, show, star, tag, note, delete, export and import clips")
+    gsub = gal.add_subparsers(dest="gallery_command", required=True, parser_class=OneLineParser)
+    lst = gsub.add_parser("list", help="clips, newest first")
+    lst.add_argument("--search", default="", help="words of the prompt or negative prompt")
+    lst.add_argument("--mode", default=None)
+    lst.add_argument("--model", default=None)
+    lst.add_argument("--starred", action="store_true")
+    lst.add_argument("--tag", default=None)
+    lst.add_argument("--sweep", default=None, help="only the clips of one sweep")
+    lst.add_argument("--sort", default="newest", help="newest, oldest, cfg, steps or seed")
+    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--json", action="store_true")
+    show = gsub.add_parser("show", help="one clip, with its lineage")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    star = gsub.add_parser("star", help="star a clip (--off to unstar)")
+    star.add_argument("id")
+    star.add_argument("--off", action="store_true")
+    tag = gsub.add_parser("tag", help="add tags to a clip (--remove to take them off)")
+    tag.add_argument("id")
+    tag.add_argument("tags", nargs="+")
+    tag.add_argument("--remove", action="store_true")
+    note = gsub.add_parser("note", help="set a clip's note (empty text clears it)")
+    note.add_argument("id")
+    note.add_argument("text")
+    delete = gsub.add_parser("delete", help="delete a clip and its files")
+    delete.add_argument("id")
+    export = gsub.add_parser("export", help="clips, thumbnails, inputs and a manifest (recipes, stars, tags, notes, "
+                             "lineage) in one zip")
+    export.add_argument("ids", nargs="+")
+    export.add_argument("--out", required=True)
+    imp = gsub.add_parser("import", help="add the clips of an exported zip (clips already here are skipped)")
+    imp.add_argument("file")
+    for leaf in (lst, show, star, tag, note, delete, export, imp):
+        leaf.add_argument("--data-dir", default=None)
+
+    rec = sub.add_parser("recall", help="print the recipe an mp4 made by this studio carries")
+    rec.add_argument("file")
+    rec.add_argument("--json", action="store_true")
 
     t = sub.add_parser("train-embedded", help="train the embedded model (see pipelines/embedded)", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER)
@@ -85,9 +135,20 @@ def _request_from_args(args: argparse.Namespace):
     if args.model:
         fields["model_id"] = args.model
     media = {"image": args.image, "video": args.video, "mask": args.mask}
+    taken = FROM_CLIP.get(args.mode) if args.clip else None
+    if args.clip and taken is None:
+        raise RequestError("clip", f"--clip is not used by --mode {args.mode}")
+    if args.frame is not None and not args.clip:
+        raise RequestError("frame", "--frame picks a frame of --clip")
     for name in cls.media_fields:
+        if name == taken:
+            if media[name]:
+                raise RequestError(name, f"give --clip or --{name}, not both")
+            fields[name] = "-"  # replaced by the clip's video or frame
+            continue
         if not media[name]:
-            raise RequestError(name, f"--{name} is required for --mode {args.mode}")
+            hint = " (or --clip ID)" if name in ("image", "video") else ""
+            raise RequestError(name, f"--{name} is required for --mode {args.mode}{hint}")
         fields[name] = str(Path(media[name]).expanduser().resolve())
     for name, value in media.items():
         if value and name not in cls.media_fields:
@@ -116,64 +177,150 @@ def _copy_out(out: str, clips: list, seeds: list[int]) -> list[Path]:
     return copies
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from studio.settings import Settings
+
+    return Settings.from_env(data_dir=Path(args.data_dir) if args.data_dir else None,
+                             device=getattr(args, "device", None), torch_threads=getattr(args, "threads", None))
+
+
+def _error(message: object) -> None:
+    print(f"studio: error: {message}", file=sys.stderr)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
     from studio.wiring import build_studio
 
     try:
         request = _request_from_args(args)
+        sweep = SweepRequest(request, args.seeds, tuple(parse_axis(v) for v in args.vary))
+        sweep.validate()
     except RequestError as e:
-        print(f"studio: error: {e}", file=sys.stderr)
+        _error(e)
         return EXIT_BAD_ARGS
-    settings = Settings.from_env(data_dir=Path(args.data_dir) if args.data_dir else None,
-                                 device=args.device, torch_threads=args.threads)
-    studio = build_studio(settings)
+    if args.out:  # refuse an unwritable --out before generating anything
+        target = Path(args.out).expanduser()
+        folder = target if (target.is_dir() or args.out.endswith("/")) else target.parent
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not os.access(probe, os.W_OK):
+            _error(f"out: cannot write to {folder}")
+            return EXIT_BAD_ARGS
+    built = build_studio(_settings(args))
+    studio = built.facade
     try:
         try:
-            submission = studio.jobs.submit(request, seeds=args.seeds)
+            if args.clip:
+                request = studio.from_clip(request, args.clip, args.frame)
+                sweep = SweepRequest(request, sweep.seeds, sweep.axes)
+            submission = studio.submit_sweep(sweep, parent_id=args.clip)
         except RequestError as e:
-            print(f"studio: error: {e}", file=sys.stderr)
+            _error(e)
             return EXIT_BAD_ARGS
-        statuses = studio.jobs.wait(submission.job_ids)
+        statuses = studio.wait(submission.job_ids)
         failed = [s for s in statuses if s.status != "done"]
-        clips = [studio.gallery.get(s.clip_id) for s in statuses if s.status == "done"]
+        clips = [studio.clip(s.clip_id) for s in statuses if s.status == "done"]
         copies = _copy_out(args.out, clips, [c.seed for c in clips]) if args.out and clips else []
         if args.json:
-            rows = []
-            for i, c in enumerate(clips):
-                rows.append({
-                    "id": c.id, "path": str(c.video), "seed": c.seed, "prompt": c.prompt, "model": c.model_id,
-                    "model_version": c.model_version, "mode": c.mode, "steps": c.steps, "cfg_scale": c.cfg_scale,
-                    "frames": c.frames, "fps": c.fps, "width": c.width, "height": c.height,
-                    "batch_id": c.batch_id, "seconds": round(c.generation_seconds, 3),
-                    **({"out": str(copies[i])} if copies else {}),
-                })
+            rows = [clip_json(c, **({"out": str(copies[i])} if copies else {})) for i, c in enumerate(clips)]
             print(json.dumps(rows, indent=2))
         else:
             for i, c in enumerate(clips):
                 print(copies[i] if copies else c.video)
         for s in failed:
-            print(f"studio: error: job {s.job_id} {s.status}: {s.error or ''}".rstrip(": "), file=sys.stderr)
+            _error(f"job {s.job_id} {s.status}: {s.error or ''}".rstrip(": "))
         return EXIT_FAILED if failed else 0
     finally:
-        studio.close()
+        built.close()
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from studio.facade import GalleryQuery, QueryError
+    from studio.wiring import build_studio
+
+    built = build_studio(_settings(args), start=False)
+    studio = built.facade
+    c = args.gallery_command
+    try:
+        if c == "list":
+            query = GalleryQuery(text=args.search, mode=args.mode, model_id=args.model,
+                                 starred=True if args.starred else None, tag=args.tag, sweep_id=args.sweep,
+                                 sort=args.sort, limit=args.limit)
+            views, _ = studio.search(query)
+            if args.json:
+                print(json.dumps([clip_json(v) for v in views], indent=2))
+            else:
+                for v in views:
+                    star = "*" if v.starred else " "
+                    print(f"{v.id}  {star} {v.mode:7} seed {v.seed:<10} {v.created_at}  {v.prompt[:60]}")
+            return 0
+        if c == "import":
+            added, skipped = studio.import_zip(Path(args.file).expanduser())
+            print(f"imported {added} clip(s), {skipped} already here")
+            return 0
+        if c == "export":
+            out = studio.export_zip(args.ids, Path(args.out).expanduser())
+            print(out)
+            return 0
+        view = studio.clip(args.id)
+        if view is None:
+            _error(f"no clip {args.id!r} in {built.settings.data_dir}")
+            return EXIT_BAD_ARGS
+        if c == "show":
+            children = studio.children(view.id)
+            if args.json:
+                print(json.dumps(clip_json(view, children=[k.id for k in children]), indent=2))
+            else:
+                for key, value in clip_json(view, children=[k.id for k in children]).items():
+                    print(f"{key:16} {value}")
+            return 0
+        if c == "star":
+            studio.star(view.id, not args.off)
+        elif c == "tag":
+            studio.tag(view.id, args.tags, remove=args.remove)
+        elif c == "note":
+            studio.note(view.id, args.text)
+        elif c == "delete":
+            studio.delete(view.id)
+            print(f"deleted {view.id}")
+            return 0
+        print(view.id)
+        return 0
+    except (QueryError, RequestError, ValueError) as e:
+        _error(e)
+        return EXIT_BAD_ARGS
+    finally:
+        built.close()
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    from studio.facade import read_recipe
+
+    try:
+        request, clip_id = read_recipe(Path(args.file).expanduser())
+    except RequestError as e:
+        _error(e)
+        return EXIT_BAD_ARGS
+    recipe = recipe_json(request, clip_id)
+    if args.json:
+        print(json.dumps(recipe, indent=2))
+    else:
+        for key, value in recipe.items():
+            if key != "params":
+                print(f"{key:16} {value}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     from studio.settings import Settings
+    from studio.wiring import launch
 
     settings = Settings.from_env(
         data_dir=Path(args.data_dir) if args.data_dir else None,
         host=args.host, port=args.port, share=args.share or None,
         device=args.device, torch_threads=args.threads,
     )
-    tmp = settings.data_dir.resolve() / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp))  # before gradio is imported: uploads stay in the data dir
-    from studio.ui.app import launch
-
     launch(settings)
     return 0
 
@@ -185,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_generate(args)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "gallery":
+        return cmd_gallery(args)
+    if args.command == "recall":
+        return cmd_recall(args)
     if args.command == "train-embedded":
         from pipelines.embedded.train import main as train_main
 

@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import zipfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from storage.files import FileStore, UnsafePathError
+from storage.models import Clip, ClipTag
 from storage.repositories import GalleryQuery, GalleryRepository, NotFound, QueryError
-from storage.files import FileStore
 from pipelines.contract import GenerationRequest, request_from_params
 
 
@@ -139,5 +144,90 @@ class GalleryService:
             raise KeyError(f"no clip {clip_id!r}")
         return request_from_params(view.params)
 
+    # ---- export and import ----------------------------------------------------------------------
+    def export_zip(self, clip_ids: list[str], out: Path) -> Path:
+        """One zip: each clip's mp4, thumbnail, sidecar and inputs, and `manifest.json` with every recipe,
+        star, tag, note and lineage link. Written next to `out` first, then moved into place."""
+        entries, files = [], []
+        with self._session_factory() as session:
+            repo = GalleryRepository(session)
+            for clip_id in dict.fromkeys(clip_ids):
+                clip = repo.get(clip_id)
+                if clip is None:
+                    raise QueryError("id", f"no clip {clip_id!r}")
+                entry = {col: getattr(clip, col) for col in EXPORTED}
+                entry["created_at"] = clip.created_at.isoformat()
+                entry["tags"] = list(clip.tags)
+                entries.append(entry)
+                files += [clip.video_path, clip.thumb_path, clip.sidecar_path]
+                files += [meta["path"] for meta in (clip.inputs or {}).values()
+                          if isinstance(meta, dict) and isinstance(meta.get("path"), str)]
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.partial")
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+                z.writestr("manifest.json", json.dumps({"format": EXPORT_FORMAT, "clips": entries}, indent=2,
+                                                        ensure_ascii=False))
+                for rel in dict.fromkeys(files):
+                    z.write(self.files.resolve(rel), rel)
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return out.resolve()
+
+    def import_zip(self, path: Path) -> tuple[int, int]:
+        """Add the clips of an exported zip: (added, already here). A clip already in the gallery (same
+        id) is skipped, so importing twice adds nothing twice. QueryError for a zip that is not an export."""
+        try:
+            z = zipfile.ZipFile(path)
+        except (OSError, zipfile.BadZipFile) as e:
+            raise QueryError("file", f"{Path(path).name} is not a zip of exported clips ({e})") from None
+        added = skipped = 0
+        with z:
+            try:
+                manifest = json.loads(z.read("manifest.json"))
+            except (KeyError, ValueError) as e:
+                raise QueryError("file", f"{Path(path).name} has no readable manifest.json ({e})") from None
+            if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+                raise QueryError("file", f"{Path(path).name} is not a studio export (format {EXPORT_FORMAT})")
+            names = set(z.namelist())
+            for entry in manifest.get("clips", []):
+                with self._session_factory() as session, session.begin():
+                    repo = GalleryRepository(session)
+                    if repo.get(entry["id"]) is not None:
+                        skipped += 1
+                        continue
+                    rels = [entry["video_path"], entry["thumb_path"], entry["sidecar_path"]]
+                    rels += [m["path"] for m in (entry.get("inputs") or {}).values()
+                             if isinstance(m, dict) and isinstance(m.get("path"), str)]
+                    placed = []
+                    try:
+                        for rel in rels:
+                            if rel not in names:
+                                raise QueryError("file", f"the zip lacks {rel}")
+                            if self.files.place(rel, z.read(rel)) and rel.startswith("clips/"):
+                                placed.append(rel)
+                        fields = {col: entry.get(col) for col in EXPORTED}
+                        fields["created_at"] = datetime.fromisoformat(entry["created_at"])
+                        clip = Clip(**fields)
+                        clip.tag_rows = [ClipTag(tag=t) for t in entry.get("tags", [])]
+                        repo.add(clip)
+                    except UnsafePathError as e:
+                        self.files.remove_files(placed)
+                        raise QueryError("file", f"the zip names a file outside clips/ and inputs/: {e}") from None
+                    except BaseException:
+                        self.files.remove_files(placed)  # no row, no files: the row is rolled back
+                        raise
+                added += 1
+        return added, skipped
+
+
+EXPORT_FORMAT = 1
+EXPORTED = ("id", "job_id", "batch_id", "mode", "model_id", "model_version", "prompt", "negative_prompt", "seed",
+            "steps", "cfg_scale", "frames", "fps", "width", "height", "strength", "profile", "params", "manifest",
+            "inputs", "video_path", "thumb_path", "sidecar_path", "generation_seconds", "starred", "note",
+            "parent_id", "sweep_id", "axes")
 
 __all__ = ["ClipView", "GalleryQuery", "GalleryService", "QueryError"]

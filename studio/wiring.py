@@ -10,6 +10,7 @@ from importlib import metadata
 from pipelines.contract import ModelRegistry
 from storage.db import default_database_url, make_engine, make_session_factory, upgrade
 from storage.files import FileStore
+from studio.facade import StudioFacade
 from studio.gallery import GalleryService
 from studio.jobs import JobService
 from studio.media import MediaService
@@ -25,6 +26,12 @@ class Studio:
     gallery: GalleryService
     files: FileStore
     engine: object
+    media: MediaService
+
+    @property
+    def facade(self) -> StudioFacade:
+        """What the UI, CLI and API get: jobs, gallery, media and model specs, nothing more."""
+        return StudioFacade(self.settings, self.registry, self.jobs, self.gallery, self.media, self.files)
 
     def close(self) -> None:
         self.jobs.stop()
@@ -74,4 +81,16 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
     jobs = JobService(registry, session_factory, files, media, library_versions=library_versions)
     if start:
         jobs.start()
-    return Studio(settings, registry, jobs, GalleryService(session_factory, files), files, engine)
+    return Studio(settings, registry, jobs, GalleryService(session_factory, files), files, engine, media)
+
+
+def launch(settings: Settings) -> None:
+    """Build everything and serve the web studio until interrupted."""
+    from studio.ui.app import serve, use_data_dir_for_temp
+
+    use_data_dir_for_temp(settings)  # before anything of Gradio runs
+    studio = build_studio(settings)
+    try:
+        serve(studio.facade, block=True)
+    finally:
+        studio.close()

@@ -13,6 +13,11 @@ from pipelines.contract import REQUEST_TYPES, GenerationRequest, RequestError
 SHARED_FIELDS = ("model_id", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "frames", "fps",
                  "width", "height", "profile")
 INT_FIELDS = ("seed", "steps", "frames", "fps", "width", "height")
+MISSING_MEDIA = {
+    "image": "upload an image first",
+    "video": "upload a video first",
+    "mask": "paint the region to regenerate on the first frame, or upload a mask",
+}
 
 
 def _int_or_none(name: str, value: Any) -> int | None:
@@ -48,7 +53,7 @@ def request_from_widgets(mode: str, values: dict[str, Any]) -> GenerationRequest
         fields[name] = value
     for name in cls.media_fields:
         if not values.get(name):
-            raise RequestError(name, f"upload {'an' if name == 'image' else 'a'} {name} first")
+            raise RequestError(name, MISSING_MEDIA[name])
         fields[name] = str(values[name])
     if "strength" in values and values["strength"] is not None:
         fields["strength"] = float(values["strength"])

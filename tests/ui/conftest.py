@@ -19,7 +19,7 @@ def app_url(settings, registry, tmp_path, monkeypatch):
 
     settings = dataclasses.replace(settings, port=free_port())
     studio = build_studio(settings, registry)
-    demo = serve(studio)
+    demo = serve(studio.facade)
     try:
         yield f"http://127.0.0.1:{settings.port}/", studio
     finally:

@@ -26,7 +26,7 @@ def embedded_page(settings, tmp_path, monkeypatch):
 
     settings = dataclasses.replace(settings, port=free_port())
     studio = build_studio(settings)  # the app's own registry: the embedded model is the default
-    demo = serve(studio)
+    demo = serve(studio.facade)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

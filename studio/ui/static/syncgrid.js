@@ -45,8 +45,8 @@
     buildBar() {
       const bar = el("div", { class: "studio-sync-bar", role: "toolbar", "aria-label": "Playback of all clips" });
       this.playBtn = el("button", { type: "button", "aria-label": "Play/Pause", class: "studio-sync-play" }, "▶");
-      this.prevBtn = el("button", { type: "button", "aria-label": "Previous frame" }, "⏮");
-      this.nextBtn = el("button", { type: "button", "aria-label": "Next frame" }, "⏭");
+      this.prevBtn = el("button", { type: "button", "aria-label": "Previous frame" }, "‹");
+      this.nextBtn = el("button", { type: "button", "aria-label": "Next frame" }, "›");
       this.scrub = el("input", { type: "range", min: "0", max: "1000", value: "0", step: "1",
                                  "aria-label": "Position", class: "studio-sync-scrub" });
       this.clock = el("span", { class: "studio-sync-time", "aria-live": "off" }, "0.00 s");
@@ -74,6 +74,8 @@
 
     // ---- the clock --------------------------------------------------------------------------------
     refresh() {
+      // a page that re-renders the grid's HTML in place (Gradio morphs it) may drop the bar: put it back
+      if (!this.container.contains(this.bar)) this.container.prepend(this.bar);
       const found = [...this.container.querySelectorAll("video")];
       for (const v of found) {
         if (this.videos.includes(v)) continue;

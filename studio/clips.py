@@ -1,0 +1,91 @@
+"""One JSON shape for a clip, used by the CLI (`--json`, `studio gallery`) and the API alike.
+
+Keys: id, path, prompt, negative_prompt, seed, mode, model, model_version, cfg, cfg_scale (the same
+value, the name the older `generate --json` used), steps, frames, fps, width, height, strength,
+profile, inputs, starred, tags, note, sweep, axes, parent, batch_id, seconds, created_at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.contract import GenerationRequest
+from studio.gallery import ClipView
+
+
+def clip_json(view: ClipView, **extra: Any) -> dict[str, Any]:
+    out = {
+        "id": view.id,
+        "path": str(view.video),
+        "prompt": view.prompt,
+        "negative_prompt": view.negative_prompt,
+        "seed": view.seed,
+        "mode": view.mode,
+        "model": view.model_id,
+        "model_version": view.model_version,
+        "cfg": view.cfg_scale,
+        "cfg_scale": view.cfg_scale,
+        "steps": view.steps,
+        "frames": view.frames,
+        "fps": view.fps,
+        "width": view.width,
+        "height": view.height,
+        "strength": view.strength,
+        "profile": view.profile,
+        "inputs": view.inputs,
+        "starred": view.starred,
+        "tags": list(view.tags),
+        "note": view.note,
+        "sweep": view.sweep_id,
+        "axes": view.axes,
+        "parent": view.parent_id,
+        "batch_id": view.batch_id,
+        "seconds": round(view.generation_seconds, 3),
+        "created_at": view.created_at,
+    }
+    out.update(extra)
+    return out
+
+
+def public_clip_json(view: ClipView) -> dict[str, Any]:
+    """`clip_json` for callers of the web API: no server paths. (A dict with a `path` string would also be
+    taken for a file by Gradio and its client.) The video itself is the endpoint's first output."""
+    out = clip_json(view)
+    del out["path"]
+    out["inputs"] = {name: {k: v for k, v in meta.items() if k != "path"} if isinstance(meta, dict) else None
+                     for name, meta in view.inputs.items()}
+    return out
+
+
+def recipe_json(request: GenerationRequest, clip_id: str | None = None) -> dict[str, Any]:
+    """A recipe (what `studio recall` prints) with the same keys a clip uses for the same settings."""
+    p = request.to_params()
+    out = {
+        "id": clip_id,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": request.seed,
+        "mode": request.mode,
+        "model": request.model_id,
+        "cfg": request.cfg_scale,
+        "cfg_scale": request.cfg_scale,
+        "steps": request.steps,
+        "frames": request.frames,
+        "fps": request.fps,
+        "width": request.width,
+        "height": request.height,
+        "strength": getattr(request, "strength", None),
+        "profile": request.profile,
+        "inputs": {name: getattr(request, name) for name in request.media_fields},
+        "params": p,
+    }
+    return out
+
+
+def describe(view: ClipView) -> str:
+    """One line for humans: the settings that tell clips apart."""
+    parts = [f"seed {view.seed}", f"{view.steps} steps", f"CFG {view.cfg_scale:g}",
+             f"{view.frames}f@{view.fps}", f"{view.width}x{view.height}"]
+    if view.strength is not None:
+        parts.append(f"strength {view.strength:g}")
+    return " · ".join(parts)

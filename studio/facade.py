@@ -1,0 +1,204 @@
+"""What the UI, the CLI and the API may do, in one narrow object: model specs, jobs, the gallery, media.
+
+They get a `StudioFacade` from the composition root (`studio.wiring`) and never reach past it into the
+file store, the database or a backend. Paths handed out are absolute and inside the data dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from pipelines.contract import (
+    ExtendRequest,
+    GenerationRequest,
+    ImageToVideoRequest,
+    JobStatus,
+    ModelSpec,
+    RequestError,
+    SweepRequest,
+    request_from_params,
+)
+from studio.gallery import ClipView, GalleryQuery, QueryError
+from studio.jobs import SweepSubmission
+from studio.media.limits import MediaError
+from studio.media.video import read_mp4_metadata, read_video
+
+if TYPE_CHECKING:
+    from pipelines.contract import ModelRegistry
+    from storage.files import FileStore
+    from studio.gallery import GalleryService
+    from studio.jobs import JobService, Submission
+    from studio.media import MediaService
+    from studio.settings import Settings
+
+FROM_CLIP = {"i2v": "image", "extend": "image", "v2v": "video", "inpaint": "video"}
+
+
+def read_recipe(path: str | Path) -> tuple[GenerationRequest, str | None]:
+    """The recipe an mp4 made by this studio carries in its own metadata, and its clip id.
+
+    The file may have been renamed, moved or downloaded again; RequestError if it carries no recipe."""
+    name = Path(path).name
+    if not Path(path).is_file():
+        raise RequestError("file", f"{name}: no such file")
+    try:
+        meta = read_mp4_metadata(path)
+    except MediaError as e:
+        raise RequestError("file", str(e)) from None
+    params = meta.get("params") if isinstance(meta, dict) else None
+    if not isinstance(params, dict):
+        raise RequestError("file", f"{name} carries no recipe of this studio")
+    try:
+        request = request_from_params(params)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RequestError("file", f"{name}: its recipe cannot be read ({e})") from None
+    clip_id = meta.get("clip_id") if isinstance(meta.get("clip_id"), str) else None
+    return request, clip_id
+
+
+class StudioFacade:
+    def __init__(self, settings: "Settings", registry: "ModelRegistry", jobs: "JobService",
+                 gallery: "GalleryService", media: "MediaService", files: "FileStore"):
+        self.settings = settings
+        self._registry = registry
+        self._jobs = jobs
+        self._gallery = gallery
+        self._media = media
+        self._files = files
+
+    # ---- models ---------------------------------------------------------------------------------
+    @property
+    def default_model_id(self) -> str:
+        return self._registry.default_id
+
+    def specs(self, mode: str | None = None) -> list[ModelSpec]:
+        return [s for s in self._registry.specs() if mode is None or mode in s.modes]
+
+    def spec(self, model_id: str) -> ModelSpec:
+        """UnknownModel / ModelLoadError for ids that name no model."""
+        return self._registry.spec(model_id)
+
+    def missing(self, model_id: str) -> str | None:
+        """None when the model can run here, else what is missing and how to get it."""
+        return self._registry.missing(model_id)
+
+    # ---- jobs -----------------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None) -> "Submission":
+        return self._jobs.submit(request, seeds, parent_id=parent_id)
+
+    def submit_sweep(self, sweep: SweepRequest, *, parent_id: str | None = None) -> "SweepSubmission":
+        """A sweep with axes gets a sweep id; without axes it is a plain batch of seeds (sweep id "")."""
+        if not sweep.axes:
+            return SweepSubmission("", (self._jobs.submit(sweep.request, sweep.seeds, parent_id=parent_id),))
+        return self._jobs.submit_sweep(sweep, parent_id=parent_id)
+
+    def status(self, job_id: str) -> JobStatus:
+        return self._jobs.status(job_id)
+
+    def preview(self, job_id: str) -> np.ndarray | None:
+        return self._jobs.preview(job_id)
+
+    def wait(self, job_ids: Iterable[str], timeout: float | None = None) -> list[JobStatus]:
+        return self._jobs.wait(job_ids, timeout)
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        self._jobs.cancel_batch(list(job_ids))
+
+    # ---- branching from a gallery clip ----------------------------------------------------------
+    def from_clip(self, request: GenerationRequest, clip_id: str, frame: int | None = None) -> GenerationRequest:
+        """`request` with its video or image taken from a gallery clip: the clip's mp4 for v2v and
+        inpaint, one of its frames for i2v (default the first) and extend (default the last).
+        Submit the result with `parent_id=clip_id` so the new clip records where it came from."""
+        field = FROM_CLIP.get(request.mode)
+        if field is None:
+            raise RequestError("clip", f"--clip is not used by mode {request.mode}")
+        view = self._gallery.get(clip_id)
+        if view is None:
+            raise RequestError("clip", f"no clip {clip_id!r} in the gallery")
+        if field == "video":
+            if frame is not None:
+                raise RequestError("frame", "a frame is picked only for image-to-video and extend")
+            return dataclasses.replace(request, video=str(view.video))
+        frames, _ = read_video(view.video, self.settings.media_limits)
+        index = (len(frames) - 1 if request.mode == "extend" else 0) if frame is None else frame
+        if not -len(frames) <= index < len(frames):
+            raise RequestError("frame", f"{frame} is outside the clip's {len(frames)} frames (0 to {len(frames) - 1})")
+        saved = self._files.save_input_image(np.ascontiguousarray(frames[index]))
+        return dataclasses.replace(request, image=saved.path)
+
+    # ---- gallery --------------------------------------------------------------------------------
+    def clip(self, clip_id: str) -> ClipView | None:
+        return self._gallery.get(clip_id)
+
+    def batch(self, batch_id: str) -> list[ClipView]:
+        return self._gallery.batch(batch_id)
+
+    def search(self, query: GalleryQuery) -> tuple[list[ClipView], str | None]:
+        """One page and the next page's cursor; QueryError names a bad filter."""
+        return self._gallery.search(query)
+
+    def recent(self, mode: str | None = None, model_id: str | None = None, limit: int = 200) -> list[ClipView]:
+        return self._gallery.list(mode=mode, model_id=model_id, limit=limit)
+
+    def models_in_gallery(self) -> list[str]:
+        return self._gallery.models()
+
+    def star(self, clip_id: str, starred: bool = True) -> ClipView:
+        return self._gallery.star(clip_id, starred)
+
+    def tag(self, clip_id: str, tags: list[str], *, remove: bool = False) -> ClipView:
+        return self._gallery.tag(clip_id, tags, remove=remove)
+
+    def note(self, clip_id: str, text: str) -> ClipView:
+        return self._gallery.note(clip_id, text)
+
+    def children(self, clip_id: str) -> list[ClipView]:
+        return self._gallery.children(clip_id)
+
+    def ancestors(self, clip_id: str) -> list[ClipView]:
+        return self._gallery.ancestors(clip_id)
+
+    def delete(self, clip_id: str) -> bool:
+        return self._gallery.delete(clip_id)
+
+    def export_zip(self, clip_ids: list[str], out: Path) -> Path:
+        return self._gallery.export_zip(clip_ids, out)
+
+    def import_zip(self, path: Path) -> tuple[int, int]:
+        return self._gallery.import_zip(path)
+
+    def export(self, clip_id: str, fmt: str) -> Path:
+        return self._gallery.export(clip_id, fmt)
+
+    def recall(self, clip_id: str) -> GenerationRequest:
+        """The clip's exact request, its inputs as absolute paths of the stored copies."""
+        request = self._gallery.recall(clip_id)
+        return self._absolute_inputs(request)
+
+    def recall_file(self, path: str | Path) -> tuple[GenerationRequest, str | None]:
+        """See `read_recipe`."""
+        return read_recipe(path)
+
+    def _absolute_inputs(self, request: GenerationRequest) -> GenerationRequest:
+        changes = {}
+        for name in request.media_fields:
+            value = getattr(request, name)
+            if value and value.startswith("inputs/"):
+                changes[name] = str(self._files.resolve(value))
+        return dataclasses.replace(request, **changes) if changes else request
+
+    # ---- media ----------------------------------------------------------------------------------
+    def first_frame(self, path: str) -> np.ndarray:
+        """The first frame of an uploaded video (MediaError if it cannot be read within the limits)."""
+        return self._media.first_frame(path)
+
+    def save_mask(self, mask: np.ndarray) -> str:
+        """A painted mask stored as an input; returns the value a request's `mask` field takes."""
+        return self._files.save_input_image(mask).path
+
+
+__all__ = ["FROM_CLIP", "ClipView", "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest", "ImageToVideoRequest"]

@@ -1,0 +1,110 @@
+"""The public API: one endpoint per mode plus `extend`, every parameter but the prompt and media with a default.
+
+Each returns the first clip's mp4 and a list of clips in the one clip JSON shape (`studio.clips.clip_json`).
+`vary` makes a sweep: a list of "NAME=VALUES" (e.g. ["cfg=3,5,7", "prompt=a red circle|a red square"]).
+Refused input is logged in one line and answered with the message, never a traceback.
+"""
+# No `from __future__ import annotations` here: Gradio reads these annotations to type the API page.
+
+import logging
+from typing import Any, Optional
+
+import gradio as gr
+from gradio import FileData
+
+from pipelines.contract import RequestError, SweepRequest, parse_axis
+from studio.clips import public_clip_json
+from studio.facade import StudioFacade
+from studio.ui.widgets import request_from_widgets
+
+log = logging.getLogger("studio.api")
+Clips = list[dict[str, Any]]
+
+
+def _refuse(endpoint: str, e: Exception) -> gr.Error:
+    log.info("refused %s: %s", endpoint, e)
+    return gr.Error(str(e), print_exception=False)
+
+
+def _media_path(value: Any) -> Any:
+    return value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
+
+
+def register_api(studio: StudioFacade) -> None:
+    def run(endpoint: str, mode: str, values: dict[str, Any], seeds: int, vary: Optional[list[str]],
+            clip: str = "", frame: Optional[int] = None) -> tuple[FileData, Clips]:
+        values = {k: _media_path(v) if k in ("image", "video", "mask") else v for k, v in values.items()}
+        values["model_id"] = values.get("model_id") or None
+        if values.get("strength") is None:
+            values.pop("strength", None)
+        try:
+            if clip:
+                placeholder = {"image": "-", "video": "-"}
+                request = request_from_widgets(mode, {**placeholder, **values})
+                request = studio.from_clip(request, clip, frame)
+            else:
+                request = request_from_widgets(mode, values)
+            if isinstance(vary, str):
+                vary = [vary] if vary else []
+            axes = tuple(parse_axis(v) for v in (vary or []))
+            if isinstance(seeds, bool) or not isinstance(seeds, int):
+                raise RequestError("seeds", f"{seeds!r} is not a whole number")
+            submission = studio.submit_sweep(SweepRequest(request, seeds, axes), parent_id=clip or None)
+        except (RequestError, ValueError, TypeError) as e:
+            raise _refuse(endpoint, e) from None
+        statuses = studio.wait(submission.job_ids)
+        clips = []
+        for s in statuses:
+            if s.status != "done":
+                raise gr.Error(f"job {s.job_id} {s.status}: {s.error or ''}", print_exception=False)
+            clips.append(studio.clip(s.clip_id))
+        return FileData(path=str(clips[0].video)), [public_clip_json(v) for v in clips]
+
+    def text_to_video(prompt: str, negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
+                      steps: Optional[int] = None, cfg_scale: Optional[float] = None, frames: Optional[int] = None,
+                      fps: Optional[int] = None, width: Optional[int] = None, height: Optional[int] = None,
+                      vary: Optional[list[str]] = None) -> tuple[FileData, Clips]:
+        """Generate from a prompt. Returns the first clip's mp4 and a list describing every clip."""
+        return run("text_to_video", "t2v", dict(prompt=prompt, negative_prompt=negative_prompt, model_id=model,
+                   seed=seed, steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps, width=width, height=height),
+                   seeds, vary)
+
+    def image_to_video(prompt: str, image: FileData, negative_prompt: str = "", model: str = "", seed: int = -1,
+                       seeds: int = 1, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
+                       frames: Optional[int] = None, fps: Optional[int] = None, width: Optional[int] = None,
+                       height: Optional[int] = None, vary: Optional[list[str]] = None) -> tuple[FileData, Clips]:
+        """Animate an image (the first frame) as the prompt says."""
+        return run("image_to_video", "i2v", dict(prompt=prompt, image=image, negative_prompt=negative_prompt,
+                   model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps, width=width,
+                   height=height), seeds, vary)
+
+    def video_to_video(prompt: str, video: FileData, strength: Optional[float] = None, negative_prompt: str = "",
+                       model: str = "", seed: int = -1, seeds: int = 1, steps: Optional[int] = None,
+                       cfg_scale: Optional[float] = None, frames: Optional[int] = None, fps: Optional[int] = None,
+                       width: Optional[int] = None, height: Optional[int] = None,
+                       vary: Optional[list[str]] = None) -> tuple[FileData, Clips]:
+        """Restyle a video by a prompt; strength 0 returns the input, 1 ignores it (default: the model's)."""
+        return run("video_to_video", "v2v", dict(prompt=prompt, video=video, strength=strength,
+                   negative_prompt=negative_prompt, model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale,
+                   frames=frames, fps=fps, width=width, height=height), seeds, vary)
+
+    def inpaint(prompt: str, video: FileData, mask: FileData, strength: Optional[float] = None,
+                negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
+                steps: Optional[int] = None, cfg_scale: Optional[float] = None, frames: Optional[int] = None,
+                fps: Optional[int] = None, width: Optional[int] = None, height: Optional[int] = None,
+                vary: Optional[list[str]] = None) -> tuple[FileData, Clips]:
+        """Regenerate the masked region (white = regenerate, black = keep) of a video by the prompt."""
+        return run("inpaint", "inpaint", dict(prompt=prompt, video=video, mask=mask, strength=strength,
+                   negative_prompt=negative_prompt, model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale,
+                   frames=frames, fps=fps, width=width, height=height), seeds, vary)
+
+    def extend(prompt: str, clip: str, frame: Optional[int] = None, negative_prompt: str = "", model: str = "",
+               seed: int = -1, seeds: int = 1, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
+               frames: Optional[int] = None, fps: Optional[int] = None, vary: Optional[list[str]] = None
+               ) -> tuple[FileData, Clips]:
+        """Continue a gallery clip: a new clip whose first frame is the clip's last (or `frame`)."""
+        return run("extend", "extend", dict(prompt=prompt, negative_prompt=negative_prompt, model_id=model, seed=seed,
+                   steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps), seeds, vary, clip, frame)
+
+    for fn in (text_to_video, image_to_video, video_to_video, inpaint, extend):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=None)

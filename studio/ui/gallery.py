@@ -1,0 +1,473 @@
+"""The gallery tab: search and filter, stacks, stars, tags and notes, a detail view with lineage, recall
+and branching, and comparison of any 2 to 9 clips in lock-step (with an A/B wipe and a difference view for two).
+
+Tiles are plain HTML; the page script (app.PAGE_JS) writes the opened clip and the selection into two
+hidden textboxes, whose `input` events reach the handlers here."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import gradio as gr
+
+from pipelines.contract import RequestError
+from studio.clips import describe
+from studio.facade import GalleryQuery, QueryError
+from studio.ui.common import MODE_NAMES, MODES, GridCell, axes_label, differing, file_url, grid_html
+from studio.ui.generate import ModeTab
+from studio.ui.widgets import widgets_from_request
+
+if TYPE_CHECKING:
+    from studio.facade import StudioFacade
+    from studio.facade import ClipView
+
+PAGE = 60
+MAX_COMPARE = 9
+SORTS = [("Newest", "newest"), ("Oldest", "oldest"), ("CFG", "cfg"), ("Steps", "steps"), ("Seed", "seed")]
+DIFF_LABELS = {"prompt": "prompt", "negative_prompt": "negative", "seed": "seed", "model_id": "model", "mode": "mode",
+               "steps": "steps", "cfg_scale": "CFG", "frames": "frames", "fps": "fps", "width": "width",
+               "height": "height", "strength": "strength", "profile": "profile"}
+
+
+@dataclass
+class GalleryTab:
+    tab: gr.Tab
+    open_box: gr.Textbox  # the page script writes the clicked clip's id here
+    selection_box: gr.Textbox  # ... and the selected ids, comma-separated
+    show: Callable  # clip id -> updates of the detail view
+    compare: Callable  # list of ids -> updates of the compare view
+    sweep: Callable  # sweep id -> updates of the compare view
+    detail_outputs: list
+    compare_outputs: list
+
+
+def _tile(v: "ClipView", stacked: int = 0) -> str:
+    star = "★ " if v.starred else ""
+    tags = "".join(f"<span class='studio-tag'>{html.escape(t)}</span>" for t in v.tags)
+    badge = (f"<button type='button' class='studio-stack-toggle' aria-label='Show the {stacked} clips of this stack'>"
+             f"{stacked} clips</button>") if stacked > 1 else ""
+    title = html.escape(f"{v.prompt} — {describe(v)}", quote=True)
+    return (f"<figure class='studio-tile' data-clip='{v.id}' title='{title}'>"
+            f"<video src='{file_url(v.video)}' muted loop playsinline preload='metadata'></video>"
+            f"<input type='checkbox' class='studio-pick' aria-label='Select clip {v.id[:8]}'>{badge}"
+            f"<figcaption>{star}<b>{html.escape(v.prompt[:60])}</b><br>{html.escape(describe(v))}{tags}"
+            f"</figcaption></figure>")
+
+
+def tiles_html(views: list["ClipView"]) -> str:
+    """Clips of one sweep or batch become one stack (first clip shown, the rest on expand)."""
+    if not views:
+        return "<p class='studio-empty'>No clips match.</p>"
+    groups: dict[str, list] = {}
+    for v in views:
+        groups.setdefault(v.sweep_id or v.batch_id, []).append(v)
+    out, seen = [], set()
+    for v in views:
+        key = v.sweep_id or v.batch_id
+        if key in seen:
+            continue
+        seen.add(key)
+        group = groups[key]
+        inner = "".join(_tile(c, len(group) if i == 0 else 0) for i, c in enumerate(group))
+        cls = "studio-stack" if len(group) > 1 else "studio-single"
+        out.append(f"<div class='{cls}'>{inner}</div>")
+    return "<div class='studio-tiles'>" + "".join(out) + "</div>"
+
+
+def _summary(v: "ClipView") -> str:
+    strength = f" · strength {v.strength:g}" if v.strength is not None else ""
+    return (f"**{MODE_NAMES.get(v.mode, v.mode)}** · `{v.model_id}@{v.model_version}` · seed **{v.seed}**"
+            f"{' · ★' if v.starred else ''}<br>{html.escape(v.prompt)}<br>{v.steps} steps · CFG {v.cfg_scale:g}{strength}"
+            f" · {v.frames} frames @ {v.fps} fps · {v.width}x{v.height} · made in {v.generation_seconds:.1f}s · "
+            f"{v.created_at}")
+
+
+def _thumbs(views: list["ClipView"], label: str) -> str:
+    if not views:
+        return ""
+    items = "".join(
+        f"<figure class='studio-tile studio-mini' data-clip='{v.id}' title='{html.escape(v.prompt, quote=True)}'>"
+        f"<img src='{file_url(v.thumb)}' alt='clip {v.id[:8]}'><figcaption>{MODE_NAMES.get(v.mode, v.mode)} · "
+        f"seed {v.seed}</figcaption></figure>" for v in views)
+    return f"<div class='studio-lineage'><b>{label}</b><div class='studio-tiles'>{items}</div></div>"
+
+
+def compare_html(views: list["ClipView"]) -> str:
+    """2 to 9 clips side by side in lock-step, each labelled with the settings that differ."""
+    diff = differing(views)
+    keys = [k for k in DIFF_LABELS if k in diff] or ["seed"]
+    cells = []
+    for v in views:
+        label = " · ".join(f"{DIFF_LABELS[k]} {getattr(v, k):g}" if isinstance(getattr(v, k), float)
+                           else f"{DIFF_LABELS[k]} {str(getattr(v, k))[:40]}" for k in keys)
+        cells.append((label, v))
+    rows = [cells[i:i + 3] for i in range(0, len(cells), 3)]
+    table = "".join(
+        "<tr>" + "".join(f"<td><video src='{file_url(v.video)}' data-fps='{v.fps}' data-clip='{v.id}' muted "
+                         f"playsinline preload='auto'></video><div class='studio-diff'>{html.escape(label)}</div></td>"
+                         for label, v in row) + "</tr>" for row in rows)
+    same = [k for k in DIFF_LABELS if k not in diff]
+    settings = "".join(
+        f"<tr{' class=studio-differs' if k in diff else ''}><th>{DIFF_LABELS[k]}</th>"
+        + "".join(f"<td>{html.escape(str(getattr(v, k)))}</td>" for v in views) + "</tr>"
+        for k in list(DIFF_LABELS))
+    out = (f"<div class='studio-sync studio-grid' id='compare-grid'><table><tbody>{table}</tbody></table></div>"
+           f"<details class='studio-settings' open><summary>Settings ({len(diff)} differ; same: "
+           f"{html.escape(', '.join(DIFF_LABELS[k] for k in same))})</summary><table>{settings}</table></details>")
+    if len(views) == 2:
+        a, b = views
+        out += (f"<div class='studio-sync studio-ab' id='compare-ab' data-fps='{a.fps}'>"
+                f"<div class='studio-ab-stage'><video src='{file_url(a.video)}' data-fps='{a.fps}' muted playsinline "
+                f"preload='auto' class='studio-ab-a'></video><video src='{file_url(b.video)}' data-fps='{b.fps}' muted "
+                f"playsinline preload='auto' class='studio-ab-b'></video></div>"
+                f"<label>A/B wipe <input type='range' min='0' max='100' value='50' class='studio-ab-wipe' "
+                f"aria-label='Wipe between A and B'></label>"
+                f"<label>Difference ×<input type='number' min='1' max='16' value='4' class='studio-ab-gain' "
+                f"aria-label='Difference gain'></label><canvas class='studio-ab-diff' aria-label='Difference'></canvas>"
+                f"</div>")
+    return out
+
+
+def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_container: gr.Tabs) -> GalleryTab:
+    with gr.Tab("Gallery", id="gallery") as gallery_tab:
+        with gr.Row():
+            search = gr.Textbox(label="Search prompts", placeholder="red circle", scale=3, elem_id="gallery-search")
+            mode_filter = gr.Dropdown([("All modes", "")] + [(v, k) for k, v in MODE_NAMES.items()], value="",
+                                      label="Mode", scale=1, elem_id="gallery-mode")
+            model_filter = gr.Dropdown([("All models", "")], value="", label="Model", scale=2, elem_id="gallery-model")
+            tag_filter = gr.Textbox(label="Tag", scale=1, elem_id="gallery-tag")
+            starred_only = gr.Checkbox(label="Starred", scale=0, min_width=90, elem_id="gallery-starred")
+            sort = gr.Dropdown(SORTS, value="newest", label="Sort", scale=1, elem_id="gallery-sort")
+            refresh = gr.Button("Refresh", scale=0, min_width=90, elem_id="gallery-refresh")
+        with gr.Row():
+            selection_info = gr.Markdown("Click a clip to open it; tick boxes (or Ctrl/Shift-click) to compare.",
+                                         elem_id="gallery-selection-info")
+            compare_btn = gr.Button("Compare selected", scale=0, min_width=160, elem_id="gallery-compare",
+                                    interactive=False)
+        grid = gr.HTML("", elem_id="gallery-grid", elem_classes=["studio-gallery", "pixelated"])
+        more = gr.Button("More", visible=False, elem_id="gallery-more")
+        cursor = gr.State(None)
+        shown = gr.State([])
+        open_box = gr.Textbox(elem_id="gallery-open", elem_classes=["studio-hidden"], show_label=False, container=False)
+        selection_box = gr.Textbox(elem_id="gallery-selection", elem_classes=["studio-hidden"], show_label=False,
+                                   container=False)
+        with gr.Column(visible=False, elem_id="compare-view") as compare_view:
+            compare_title = gr.Markdown(elem_id="compare-title")
+            compare_grid = gr.HTML(elem_id="compare-body", elem_classes=["pixelated"])
+            compare_link = gr.Textbox(label="Link to this comparison", interactive=False, elem_id="compare-link",
+                                      buttons=["copy"])
+        selected = gr.State(None)
+        with gr.Row(visible=False, elem_id="gallery-detail") as detail:
+            with gr.Column(scale=1):
+                player = gr.Video(label="Clip", autoplay=True, loop=True, height=300, elem_id="gallery-player",
+                                  elem_classes=["pixelated"])
+                lineage = gr.HTML(elem_id="gallery-lineage")
+            with gr.Column(scale=1):
+                info = gr.Markdown(elem_id="gallery-info")
+                with gr.Row():
+                    star = gr.Button("☆ Star", scale=0, min_width=90, elem_id="gallery-star")
+                    tags = gr.Textbox(label="Tags (comma-separated)", scale=2, elem_id="gallery-tags")
+                    save_tags = gr.Button("Save tags", scale=0, min_width=90, elem_id="gallery-save-tags")
+                with gr.Row():
+                    note = gr.Textbox(label="Note", scale=3, elem_id="gallery-note")
+                    save_note = gr.Button("Save note", scale=0, min_width=90, elem_id="gallery-save-note")
+                gr.Markdown("**Recall into its tab**")
+                with gr.Row():
+                    use_all = gr.Button("Use all", variant="primary", elem_id="gallery-recall")
+                    remix = gr.Button("Remix (new seed)", elem_id="gallery-remix")
+                    use_seed = gr.Button("Use seed", elem_id="gallery-use-seed")
+                    use_prompt = gr.Button("Use prompt", elem_id="gallery-use-prompt")
+                    vary_seed = gr.Button("Vary seed ×4", elem_id="gallery-vary-seed")
+                gr.Markdown("**Branch from this clip**")
+                with gr.Row():
+                    frame = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="gallery-frame", scale=2)
+                    animate = gr.Button("Animate this frame", elem_id="gallery-animate")
+                with gr.Row():
+                    extend = gr.Button("Extend", elem_id="gallery-extend")
+                    restyle = gr.Button("Restyle", elem_id="gallery-restyle")
+                    inpaint = gr.Button("Inpaint", elem_id="gallery-inpaint")
+                with gr.Row():
+                    fmt = gr.Radio(["mp4", "webm", "gif"], value="mp4", label="Download as", elem_id="gallery-format")
+                    export = gr.Button("Prepare download", elem_id="gallery-export")
+                download = gr.File(label="Download", interactive=False, elem_id="gallery-download", height=80)
+                link = gr.Textbox(label="Link to this clip", interactive=False, elem_id="gallery-link", buttons=["copy"])
+                with gr.Row():
+                    delete = gr.Button("Delete", variant="stop", elem_id="gallery-delete")
+                    confirm = gr.Button("Yes, delete it and its files", variant="stop", visible=False,
+                                        elem_id="gallery-confirm-delete")
+                    keep = gr.Button("Keep it", visible=False, elem_id="gallery-keep")
+                recipe = gr.JSON(label="Every setting", open=False)
+        siblings = gr.HTML(elem_id="gallery-batch", elem_classes=["pixelated"])
+        with gr.Accordion("Recall from a file", open=False):
+            dropped = gr.File(label="Drop an mp4 this studio made (renamed, moved or downloaded) to recall its recipe",
+                              file_types=[".mp4"], type="filepath", elem_id="gallery-drop", height=80)
+            dropped_info = gr.Markdown(elem_id="gallery-drop-info")
+
+    # ---- listing ----------------------------------------------------------------------------------
+    def _query(text, mode, model, tag, starred_flag, order, after=None) -> GalleryQuery:
+        return GalleryQuery(text=(text or "").strip(), mode=mode or None, model_id=model or None,
+                            tag=(tag or "").strip() or None, starred=True if starred_flag else None,
+                            sort=order or "newest", limit=PAGE, after=after)
+
+    filters = [search, mode_filter, model_filter, tag_filter, starred_only, sort]
+
+    def load(text, mode, model, tag, starred_flag, order):
+        try:
+            views, nxt = studio.search(_query(text, mode, model, tag, starred_flag, order))
+        except QueryError as e:
+            return {grid: f"<p class='studio-empty'>⚠️ {html.escape(str(e))}</p>", shown: [], cursor: None,
+                    more: gr.update(visible=False)}
+        models = studio.models_in_gallery()
+        return {grid: tiles_html(views), shown: [v.id for v in views], cursor: nxt, more: gr.update(visible=bool(nxt)),
+                model_filter: gr.update(choices=[("All models", "")] + [(m, m) for m in models])}
+
+    list_outputs = [grid, shown, cursor, more, model_filter]
+    for trig in (refresh.click, mode_filter.change, model_filter.change, starred_only.change, sort.change,
+                 search.submit, tag_filter.submit, gallery_tab.select):
+        trig(load, inputs=filters, outputs=list_outputs, api_visibility="private")
+
+    def load_more(text, mode, model, tag, starred_flag, order, after, ids):
+        if not after:
+            return {more: gr.update()}
+        views, nxt = studio.search(_query(text, mode, model, tag, starred_flag, order, after))
+        ids = list(ids or []) + [v.id for v in views]
+        everything = [studio.clip(i) for i in ids]
+        return {grid: tiles_html([v for v in everything if v is not None]), shown: ids, cursor: nxt,
+                more: gr.update(visible=bool(nxt))}
+
+    more.click(load_more, inputs=filters + [cursor, shown], outputs=[grid, shown, cursor, more],
+               api_visibility="private")
+
+    # ---- detail -----------------------------------------------------------------------------------
+    def show(clip_id):
+        view = studio.clip(clip_id) if clip_id else None
+        if view is None:
+            return {detail: gr.update(visible=False), selected: None, siblings: ""}
+        group = studio.batch(view.batch_id)
+        grid_part = ""
+        if view.sweep_id:
+            grid_part = sweep_html(studio, view.sweep_id)
+        elif len(group) > 1:
+            grid_part = grid_html([("same batch", [GridCell(b) for b in group])], [f"seed {b.seed}" for b in group],
+                                  elem_id="gallery-batch-grid")
+        lineage_html = _thumbs(studio.ancestors(view.id), "Made from") + _thumbs(studio.children(view.id), "Branches")
+        return {detail: gr.update(visible=True), selected: view.id, player: str(view.video), info: _summary(view),
+                recipe: {"params": view.params, "inputs": view.inputs, "manifest": view.manifest, "axes": view.axes},
+                download: None, siblings: grid_part, lineage: lineage_html,
+                star: "★ Starred" if view.starred else "☆ Star", tags: ", ".join(view.tags), note: view.note,
+                frame: gr.update(maximum=max(1, view.frames - 1), value=0), link: f"/?clip={view.id}",
+                delete: gr.update(visible=True), confirm: gr.update(visible=False), keep: gr.update(visible=False)}
+
+    detail_outputs = [detail, selected, player, info, recipe, download, siblings, lineage, star, tags, note, frame, link,
+                      delete, confirm, keep]
+    open_box.change(lambda value: show(_strip(value)), inputs=open_box, outputs=detail_outputs, api_visibility="private")
+
+    def toggle_star(clip_id):
+        view = studio.clip(clip_id) if clip_id else None
+        if view is None:
+            return {star: gr.update()}
+        view = studio.star(clip_id, not view.starred)
+        return {star: "★ Starred" if view.starred else "☆ Star", info: _summary(view)}
+
+    star.click(toggle_star, inputs=selected, outputs=[star, info], api_visibility="private")
+
+    def do_tags(clip_id, text):
+        view = studio.clip(clip_id) if clip_id else None
+        if view is None:
+            return {tags: gr.update()}
+        wanted = [t for t in (x.strip() for x in (text or "").split(",")) if t]
+        try:
+            gone = [t for t in view.tags if t not in wanted]
+            if gone:
+                studio.tag(clip_id, gone, remove=True)
+            view = studio.tag(clip_id, wanted) if wanted else studio.clip(clip_id)
+        except (QueryError, ValueError) as e:
+            raise gr.Error(str(e))
+        gr.Info("Tags saved.")
+        return {tags: ", ".join(view.tags)}
+
+    save_tags.click(do_tags, inputs=[selected, tags], outputs=tags, api_visibility="private")
+    tags.submit(do_tags, inputs=[selected, tags], outputs=tags, api_visibility="private")
+
+    def do_note(clip_id, text):
+        if clip_id:
+            try:
+                studio.note(clip_id, text or "")
+            except (QueryError, ValueError) as e:
+                raise gr.Error(str(e))
+            gr.Info("Note saved.")
+
+    save_note.click(do_note, inputs=[selected, note], api_visibility="private")
+
+    delete.click(lambda: (gr.update(visible=False), gr.update(visible=True), gr.update(visible=True)),
+                 outputs=[delete, confirm, keep], api_visibility="private")
+    keep.click(lambda: (gr.update(visible=True), gr.update(visible=False), gr.update(visible=False)),
+               outputs=[delete, confirm, keep], api_visibility="private")
+
+    def remove(clip_id, *flt):
+        if clip_id and studio.delete(clip_id):
+            gr.Info("Deleted the clip and its files.")
+        return {**load(*flt), detail: gr.update(visible=False), selected: None, siblings: ""}
+
+    confirm.click(remove, inputs=[selected] + filters, outputs=list_outputs + [detail, selected, siblings],
+                  api_visibility="private")
+
+    def do_export(clip_id, f):
+        if not clip_id:
+            return None
+        try:
+            return str(studio.export(clip_id, f))
+        except Exception as e:
+            raise gr.Error(f"could not export as {f}: {e}")
+
+    export.click(do_export, inputs=[selected, fmt], outputs=download, api_visibility="private")
+
+    # ---- recall and branch ------------------------------------------------------------------------
+    recall_outputs: list = [tabs_container]
+    for t in tabs.values():
+        recall_outputs += list(t.fields.values()) + [t.seeds, t.branch, t.branch_note]
+
+    def fill(request, *, keep: str = "all", seeds: int = 1, branch: dict | None = None) -> dict:
+        """Updates that put `request` into its tab: every field (keep="all"), or only some."""
+        tab = tabs["i2v" if request.mode == "extend" else request.mode]
+        values = widgets_from_request(request)
+        if keep == "seed":
+            values = {"seed": values["seed"]}
+        elif keep == "prompt":
+            values = {"prompt": values["prompt"], "negative_prompt": values["negative_prompt"]}
+        elif keep == "remix":
+            values["seed"] = -1
+        out: dict = {tabs_container: gr.Tabs(selected=tab.mode), tab.seeds: seeds, tab.branch: branch}
+        for name, value in values.items():
+            if name not in tab.fields:
+                continue
+            if name == "profile" and value is None:
+                value = "default"
+            out[tab.fields[name]] = value
+        if branch:
+            what = "extends" if branch.get("extend") else "branches from"
+            out[tab.branch_note] = f"↳ This request {what} clip `{branch['clip'][:8]}`."
+        elif keep in ("all", "remix"):
+            out[tab.branch_note] = ""
+        return out
+
+    def recall_with(keep: str, seeds: int = 1):
+        def handler(clip_id):
+            if not clip_id:
+                return {tabs_container: gr.update()}
+            try:
+                request = studio.recall(clip_id)
+            except KeyError as e:
+                raise gr.Error(str(e))
+            gr.Info(f"Recalled {'seed ' + str(request.seed) if keep != 'prompt' else 'the prompt'} into "
+                    f"{MODE_NAMES[request.mode]}.")
+            return fill(request, keep=keep, seeds=seeds)
+        return handler
+
+    use_all.click(recall_with("all"), inputs=selected, outputs=recall_outputs, api_visibility="private")
+    remix.click(recall_with("remix"), inputs=selected, outputs=recall_outputs, api_visibility="private")
+    use_seed.click(recall_with("seed"), inputs=selected, outputs=recall_outputs, api_visibility="private")
+    use_prompt.click(recall_with("prompt"), inputs=selected, outputs=recall_outputs, api_visibility="private")
+    vary_seed.click(recall_with("remix", seeds=4), inputs=selected, outputs=recall_outputs, api_visibility="private")
+
+    def branch_to(mode: str):
+        from pipelines.contract import REQUEST_TYPES
+
+        def handler(clip_id, frame_index):
+            view = studio.clip(clip_id) if clip_id else None
+            if view is None:
+                return {tabs_container: gr.update()}
+            base = studio.recall(clip_id)
+            cls = REQUEST_TYPES[mode]
+            fields = {k: getattr(base, k) for k in ("prompt", "negative_prompt", "model_id", "fps", "width", "height")}
+            placeholder = {name: "-" for name in cls.media_fields}
+            request = cls(**fields, **placeholder)
+            try:
+                pick = int(frame_index) if mode == "i2v" else None
+                request = studio.from_clip(request, clip_id, pick)
+            except RequestError as e:
+                raise gr.Error(str(e))
+            if mode == "inpaint":
+                request = type(request)(**{**{k: getattr(request, k) for k in fields}, "video": request.video,
+                                           "mask": ""})
+            out = fill(request, branch={"clip": clip_id, "extend": mode == "extend"})
+            tab = tabs["i2v" if mode == "extend" else mode]
+            if mode == "inpaint":
+                out[tab.fields["mask"]] = None
+            gr.Info(f"{MODE_NAMES[mode]} from clip {clip_id[:8]}: edit the prompt and Generate.")
+            return out
+        return handler
+
+    for button, mode in ((animate, "i2v"), (extend, "extend"), (restyle, "v2v"), (inpaint, "inpaint")):
+        button.click(branch_to(mode), inputs=[selected, frame], outputs=recall_outputs, api_visibility="private")
+
+    def recall_dropped(path):
+        if not path:
+            return {tabs_container: gr.update()}
+        try:
+            request, clip_id = studio.recall_file(path)
+        except RequestError as e:
+            return {dropped_info: f"⚠️ {e}"}
+        known = clip_id is not None and studio.clip(clip_id) is not None
+        where = ("It is in this gallery." if known else
+                 "It is not in this gallery: its recipe is recalled; import the whole clip with `studio gallery import`.")
+        return {**fill(request), dropped_info: f"Recalled seed {request.seed} into {MODE_NAMES[request.mode]}. {where}"}
+
+    dropped.upload(recall_dropped, inputs=dropped, outputs=recall_outputs + [dropped_info], api_visibility="private")
+
+    # ---- compare ----------------------------------------------------------------------------------
+    def on_selection(text):
+        ids = [i for i in _strip(text).split(",") if i]
+        n = len(ids)
+        ok = 2 <= n <= MAX_COMPARE
+        msg = (f"{n} selected." if n else "Click a clip to open it; tick boxes (or Ctrl/Shift-click) to compare.")
+        if n > MAX_COMPARE:
+            msg += f" Compare takes at most {MAX_COMPARE}."
+        return gr.update(value=msg), gr.update(interactive=ok, value=f"Compare {n} selected" if ok else "Compare selected")
+
+    selection_box.change(on_selection, inputs=selection_box, outputs=[selection_info, compare_btn],
+                        api_visibility="private")
+
+    def compare(ids):
+        if isinstance(ids, str):
+            ids = [i for i in _strip(ids).split(",") if i]
+        views = [v for v in (studio.clip(i) for i in ids[:MAX_COMPARE]) if v is not None]
+        if len(views) < 2:
+            return {compare_view: gr.update(visible=bool(views)), compare_title: "Pick at least two clips to compare.",
+                    compare_grid: ""}
+        return {compare_view: gr.update(visible=True),
+                compare_title: f"### Comparing {len(views)} clips (settings that differ are highlighted)",
+                compare_grid: compare_html(views), compare_link: "/?compare=" + ",".join(v.id for v in views)}
+
+    compare_outputs = [compare_view, compare_title, compare_grid, compare_link]
+    compare_btn.click(compare, inputs=selection_box, outputs=compare_outputs, api_visibility="private")
+
+    def sweep(sweep_id):
+        body = sweep_html(studio, sweep_id)
+        if not body:
+            return {compare_view: gr.update(visible=True), compare_title: f"No sweep {sweep_id!r}.", compare_grid: ""}
+        return {compare_view: gr.update(visible=True), compare_title: f"### Sweep `{sweep_id[:8]}`",
+                compare_grid: body, compare_link: f"/?sweep={sweep_id}"}
+
+    return GalleryTab(gallery_tab, open_box, selection_box, show, compare, sweep, detail_outputs, compare_outputs)
+
+
+def _strip(value: str | None) -> str:
+    """The page script appends `#n` to every value it hands over, so that a repeated click is a change."""
+    return (value or "").split("#", 1)[0]
+
+
+def sweep_html(studio: "StudioFacade", sweep_id: str) -> str:
+    """A sweep's clips as a labelled lock-step grid: axis values on the rows, seeds on the columns."""
+    views, _ = studio.search(GalleryQuery(sweep_id=sweep_id, sort="oldest", limit=64))
+    if not views:
+        return ""
+    seeds = sorted({v.seed for v in views})
+    rows: dict[str, dict[int, "ClipView"]] = {}
+    for v in views:
+        rows.setdefault(axes_label(v.axes or {}), {})[v.seed] = v
+    table = [(label, [GridCell(by_seed[s]) if s in by_seed else GridCell(text="—") for s in seeds])
+             for label, by_seed in rows.items()]
+    return grid_html(table, [f"seed {s}" for s in seeds], elem_id="sweep-grid")
