@@ -177,13 +177,14 @@ class StudioFacade:
     def recall(self, clip_id: str) -> GenerationRequest:
         """The clip's exact request, its inputs as absolute paths of the stored copies."""
         request = self._gallery.recall(clip_id)
-        return self._absolute_inputs(request)
+        return self.absolute_inputs(request)
 
     def recall_file(self, path: str | Path) -> tuple[GenerationRequest, str | None]:
         """See `read_recipe`."""
         return read_recipe(path)
 
-    def _absolute_inputs(self, request: GenerationRequest) -> GenerationRequest:
+    def absolute_inputs(self, request: GenerationRequest) -> GenerationRequest:
+        """`request` with stored inputs (`inputs/...`) as absolute paths, as the page's widgets need them."""
         changes = {}
         for name in request.media_fields:
             value = getattr(request, name)

@@ -386,7 +386,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             request = cls(**fields, **placeholder)
             try:
                 pick = int(frame_index) if mode == "i2v" else None
-                request = studio.from_clip(request, clip_id, pick)
+                request = studio.absolute_inputs(studio.from_clip(request, clip_id, pick))
             except RequestError as e:
                 raise gr.Error(str(e))
             if mode == "inpaint":

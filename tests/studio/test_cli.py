@@ -63,4 +63,13 @@ def test_generate_json_same_seed_same_frames(tmp_path):
     a, _ = read_video(rows[0]["path"], MediaLimits())
     b, _ = read_video(again[0]["path"], MediaLimits())
     c, _ = read_video(rows[1]["path"], MediaLimits())
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    # seeds 11 and 12 ran as one batch, seed 11 alone the second time: the same clip up to rounding in the
+    # batched matrix products (which H.264 may turn into a few levels in a block), another seed another clip
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.mean() < 0.5, diff.mean()
+    assert np.abs(a.astype(int) - c.astype(int)).mean() > 10 * max(diff.mean(), 0.05)
+    batch_again = json.loads(studio(*args, data_dir=tmp_path, check=True).stdout)  # the same batch: bit-identical
+    for r, r2 in zip(rows, batch_again):
+        x, _ = read_video(r["path"], MediaLimits())
+        y, _ = read_video(r2["path"], MediaLimits())
+        assert np.array_equal(x, y)
