@@ -10,9 +10,22 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-pip install -q torch==2.13.0
-if [ "${1:-}" = "--test" ]; then
-  pip install -q -e ".[test]"
+# The pip installs are skipped when nothing they depend on changed since the last run (a warm start
+# then takes a second instead of ten): the stamp is a hash of pyproject.toml and this script, plus the mode.
+stamp_file=.venv/.setup-stamp
+hash="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+mode="${1:-run}"
+have="$(cat "$stamp_file" 2>/dev/null || true)"
+if [ "$have" != "$hash $mode" ] && [ "$have" != "$hash --test" ]; then  # a --test install holds a run's needs
+  pip install -q torch==2.13.0
+  if [ "$mode" = "--test" ]; then
+    pip install -q -e ".[test]"
+  else
+    pip install -q -e .
+  fi
+  echo "$hash $mode" > "$stamp_file"
+fi
+if [ "$mode" = "--test" ]; then
   # Debian packages for the browser tests (chromium) and the PostgreSQL test (a throwaway local server)
   missing=""
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
@@ -25,6 +38,4 @@ if [ "${1:-}" = "--test" ]; then
       echo "setup: missing Debian packages:$missing; run: sudo apt-get install$missing (their tests will be skipped)" >&2
     fi
   fi
-else
-  pip install -q -e .
 fi

@@ -107,6 +107,16 @@ class FileStore:
     # ---- clips -------------------------------------------------------------------------------
     def save_clip(self, clip_id: str, frames: Any, fps: int, recipe: dict[str, Any]) -> SavedClip:
         """Write the video (recipe embedded), thumbnail and sidecar atomically: all three or none."""
+        return self._write_clip(clip_id, lambda codec, tmp: codec.write_video(frames, fps, tmp, recipe), frames,
+                                recipe)
+
+    def adopt_clip(self, clip_id: str, video: bytes, frames: Any, recipe: dict[str, Any]) -> SavedClip:
+        """Take an mp4 made elsewhere as it is (bytes unchanged), with a thumbnail from its decoded
+        `frames` and `recipe` as the sidecar: all three or none."""
+        return self._write_clip(clip_id, lambda codec, tmp: tmp.write_bytes(video), frames, recipe)
+
+    def _write_clip(self, clip_id: str, write_video: Callable[[ClipCodec, Path], Any], frames: Any,
+                    recipe: dict[str, Any]) -> SavedClip:
         rel = self.clip_paths(clip_id)
         codec = self.codec
         try:
@@ -120,7 +130,7 @@ class FileStore:
         temps = [_tmp_name(p) for p in finals]
         moved: list[Path] = []
         try:
-            codec.write_video(frames, fps, temps[0], recipe)
+            write_video(codec, temps[0])
             codec.write_thumbnail(frames, temps[1])
             temps[2].write_text(sidecar_text + "\n", encoding="utf-8")
             for tmp, final in zip(temps, finals):
@@ -149,9 +159,7 @@ class FileStore:
         rel = self.clip_paths(clip_id)
         for r in (rel.video, rel.thumb, rel.sidecar):
             (self.root / r).unlink(missing_ok=True)
-        exports = self.root / "exports"
-        for fmt in EXPORT_FORMATS:
-            (exports / f"{clip_id}.{fmt}").unlink(missing_ok=True)
+        shutil.rmtree(self.root / "exports" / clip_id, ignore_errors=True)
 
     def remove_files(self, rel_paths: list[str | None] | tuple[str | None, ...]) -> None:
         """Delete the given relative paths (e.g. what `GalleryRepository.delete` returned)."""
@@ -211,21 +219,33 @@ class FileStore:
         return StoredInput(rel, sha)
 
     # ---- exports -----------------------------------------------------------------------------
-    def export(self, clip_id: str, fmt: Literal["mp4", "webm", "gif"]) -> Path:
-        """A downloadable file of the clip: the mp4 itself, or a webm/gif cached in exports/."""
+    def export(self, clip_id: str, fmt: Literal["mp4", "webm", "gif"], name: str | None = None) -> Path:
+        """A downloadable file of the clip in exports/<id>/, named `name` (a readable file name the
+        caller makes from the recipe; default the id): the mp4 linked or copied, a webm/gif converted."""
         if fmt not in EXPORT_FORMATS:
             raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
         video = self.root / self.clip_paths(clip_id).video
         if not video.is_file():
             raise FileNotFoundError(f"clip {clip_id} has no video file")
-        if fmt == "mp4":
-            return video
-        out = self._dir("exports") / f"{clip_id}.{fmt}"
+        stem = _safe_stem(name) or clip_id
+        out = self._dir("exports") / clip_id / f"{stem}.{fmt}"
         if out.is_file() and out.stat().st_mtime >= video.stat().st_mtime:
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "mp4":
+            _atomic_write(out, lambda tmp: shutil.copyfile(video, tmp))
             return out
         codec = self.codec
         _atomic_write(out, lambda tmp: codec.convert(video, tmp, fmt))
         return out
+
+
+def _safe_stem(name: str | None) -> str:
+    """A file name stem of letters, digits, '-', '_' and '.', at most 100 characters."""
+    if not name:
+        return ""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    return stem[:100].rstrip("-.")
 
 
 def _check_clip_id(clip_id: str) -> None:

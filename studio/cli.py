@@ -27,7 +27,8 @@ class OneLineParser(argparse.ArgumentParser):
 def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 7860)")
-    p.add_argument("--data-dir", default=None, help="where clips and the gallery live (default ./studio-data, or STUDIO_DATA_DIR)")
+    p.add_argument("--data-dir", default=None, help="where clips and the gallery live (default: STUDIO_DATA_DIR, "
+                   "else the per-user data dir, e.g. ~/.local/share/video-diffusion-studio)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -327,6 +328,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("train-embedded", "eval-embedded"):  # their own parsers read every flag, --help too
+        if argv[0] == "train-embedded":
+            from pipelines.embedded.train import main as train_main
+
+            return train_main(argv[1:]) or 0
+        from pipelines.embedded.evaluate import main as eval_main
+
+        return eval_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     if args.command == "generate":
         return cmd_generate(args)

@@ -24,6 +24,7 @@ from pipelines.contract import (
 )
 from studio.gallery import ClipView, GalleryQuery, QueryError
 from studio.jobs import SweepSubmission
+from studio.media.export import stitch
 from studio.media.limits import MediaError
 from studio.media.video import read_mp4_metadata, read_video
 
@@ -170,6 +171,41 @@ class StudioFacade:
 
     def import_zip(self, path: Path) -> tuple[int, int]:
         return self._gallery.import_zip(path)
+
+    def import_mp4(self, path: str | Path) -> ClipView:
+        """Add a clip to this gallery from an mp4 this studio made elsewhere (its recipe is in the file)."""
+        read_recipe(path)  # RequestError unless it carries a recipe
+        meta = read_mp4_metadata(path)
+        try:
+            frames, _ = read_video(path, self.settings.media_limits)
+        except MediaError as e:
+            raise RequestError("file", str(e)) from None
+        return self._gallery.import_mp4(Path(path), frames, meta)
+
+    def chain(self, clip_id: str) -> list[ClipView]:
+        """The clip and the clips it extends, oldest first (just the clip when it extends nothing)."""
+        view = self._gallery.get(clip_id)
+        if view is None:
+            raise KeyError(f"no clip {clip_id!r}")
+        out = [view]
+        for parent in self._gallery.ancestors(clip_id):
+            if out[-1].mode != "extend":
+                break
+            out.append(parent)
+        return out[::-1]
+
+    def export_chain(self, clip_id: str) -> Path:
+        """An extended chain as one stitched mp4 (each continuation without its repeated first frame)."""
+        views = self.chain(clip_id)
+        out = self._files.root / "exports" / clip_id / f"chain-{len(views)}-clips-{clip_id[:8]}.mp4"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(".partial-" + out.name)
+        try:
+            stitch([v.video for v in views], tmp)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return out
 
     def export(self, clip_id: str, fmt: str) -> Path:
         return self._gallery.export(clip_id, fmt)

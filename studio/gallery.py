@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storage.files import FileStore, UnsafePathError
-from storage.models import Clip, ClipTag
+from storage.models import Clip, ClipTag, utcnow
 from storage.repositories import GalleryQuery, GalleryRepository, NotFound, QueryError
 from pipelines.contract import GenerationRequest, request_from_params
 
@@ -135,7 +136,13 @@ class GalleryService:
         return True
 
     def export(self, clip_id: str, fmt: str) -> Path:
-        return self.files.export(clip_id, fmt)
+        """A download named from the recipe (prompt, seed, steps, CFG), not from a hash."""
+        view = self.get(clip_id)
+        if view is None:
+            raise KeyError(f"no clip {clip_id!r}")
+        words = "-".join(view.prompt.split()[:6]) or view.mode
+        name = f"{words}-seed{view.seed}-{view.steps}steps-cfg{view.cfg_scale:g}"
+        return self.files.export(clip_id, fmt, name)
 
     def recall(self, clip_id: str) -> GenerationRequest:
         """The exact request a clip was made with (seed included); inputs point at the stored copies."""
@@ -222,6 +229,36 @@ class GalleryService:
                         raise
                 added += 1
         return added, skipped
+
+    def import_mp4(self, path: Path, frames: Any, recipe: dict[str, Any]) -> ClipView:
+        """Add a clip from an mp4 this studio made (its `recipe` read from the mp4's metadata, `frames`
+        decoded for the thumbnail). The clip keeps its id; if it is already here, nothing changes."""
+        clip_id = recipe.get("clip_id")
+        params = recipe.get("params")
+        if not isinstance(clip_id, str) or not isinstance(params, dict):
+            raise QueryError("file", f"{Path(path).name} carries no clip of this studio")
+        existing = self.get(clip_id)
+        if existing is not None:
+            return existing
+        request = request_from_params(params)
+        saved = self.files.adopt_clip(clip_id, Path(path).read_bytes(), frames, recipe)
+        try:
+            created = recipe.get("created_at")
+            with self._session_factory() as session, session.begin():
+                GalleryRepository(session).add(Clip.from_params(
+                    request.to_params(), id=clip_id, job_id=None, batch_id=uuid.uuid4().hex,
+                    sweep_id=recipe.get("sweep"), axes=recipe.get("axes"), parent_id=recipe.get("parent"),
+                    created_at=datetime.fromisoformat(created) if isinstance(created, str) else utcnow(),
+                    model_id=str(recipe.get("model") or request.model_id),
+                    model_version=str(recipe.get("model_version") or "?"),
+                    frames=int(frames.shape[0]), width=int(frames.shape[2]), height=int(frames.shape[1]),
+                    manifest=recipe.get("manifest") or {}, inputs={}, video_path=saved.video,
+                    thumb_path=saved.thumb, sidecar_path=saved.sidecar, generation_seconds=0.0,
+                ))
+        except BaseException:
+            self.files.remove_clip(clip_id)
+            raise
+        return self.get(clip_id)  # type: ignore[return-value]
 
 
 EXPORT_FORMAT = 1

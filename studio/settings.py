@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -10,8 +11,23 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:
     from studio.media.limits import MediaLimits
 
-DEFAULT_DATA_DIR = "./studio-data"
 DEFAULT_PORT = 7860
+APP_DIR_NAME = "video-diffusion-studio"
+
+
+def default_data_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """One data dir per user, wherever the studio is started from (the platform's convention):
+    Linux `$XDG_DATA_HOME` or `~/.local/share`, macOS `~/Library/Application Support`, Windows `%LOCALAPPDATA%`."""
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    home = Path(env.get("HOME") or Path.home())
+    if platform.startswith("win"):
+        base = Path(env["LOCALAPPDATA"]) if env.get("LOCALAPPDATA") else home / "AppData" / "Local"
+    elif platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(env["XDG_DATA_HOME"]) if env.get("XDG_DATA_HOME") else home / ".local" / "share"
+    return base / APP_DIR_NAME
 
 
 @dataclass(frozen=True)
@@ -32,7 +48,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
         env = os.environ if env is None else env
         s = cls(
-            data_dir=Path(env.get("STUDIO_DATA_DIR", DEFAULT_DATA_DIR)),
+            data_dir=Path(env["STUDIO_DATA_DIR"]) if env.get("STUDIO_DATA_DIR") else default_data_dir(env),
             database_url=env.get("DATABASE_URL") or None,
             device=env.get("STUDIO_DEVICE", "auto"),
             torch_threads=int(env["STUDIO_TORCH_THREADS"]) if env.get("STUDIO_TORCH_THREADS") else None,

@@ -32,6 +32,9 @@ class RegistryEntry:
 Resolver = Callable[[str], "RegistryEntry | None"]
 
 
+MAX_MODEL_ID_CHARS = 256
+
+
 class ModelRegistry:
     def __init__(
         self,
@@ -54,8 +57,15 @@ class ModelRegistry:
     def entry(self, model_id: str) -> RegistryEntry:
         if model_id in self._entries:
             return self._entries[model_id]
+        if not isinstance(model_id, str) or not model_id.strip() or len(model_id) > MAX_MODEL_ID_CHARS \
+                or "\x00" in model_id:
+            shown = model_id if not isinstance(model_id, str) or len(model_id) <= 60 else model_id[:57] + "..."
+            raise UnknownModel(shown, self._entries)
         for resolve in self._resolvers:
-            found = resolve(model_id)
+            try:
+                found = resolve(model_id)
+            except OSError:  # a name the file system refuses (too long, bad characters) is no folder
+                found = None
             if found is not None:
                 self._entries[model_id] = found
                 return found

@@ -1,4 +1,5 @@
-"""Exports that need real editing, done with moviepy: a clip as webm (VP9) or as an animated GIF.
+"""Exports that need real editing, done with moviepy: a clip as webm (VP9) or as an animated GIF, and an
+extended chain of clips stitched into one mp4.
 
 The mp4 itself is written by `studio.media.video.write_mp4`; the file store caches and places what
 `convert` writes (`FileStore.export`).
@@ -26,3 +27,24 @@ def convert(video: Path, out: Path, fmt: str) -> None:
         else:
             clip.write_videofile(str(out), codec="libvpx-vp9", audio=False, logger=None,
                                  ffmpeg_params=list(WEBM_PARAMS))
+
+
+def stitch(videos: list[Path], out: Path, *, skip_first_frame: bool = True) -> None:
+    """Write `videos` one after the other as one H.264 mp4. A continuation starts on its parent's last
+    frame, so each one after the first drops its first frame (`skip_first_frame`). Clips of other sizes
+    are centred on the first clip's frame; the first clip's fps is kept."""
+    if not videos:
+        raise MediaError("nothing to stitch")
+    from moviepy import VideoFileClip, concatenate_videoclips
+
+    clips = [VideoFileClip(str(v), audio=False) for v in videos]
+    try:
+        fps = clips[0].fps
+        parts = [clips[0]] + [c.subclipped(1.0 / c.fps) if skip_first_frame and c.duration > 1.0 / c.fps else c
+                              for c in clips[1:]]
+        joined = concatenate_videoclips(parts, method="compose")
+        joined.write_videofile(str(out), fps=fps, codec="libx264", audio=False, logger=None,
+                               ffmpeg_params=["-pix_fmt", "yuv420p", "-movflags", "+faststart"])
+    finally:
+        for c in clips:
+            c.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import gradio as gr
@@ -141,11 +143,24 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             starred_only = gr.Checkbox(label="Starred", scale=0, min_width=90, elem_id="gallery-starred")
             sort = gr.Dropdown(SORTS, value="newest", label="Sort", scale=1, elem_id="gallery-sort")
             refresh = gr.Button("Refresh", scale=0, min_width=90, elem_id="gallery-refresh")
+        with gr.Accordion("More filters", open=False):
+            with gr.Row():
+                seed_filter = gr.Number(label="Seed", precision=0, value=None, elem_id="gallery-seed")
+                cfg_min = gr.Number(label="CFG from", value=None, elem_id="gallery-cfg-min")
+                cfg_max = gr.Number(label="CFG to", value=None, elem_id="gallery-cfg-max")
+                since = gr.Textbox(label="Made from (YYYY-MM-DD)", elem_id="gallery-since")
+                until = gr.Textbox(label="Made before (YYYY-MM-DD)", elem_id="gallery-until")
         with gr.Row():
             selection_info = gr.Markdown("Click a clip to open it; tick boxes (or Ctrl/Shift-click) to compare.",
                                          elem_id="gallery-selection-info")
             compare_btn = gr.Button("Compare selected", scale=0, min_width=160, elem_id="gallery-compare",
                                     interactive=False)
+            export_sel = gr.Button("Export selected (zip)", scale=0, min_width=160, elem_id="gallery-export-zip",
+                                   interactive=False)
+        with gr.Row():
+            zip_out = gr.File(label="Exported clips", interactive=False, elem_id="gallery-zip", height=70, scale=2)
+            zip_in = gr.File(label="Import clips (a zip exported by a studio)", file_types=[".zip"], type="filepath",
+                             elem_id="gallery-import-zip", height=70, scale=2)
         grid = gr.HTML("", elem_id="gallery-grid", elem_classes=["studio-gallery", "pixelated"])
         more = gr.Button("More", visible=False, elem_id="gallery-more")
         cursor = gr.State(None)
@@ -191,6 +206,8 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                 with gr.Row():
                     fmt = gr.Radio(["mp4", "webm", "gif"], value="mp4", label="Download as", elem_id="gallery-format")
                     export = gr.Button("Prepare download", elem_id="gallery-export")
+                chain_btn = gr.Button("Download the extended chain as one mp4", visible=False,
+                                      elem_id="gallery-chain")
                 download = gr.File(label="Download", interactive=False, elem_id="gallery-download", height=80)
                 link = gr.Textbox(label="Link to this clip", interactive=False, elem_id="gallery-link", buttons=["copy"])
                 with gr.Row():
@@ -204,18 +221,23 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             dropped = gr.File(label="Drop an mp4 this studio made (renamed, moved or downloaded) to recall its recipe",
                               file_types=[".mp4"], type="filepath", elem_id="gallery-drop", height=80)
             dropped_info = gr.Markdown(elem_id="gallery-drop-info")
+            import_dropped = gr.Button("Import this clip into the gallery", visible=False,
+                                       elem_id="gallery-import-dropped")
 
     # ---- listing ----------------------------------------------------------------------------------
-    def _query(text, mode, model, tag, starred_flag, order, after=None) -> GalleryQuery:
+    def _query(text, mode, model, tag, starred_flag, order, seed, low, high, start, end, after=None) -> GalleryQuery:
         return GalleryQuery(text=(text or "").strip(), mode=mode or None, model_id=model or None,
                             tag=(tag or "").strip() or None, starred=True if starred_flag else None,
+                            seed=None if seed is None else int(seed), cfg_min=low, cfg_max=high,
+                            since=_date("made from", start), until=_date("made before", end),
                             sort=order or "newest", limit=PAGE, after=after)
 
-    filters = [search, mode_filter, model_filter, tag_filter, starred_only, sort]
+    filters = [search, mode_filter, model_filter, tag_filter, starred_only, sort, seed_filter, cfg_min, cfg_max,
+               since, until]
 
-    def load(text, mode, model, tag, starred_flag, order):
+    def load(*flt):
         try:
-            views, nxt = studio.search(_query(text, mode, model, tag, starred_flag, order))
+            views, nxt = studio.search(_query(*flt))
         except QueryError as e:
             return {grid: f"<p class='studio-empty'>⚠️ {html.escape(str(e))}</p>", shown: [], cursor: None,
                     more: gr.update(visible=False)}
@@ -225,13 +247,18 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
 
     list_outputs = [grid, shown, cursor, more, model_filter]
     for trig in (refresh.click, mode_filter.change, model_filter.change, starred_only.change, sort.change,
-                 search.submit, tag_filter.submit, gallery_tab.select):
+                 search.submit, tag_filter.submit, seed_filter.submit, cfg_min.submit, cfg_max.submit, since.submit,
+                 until.submit, gallery_tab.select):
         trig(load, inputs=filters, outputs=list_outputs, api_visibility="private")
 
-    def load_more(text, mode, model, tag, starred_flag, order, after, ids):
+    def load_more(*args):
+        *flt, after, ids = args
         if not after:
             return {more: gr.update()}
-        views, nxt = studio.search(_query(text, mode, model, tag, starred_flag, order, after))
+        try:
+            views, nxt = studio.search(_query(*flt, after=after))
+        except QueryError as e:
+            raise gr.Error(str(e))
         ids = list(ids or []) + [v.id for v in views]
         everything = [studio.clip(i) for i in ids]
         return {grid: tiles_html([v for v in everything if v is not None]), shown: ids, cursor: nxt,
@@ -258,10 +285,11 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                 download: None, siblings: grid_part, lineage: lineage_html,
                 star: "★ Starred" if view.starred else "☆ Star", tags: ", ".join(view.tags), note: view.note,
                 frame: gr.update(maximum=max(1, view.frames - 1), value=0), link: f"/?clip={view.id}",
+                chain_btn: gr.update(visible=view.mode == "extend" and view.parent_id is not None),
                 delete: gr.update(visible=True), confirm: gr.update(visible=False), keep: gr.update(visible=False)}
 
     detail_outputs = [detail, selected, player, info, recipe, download, siblings, lineage, star, tags, note, frame, link,
-                      delete, confirm, keep]
+                      delete, confirm, keep, chain_btn]
     open_box.change(lambda value: show(_strip(value)), inputs=open_box, outputs=detail_outputs, api_visibility="private")
 
     def toggle_star(clip_id):
@@ -324,10 +352,41 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
 
     export.click(do_export, inputs=[selected, fmt], outputs=download, api_visibility="private")
 
+    def do_chain(clip_id):
+        if not clip_id:
+            return None
+        try:
+            return str(studio.export_chain(clip_id))
+        except Exception as e:
+            raise gr.Error(f"could not stitch the chain: {e}")
+
+    chain_btn.click(do_chain, inputs=selected, outputs=download, api_visibility="private")
+
+    def do_export_zip(text):
+        ids = [i for i in _strip(text).split(",") if i]
+        if not ids:
+            raise gr.Error("select clips first (tick their boxes)")
+        out = studio.export_zip(ids, studio.settings.data_dir / "exports" / f"clips-{len(ids)}-{ids[0][:8]}.zip")
+        return str(out)
+
+    export_sel.click(do_export_zip, inputs=selection_box, outputs=zip_out, api_visibility="private")
+
+    def do_import_zip(path, *flt):
+        if not path:
+            return {zip_in: gr.update()}
+        try:
+            added, skipped = studio.import_zip(Path(path))
+        except (QueryError, ValueError) as e:
+            raise gr.Error(str(e))
+        gr.Info(f"Imported {added} clip(s); {skipped} were already here.")
+        return {**load(*flt), zip_in: None}
+
+    zip_in.upload(do_import_zip, inputs=[zip_in] + filters, outputs=list_outputs + [zip_in], api_visibility="private")
+
     # ---- recall and branch ------------------------------------------------------------------------
     recall_outputs: list = [tabs_container]
     for t in tabs.values():
-        recall_outputs += list(t.fields.values()) + [t.seeds, t.branch, t.branch_note]
+        recall_outputs += list(t.fields.values()) + [t.seeds, t.branch, t.branch_note, t.settings]
 
     def fill(request, *, keep: str = "all", seeds: int = 1, branch: dict | None = None) -> dict:
         """Updates that put `request` into its tab: every field (keep="all"), or only some."""
@@ -340,6 +399,8 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         elif keep == "remix":
             values["seed"] = -1
         out: dict = {tabs_container: gr.Tabs(selected=tab.mode), tab.seeds: seeds, tab.branch: branch}
+        if keep in ("all", "remix"):  # the settings show, to tweak one and generate again
+            out[tab.settings] = gr.Accordion(open=True)
         for name, value in values.items():
             if name not in tab.fields:
                 continue
@@ -411,11 +472,24 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         except RequestError as e:
             return {dropped_info: f"⚠️ {e}"}
         known = clip_id is not None and studio.clip(clip_id) is not None
-        where = ("It is in this gallery." if known else
-                 "It is not in this gallery: its recipe is recalled; import the whole clip with `studio gallery import`.")
-        return {**fill(request), dropped_info: f"Recalled seed {request.seed} into {MODE_NAMES[request.mode]}. {where}"}
+        where = "It is in this gallery." if known else "It is not in this gallery yet."
+        return {**fill(request), dropped_info: f"Recalled seed {request.seed} into {MODE_NAMES[request.mode]}. {where}",
+                import_dropped: gr.update(visible=not known and clip_id is not None)}
 
-    dropped.upload(recall_dropped, inputs=dropped, outputs=recall_outputs + [dropped_info], api_visibility="private")
+    dropped.upload(recall_dropped, inputs=dropped, outputs=recall_outputs + [dropped_info, import_dropped],
+                   api_visibility="private")
+
+    def do_import_dropped(path):
+        if not path:
+            return {import_dropped: gr.update(visible=False)}
+        try:
+            view = studio.import_mp4(path)
+        except (RequestError, QueryError) as e:
+            raise gr.Error(str(e))
+        return {dropped_info: f"Imported clip `{view.id[:8]}` into the gallery.", import_dropped: gr.update(visible=False)}
+
+    import_dropped.click(do_import_dropped, inputs=dropped, outputs=[dropped_info, import_dropped],
+                         api_visibility="private")
 
     # ---- compare ----------------------------------------------------------------------------------
     def on_selection(text):
@@ -425,10 +499,11 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         msg = (f"{n} selected." if n else "Click a clip to open it; tick boxes (or Ctrl/Shift-click) to compare.")
         if n > MAX_COMPARE:
             msg += f" Compare takes at most {MAX_COMPARE}."
-        return gr.update(value=msg), gr.update(interactive=ok, value=f"Compare {n} selected" if ok else "Compare selected")
+        return (gr.update(value=msg), gr.update(interactive=ok, value=f"Compare {n} selected" if ok else "Compare selected"),
+                gr.update(interactive=n > 0))
 
-    selection_box.change(on_selection, inputs=selection_box, outputs=[selection_info, compare_btn],
-                        api_visibility="private")
+    selection_box.change(on_selection, inputs=selection_box, outputs=[selection_info, compare_btn, export_sel],
+                         api_visibility="private")
 
     def compare(ids):
         if isinstance(ids, str):
@@ -452,6 +527,15 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                 compare_grid: body, compare_link: f"/?sweep={sweep_id}"}
 
     return GalleryTab(gallery_tab, open_box, selection_box, show, compare, sweep, detail_outputs, compare_outputs)
+
+
+def _date(label: str, text: str | None):  # type: ignore[no-untyped-def]
+    if not text or not text.strip():
+        return None
+    try:
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise QueryError(label, f"{text!r} is not a date like 2026-12-01") from None
 
 
 def _strip(value: str | None) -> str:

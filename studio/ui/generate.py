@@ -41,6 +41,7 @@ class ModeTab:
     jobs: gr.State | None = None
     branch: gr.State | None = None  # {"clip": id, "extend": bool} when the inputs came from a gallery clip
     branch_note: gr.Markdown | None = None
+    settings: gr.Accordion | None = None
     generate: gr.Button | None = None
     cancel: gr.Button | None = None
 
@@ -95,7 +96,7 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
                     values = gr.Textbox(label=f"Values {i}", placeholder=AXIS_HINTS[i - 1], scale=2, min_width=140,
                                         elem_id=f"{mode}-vary{i}-values")
                     tab.vary.append((axis, values))
-            with gr.Accordion("Settings", open=False):
+            with gr.Accordion("Settings", open=False, elem_id=f"{mode}-settings") as tab.settings:
                 with gr.Row():
                     f["steps"] = gr.Number(precision=0, label="Steps", elem_id=f"{mode}-steps", min_width=90,
                                            **p["steps"])

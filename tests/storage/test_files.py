@@ -124,15 +124,20 @@ def test_export_converts_once_and_caches(tmp_path: Path, frames: np.ndarray) -> 
     codec = FakeCodec()
     store = FileStore(tmp_path, codec=codec)
     store.save_clip("clip1", frames, 8, RECIPE)
-    assert store.export("clip1", "mp4") == tmp_path / "clips" / "clip1.mp4"
+    mp4 = store.export("clip1", "mp4")
+    assert mp4 == tmp_path / "exports" / "clip1" / "clip1.mp4"
+    assert mp4.read_bytes() == (tmp_path / "clips" / "clip1.mp4").read_bytes()
+    named = store.export("clip1", "mp4", "a red circle / seed 7")
+    assert named.name == "a-red-circle-seed-7.mp4"  # a readable name, nothing that leaves the folder
     webm = store.export("clip1", "webm")
-    assert webm == tmp_path / "exports" / "clip1.webm" and webm.read_bytes().startswith(b"webm of video")
+    assert webm == tmp_path / "exports" / "clip1" / "clip1.webm" and webm.read_bytes().startswith(b"webm of video")
     gif = store.export("clip1", "gif")
     mtime = webm.stat().st_mtime_ns
     assert store.export("clip1", "webm").stat().st_mtime_ns == mtime  # cached
     assert [c for c in codec.calls if c[0] == "convert"] == [("convert", "clip1.mp4", "webm"),
                                                              ("convert", "clip1.mp4", "gif")]
-    assert leftovers(tmp_path / "exports") == ["clip1.gif", "clip1.webm"] and gif.is_file()
+    assert leftovers(tmp_path / "exports") == ["clip1/a-red-circle-seed-7.mp4", "clip1/clip1.gif", "clip1/clip1.mp4",
+                                               "clip1/clip1.webm"] and gif.is_file()
     with pytest.raises(ValueError, match="export format"):
         store.export("clip1", "avi")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError):

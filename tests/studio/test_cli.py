@@ -27,6 +27,8 @@ def studio(*args, data_dir: Path, check=False):
         (["--prompt", "x", "--width", "abc"], "invalid int value"),
         (["--prompt", "x", "--mode", "zoom"], "invalid choice"),
         (["--prompt", "x", "--strength", "0.5"], "strength"),
+        (["--prompt", "x", "--model", "a" * 300], "unknown model 'aaaa"),
+        (["--prompt", "x", "--vary", "zoom=2"], "'zoom' is not an axis"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(tmp_path, args, words):
@@ -73,3 +75,9 @@ def test_generate_json_same_seed_same_frames(tmp_path):
         x, _ = read_video(r["path"], MediaLimits())
         y, _ = read_video(r2["path"], MediaLimits())
         assert np.array_equal(x, y)
+
+
+def test_train_embedded_help_is_its_own(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "studio.cli", "train-embedded", "--help"], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0 and "--stage" in result.stdout, result.stderr

@@ -393,9 +393,9 @@ def test_write_failure_names_the_file_and_ffmpeg_reason(tmp_path: Path, frames: 
 def test_export_formats(tmp_path: Path, frames: np.ndarray) -> None:
     store = FileStore(tmp_path, codec=Mp4ClipCodec())
     store.save_clip("clip1", frames, 8, RECIPE)
-    assert store.export("clip1", "mp4") == tmp_path / "clips" / "clip1.mp4"
+    assert store.export("clip1", "mp4") == tmp_path / "exports" / "clip1" / "clip1.mp4"
     webm = store.export("clip1", "webm")
-    assert webm == tmp_path / "exports" / "clip1.webm" and webm.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
+    assert webm == tmp_path / "exports" / "clip1" / "clip1.webm" and webm.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
     assert "vp9" in ffmpeg_info(webm)
     gif = store.export("clip1", "gif")
     with Image.open(gif) as g:

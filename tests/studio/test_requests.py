@@ -96,17 +96,36 @@ def test_widgets_map_random_seed_and_reject_fractions():
 def test_model_change_updates_every_setting_from_the_spec():
     import dataclasses
 
-    from studio.ui.app import SETTINGS, _model_updates, _setting_props
+    from studio.ui.common import SETTINGS, setting_props
 
-    spec = dataclasses.replace(TEST_SPEC, profiles=("quality", "low-vram"))
-    fields = {name: name for name in SETTINGS}  # stand-ins for the widgets
-    updates = _model_updates(spec, fields)
-    assert set(updates) == set(SETTINGS)
-    assert updates["steps"]["value"] == spec.defaults.steps
-    assert updates["steps"]["maximum"] == spec.limits.steps.max
-    assert updates["cfg_scale"]["value"] == spec.defaults.cfg_scale
-    assert updates["width"]["value"] == spec.defaults.width and "to" in updates["width"]["info"]
-    assert updates["profile"]["choices"] == ["quality", "low-vram"] and updates["profile"]["interactive"]
-    plain = _setting_props(TEST_SPEC)["profile"]
+    spec = dataclasses.replace(TEST_SPEC, profiles=("quality", "low-vram"),
+                               defaults=dataclasses.replace(TEST_SPEC.defaults, strength=0.7))
+    props = setting_props(spec, "v2v")
+    assert set(props) == set(SETTINGS)
+    assert props["steps"]["value"] == spec.defaults.steps
+    # steps are not clamped by the widget: an out-of-range value reaches validation, which names it
+    assert "maximum" not in props["steps"] and f"to {spec.limits.steps.max:g}" in props["steps"]["info"]
+    assert props["cfg_scale"]["value"] == spec.defaults.cfg_scale
+    assert props["width"]["value"] == spec.defaults.width and "to" in props["width"]["info"]
+    assert props["profile"]["choices"] == ["quality", "low-vram"] and props["profile"]["interactive"]
+    assert props["strength"]["value"] == 0.7  # the model's strength, not a constant of the page
+    assert setting_props(spec, "inpaint")["strength"]["value"] == 1.0
+    plain = setting_props(TEST_SPEC, "t2v")["profile"]
     assert plain == {"choices": ["default"], "value": "default", "interactive": False}
-    assert _setting_props(None)["steps"]["value"] == 20  # no model registered: still buildable
+    assert setting_props(None, "t2v")["steps"]["value"] == 20  # no model registered: still buildable
+
+
+@pytest.mark.parametrize("platform, env, expected", [
+    ("linux", {"HOME": "/home/ann"}, "/home/ann/.local/share/video-diffusion-studio"),
+    ("linux", {"HOME": "/home/ann", "XDG_DATA_HOME": "/data"}, "/data/video-diffusion-studio"),
+    ("darwin", {"HOME": "/Users/ann"}, "/Users/ann/Library/Application Support/video-diffusion-studio"),
+    ("win32", {"HOME": "C:/Users/ann", "LOCALAPPDATA": "C:/Users/ann/AppData/Local"},
+     "C:/Users/ann/AppData/Local/video-diffusion-studio"),
+])
+def test_the_default_data_dir_is_per_user_not_per_working_directory(platform, env, expected):
+    from pathlib import Path
+
+    from studio.settings import Settings, default_data_dir
+
+    assert default_data_dir(env, platform) == Path(expected)
+    assert Settings.from_env({**env, "STUDIO_DATA_DIR": "/srv/studio"}).data_dir == Path("/srv/studio")

@@ -33,11 +33,11 @@ def test_generate_play_and_find_in_gallery(page):
     pg.fill("#t2v-prompt textarea", "a red circle moving right")
     pg.click("#t2v-generate")
     video = pg.wait_for_selector("#t2v-results video", timeout=60_000)
-    playing = pg.wait_for_function(
-        """(v) => { v.muted = true; v.play(); return v.readyState >= 2 && v.currentTime > 0; }""",
-        arg=video, timeout=20_000,
-    )
-    assert playing
+    pg.wait_for_function("(v) => v.readyState >= 2", arg=video, timeout=20_000)
+    pg.click("#t2v-grid button[aria-label='Play/Pause']")
+    t0 = pg.evaluate("(v) => v.currentTime", video)
+    pg.wait_for_timeout(400)
+    assert pg.evaluate("(v) => v.currentTime", video) > t0  # it plays
     assert "Done: 1 of 1" in pg.inner_text("#t2v-status")
     [clip] = studio.gallery.list()
     assert clip.prompt == "a red circle moving right"
@@ -53,6 +53,7 @@ def test_generate_play_and_find_in_gallery(page):
     pg.click("#gallery-export")
     link = pg.wait_for_selector("#gallery-download a[href*='.gif']", timeout=60_000)
     assert clip.id in link.get_attribute("href")
+    assert f"a-red-circle-moving-right-seed{clip.seed}" in link.get_attribute("href")  # named, not a hash
     pg.click("#gallery-recall")
     pg.wait_for_function(
         "(seed) => [...document.querySelectorAll('input')].some(i => i.value === String(seed))", arg=clip.seed
