@@ -2,7 +2,8 @@
 
 Each tiny pipeline is built in code once per session, saved with save_pretrained and loaded
 back through the backend's own loading path (local_model_resolver / catalog_entries with a
-local folder), then every mode its weights support runs through `generate`.
+local folder), then every mode its weights support runs through `generate`. The tests
+parametrise over one table, tests.support.tiny_diffusers.TINY (kinds of repo, by family).
 """
 
 from __future__ import annotations
@@ -18,39 +19,26 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.contract import MODES, Cancelled, MediaInputs, ModelLoadError
-from pipelines.diffusers_backend import (
+from pipelines.contract import MODES, REQUEST_TYPES, Cancelled, MediaInputs, ModelLoadError, OutOfMemory
+from pipelines.diffusers import (
     DEFAULT_CATALOG,
+    FAMILIES,
     DiffusersBackend,
-    GenerationOOM,
     catalog_entries,
     local_model_resolver,
     read_catalog,
 )
-from pipelines.contract import REQUEST_TYPES
-from tests.support.tiny_diffusers import build_tiny_kind, build_tiny_sd15_and_adapter
+from tests.support.tiny_diffusers import (
+    BLEND_KINDS,
+    CASES,
+    FAMILY_KINDS,
+    SIZE,
+    TINY,
+    build_tiny_kind,
+    build_tiny_sd15_and_adapter,
+)
 
 torch.set_num_threads(1)
-
-# kind of tiny repo -> (family, the modes its weights support)
-KINDS = {
-    "wan-t2v": ("wan", ("t2v", "v2v", "inpaint")),
-    "wan-i2v": ("wan", ("i2v",)),
-    "wan-vace": ("wan", ("t2v", "i2v", "inpaint")),
-    "wan-ti2v": ("wan", ("t2v", "i2v", "v2v", "inpaint")),  # expand_timesteps: Wan 2.2 TI2V
-    "ltx": ("ltx", ("t2v", "i2v", "v2v", "inpaint")),
-    "cogvideox-t2v": ("cogvideox", ("t2v", "v2v", "inpaint")),
-    "cogvideox-i2v": ("cogvideox", ("i2v",)),
-    "mochi": ("mochi", ("t2v", "inpaint")),
-    "hunyuan": ("hunyuan", ("t2v", "inpaint")),  # inpaint: the t2v pipeline from noise, blended
-    "hunyuan-i2v": ("hunyuan", ("i2v",)),  # latent_concat, Llava text+image encoder
-    "svd": ("svd", ("i2v",)),
-    "animatediff": ("animatediff", ("t2v", "v2v", "inpaint")),
-}
-CASES = [(kind, mode) for kind, (_, modes) in KINDS.items() for mode in modes]
-BLEND_KINDS = ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff", "hunyuan", "mochi"]  # inpaint by latent blending
-FRAMES = {"wan": 5, "ltx": 9, "cogvideox": 9, "mochi": 7, "hunyuan": 5, "svd": 3, "animatediff": 8}  # smallest valid
-SIZE = 32  # pixels, square
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +66,8 @@ def backends(tiny_dir):
         b.unload()
 
 
-def make_request(mode: str, family: str, *, seed: int = 1, steps: int = 2, strength: float | None = None, **kw):
-    fields = dict(prompt="a red ball moves left", width=SIZE, height=SIZE, frames=FRAMES[family], steps=steps,
+def make_request(mode: str, kind: str, *, seed: int = 1, steps: int = 2, strength: float | None = None, **kw):
+    fields = dict(prompt="a red ball moves left", width=SIZE, height=SIZE, frames=TINY[kind].frames, steps=steps,
                   cfg_scale=2.0, fps=8, seed=seed, model_id="tiny")
     if mode == "i2v":
         fields["image"] = "first.png"
@@ -92,8 +80,8 @@ def make_request(mode: str, family: str, *, seed: int = 1, steps: int = 2, stren
     return REQUEST_TYPES[mode](**fields)
 
 
-def make_media(family: str, mask: np.ndarray | None = None) -> MediaInputs:
-    f = FRAMES[family]
+def make_media(kind: str, mask: np.ndarray | None = None) -> MediaInputs:
+    f = TINY[kind].frames
     # smooth content (a gradient plus a square), so a VAE round trip is meaningful
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     frame = np.stack([xx * 8, yy * 8, np.full_like(xx, 128)], -1).astype(np.uint8)
@@ -120,13 +108,12 @@ def run(backend, request, media, *, seed=None, cancel_after=None):
 
 
 # ---- loading -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", list(TINY))
 def test_local_folder_gives_family_and_modes(tiny_dir, kind):
-    family, modes = KINDS[kind]
     entry = local_model_resolver(str(tiny_dir(kind)))
     assert entry is not None
-    assert entry.spec.family == family
-    assert entry.spec.modes == modes
+    assert entry.spec.family == TINY[kind].family
+    assert entry.spec.modes == TINY[kind].modes
     assert entry.spec.profiles, "a local model offers the family's profiles"
 
 
@@ -153,7 +140,7 @@ def test_cached_hub_id_loads_offline_with_its_revision(tiny_dir, tmp_path, monke
     assert entry.spec.modes == ("t2v", "v2v", "inpaint") and entry.spec.version == "local-" + commit[:12]
     backend = entry.load("cpu", None)
     try:
-        frames, _ = run(backend, make_request("t2v", "wan", model_id="tiny-org/tiny-wan"), make_media("wan"))
+        frames, _ = run(backend, make_request("t2v", "wan-t2v", model_id="tiny-org/tiny-wan"), make_media("wan-t2v"))
         assert frames.shape == (5, SIZE, SIZE, 3)
         assert backend.manifest()["revision"] == commit
     finally:
@@ -205,12 +192,11 @@ def test_incomplete_folder_lists_missing_weights(tiny_dir, tmp_path):
 # ---- every mode of every family ----------------------------------------------------------------------
 @pytest.mark.parametrize("kind,mode", CASES)
 def test_generate_every_mode(backends, kind, mode):
-    family = KINDS[kind][0]
     backend = backends(kind)
-    request = make_request(mode, family)
-    media = make_media(family)
+    request = make_request(mode, kind)
+    media = make_media(kind)
     frames, steps = run(backend, request, media)
-    assert frames.shape == (FRAMES[family], SIZE, SIZE, 3)
+    assert frames.shape == (TINY[kind].frames, SIZE, SIZE, 3)
     assert frames.dtype == np.uint8
     # progress: one call per denoising step, counting up to the total the pipeline runs
     assert steps and [s for s, _, _ in steps] == list(range(1, len(steps) + 1))
@@ -223,16 +209,15 @@ def test_generate_every_mode(backends, kind, mode):
 
 @pytest.mark.parametrize("kind", ["wan-t2v", "ltx", "cogvideox-t2v", "animatediff", "svd"])
 def test_seed_changes_the_clip(backends, kind):
-    family, modes = KINDS[kind]
-    request = make_request(modes[0], family)
-    a, _ = run(backends(kind), request, make_media(family), seed=1)
-    b, _ = run(backends(kind), request, make_media(family), seed=2)
+    request = make_request(TINY[kind].modes[0], kind)
+    a, _ = run(backends(kind), request, make_media(kind), seed=1)
+    b, _ = run(backends(kind), request, make_media(kind), seed=2)
     assert not np.array_equal(a, b)
 
 
 def test_manifest(backends, tiny_dir):
     backend = backends("wan-t2v")
-    run(backend, make_request("t2v", "wan"), make_media("wan"))
+    run(backend, make_request("t2v", "wan-t2v"), make_media("wan-t2v"))
     m = backend.manifest()
     import diffusers
     import transformers
@@ -251,26 +236,25 @@ def test_manifest(backends, tiny_dir):
 
 def test_cancel_between_steps_raises_cancelled(backends):
     backend = backends("wan-t2v")
-    request = make_request("t2v", "wan", steps=4)
+    request = make_request("t2v", "wan-t2v", steps=4)
     with pytest.raises(Cancelled):
-        run(backend, request, make_media("wan"), cancel_after=1)
+        run(backend, request, make_media("wan-t2v"), cancel_after=1)
     with pytest.raises(Cancelled):  # cancelled before it started
-        backend.generate(request, make_media("wan"), torch.Generator().manual_seed(1),
+        backend.generate(request, make_media("wan-t2v"), torch.Generator().manual_seed(1),
                          lambda *a: None, lambda: True)
-    frames, steps = run(backend, request, make_media("wan"))  # still usable afterwards
-    assert len(steps) == 4 and frames.shape[0] == FRAMES["wan"]
+    frames, steps = run(backend, request, make_media("wan-t2v"))  # still usable afterwards
+    assert len(steps) == 4 and frames.shape[0] == TINY["wan-t2v"].frames
 
 
 @pytest.mark.parametrize("kind", ["wan-t2v", "ltx", "cogvideox-t2v", "svd"])  # bcfhw, packed, bfchw
 def test_previews_every_few_steps(tiny_dir, kind):
-    family, modes = KINDS[kind]
     entry = local_model_resolver(str(tiny_dir(kind)), preview_every=1)
     backend = entry.load("cpu", None)
-    _, steps = run(backend, make_request(modes[0], family, steps=3), make_media(family))
+    _, steps = run(backend, make_request(TINY[kind].modes[0], kind, steps=3), make_media(kind))
     previews = [p for _, _, p in steps]
     assert previews[-1] is None  # the final frames follow at once
     for p in previews[:-1]:
-        assert p.shape == (FRAMES[family], SIZE, SIZE, 3) and p.dtype == np.uint8
+        assert p.shape == (TINY[kind].frames, SIZE, SIZE, 3) and p.dtype == np.uint8
     backend.unload()
 
 
@@ -293,7 +277,7 @@ def test_unsupported_mode_is_refused(backends):
     backend = backends("wan-i2v")
     assert "t2v" not in backend.spec.modes
     with pytest.raises(ValueError, match="cannot do t2v"):
-        run(backend, make_request("t2v", "wan"), make_media("wan"))
+        run(backend, make_request("t2v", "wan-i2v"), make_media("wan-i2v"))
 
 
 # ---- latent-blend inpainting ---------------------------------------------------------------------------
@@ -332,12 +316,12 @@ def _spy_decode(monkeypatch, pipe):
 @pytest.mark.parametrize("kind", BLEND_KINDS)
 def test_inpaint_keeps_the_unmasked_latents_exactly(backends, monkeypatch, kind):
     """Provable: every latent the mask does not touch is decoded from the input's own encoding."""
-    family = KINDS[kind][0]
+    family = TINY[kind].family
     backend = backends(kind)
-    pipe = backend._pipeline_for("inpaint")
-    media = make_media(family)  # right half regenerated
+    pipe = backend.pipeline_for("inpaint")
+    media = make_media(kind)  # right half regenerated
     seen = _spy_decode(monkeypatch, pipe)
-    frames, _ = run(backend, make_request("inpaint", family, steps=3), media)
+    frames, _ = run(backend, make_request("inpaint", kind, steps=3), media)
     decoded = torch.cat(seen)  # animatediff decodes in chunks of frames
     ref = _encode_raw(pipe, family, media.video)
     assert decoded.shape == ref.shape
@@ -349,11 +333,11 @@ def test_inpaint_keeps_the_unmasked_latents_exactly(backends, monkeypatch, kind)
 @pytest.mark.parametrize("kind", BLEND_KINDS)
 def test_inpaint_with_nothing_masked_returns_the_vae_round_trip(backends, kind):
     """In pixels: with an empty mask the output is the input through the VAE (all a random VAE can give)."""
-    family = KINDS[kind][0]
+    family = TINY[kind].family
     backend = backends(kind)
-    media = make_media(family, mask=np.zeros((FRAMES[family], SIZE, SIZE), np.float32))
-    frames, _ = run(backend, make_request("inpaint", family, steps=3), media)
-    expected = _round_trip(backend._pipeline_for("inpaint"), family, media.video)
+    media = make_media(kind, mask=np.zeros((TINY[kind].frames, SIZE, SIZE), np.float32))
+    frames, _ = run(backend, make_request("inpaint", kind, steps=3), media)
+    expected = _round_trip(backend.pipeline_for("inpaint"), family, media.video)
     assert np.abs(frames.astype(int) - expected.astype(int)).max() <= 2
 
 
@@ -363,17 +347,17 @@ def test_catalog_entry_with_local_folder_and_fast_profile(tiny_dir):
     entry = entries["wan2.1-t2v-1.3b"]
     backend = entry.load("cpu", "fast")
     try:
-        request = make_request("t2v", "wan", model_id="wan2.1-t2v-1.3b")
-        frames, _ = run(backend, request, make_media("wan"))
+        request = make_request("t2v", "wan-t2v", model_id="wan2.1-t2v-1.3b")
+        frames, _ = run(backend, request, make_media("wan-t2v"))
         assert frames.shape == (5, SIZE, SIZE, 3)
         m = backend.manifest()
         assert m["repo"] == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" and m["profile"] == "fast"
         assert m["settings"]["cache"] == "first_block" and m["settings"]["cache_threshold"] == 0.05
         assert m["settings"]["compile"] is False  # never on a CPU
         assert m["last_run"]["first_block_cache"] is True
-        assert m["scheduler"] and backend._base.scheduler.config.flow_shift == 3.0  # catalog override
+        assert m["scheduler"] and backend.pipeline.scheduler.config.flow_shift == 3.0  # catalog override
         # WanVideoToVideoPipeline marks no cache contexts: the cache is switched off for it
-        run(backend, make_request("v2v", "wan", model_id="wan2.1-t2v-1.3b"), make_media("wan"))
+        run(backend, make_request("v2v", "wan-t2v", model_id="wan2.1-t2v-1.3b"), make_media("wan-t2v"))
         assert backend.manifest()["last_run"]["first_block_cache"] is False
     finally:
         backend.unload()
@@ -384,8 +368,8 @@ def test_animatediff_from_an_sd15_base_and_a_separate_adapter(tmp_path_factory):
     entry = catalog_entries(models_dir=models_dir)["animatediff-v1-5-2"]
     backend = entry.load("cpu", None)
     try:
-        assert type(backend._base).__name__ == "AnimateDiffPipeline"
-        assert type(backend._base.scheduler).__name__ == "DDIMScheduler"  # catalog scheduler class
+        assert type(backend.pipeline).__name__ == "AnimateDiffPipeline"
+        assert type(backend.pipeline.scheduler).__name__ == "DDIMScheduler"  # catalog scheduler class
         for mode in ("t2v", "v2v", "inpaint"):
             frames, _ = run(backend, make_request(mode, "animatediff", model_id="animatediff-v1-5-2"),
                             make_media("animatediff"))
@@ -410,25 +394,24 @@ def test_animatediff_without_its_adapter_says_which_download(tmp_path_factory):
 @pytest.mark.parametrize("kind,model_id", [("ltx", "ltx-video-0.9.7-dev"), ("cogvideox-t2v", "cogvideox-5b"),
                                             ("mochi", "mochi-1-preview"), ("hunyuan", "hunyuanvideo")])
 def test_fast_profile_caches_the_transformer(tiny_dir, kind, model_id):
-    family, modes = KINDS[kind]
     backend = catalog_entries(local_dirs={model_id: tiny_dir(kind)})[model_id].load("cpu", "fast")
     try:
-        frames, _ = run(backend, make_request("t2v", family, model_id=model_id), make_media(family))
-        assert frames.shape[0] == FRAMES[family]
+        frames, _ = run(backend, make_request("t2v", kind, model_id=model_id), make_media(kind))
+        assert frames.shape[0] == TINY[kind].frames
         assert backend.manifest()["last_run"]["first_block_cache"] is True
     finally:
         backend.unload()
 
 
-def test_hunyuan_i2v_catalog_entry_gives_the_frames_asked_for(tiny_dir):
-    """The latent_concat pipeline drops its first 4 decoded frames; the backend asks for 4 more."""
-    entries = catalog_entries(local_dirs={"hunyuanvideo-i2v": tiny_dir("hunyuan-i2v")})
+def test_hunyuan_i2v_latent_concat_gives_the_frames_asked_for(tiny_dir):
+    """The latent_concat pipeline (the -33ch checkpoint) drops its first 4 decoded frames; the backend asks for 4 more."""
+    entries = catalog_entries(local_dirs={"hunyuanvideo-i2v": tiny_dir("hunyuan-i2v-33ch")})
     backend = entries["hunyuanvideo-i2v"].load("cpu", "fast")
     try:
         assert backend.spec.modes == ("i2v",)
         for frames in (5, 9):
-            out, _ = run(backend, make_request("i2v", "hunyuan", model_id="hunyuanvideo-i2v", frames=frames),
-                         make_media("hunyuan"))
+            out, _ = run(backend, make_request("i2v", "hunyuan-i2v-33ch", model_id="hunyuanvideo-i2v", frames=frames),
+                         make_media("hunyuan-i2v-33ch"))
             assert out.shape == (frames, SIZE, SIZE, 3)
         m = backend.manifest()
         assert m["repo"] == "hunyuanvideo-community/HunyuanVideo-I2V"
@@ -446,12 +429,14 @@ def test_out_of_memory_unloads_and_names_a_lower_profile(tiny_dir, monkeypatch):
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(backend, "_call_kwargs", boom)
-    request = make_request("t2v", "wan")
-    with pytest.raises(GenerationOOM, match="try the 'low-vram' profile"):
-        run(backend, request, make_media("wan"))
-    assert backend._base is None  # unloaded
+    request = make_request("t2v", "wan-t2v")
+    with pytest.raises(OutOfMemory) as err:  # the contract's error: the job service words the message
+        run(backend, request, make_media("wan-t2v"))
+    assert err.value.hint.startswith("try the 'low-vram' profile")
+    assert "UMT5" in err.value.hint  # the family's own advice
+    assert backend.pipeline is None  # unloaded
     monkeypatch.undo()
-    frames, _ = run(backend, request, make_media("wan"))  # reloads on the next call
+    frames, _ = run(backend, request, make_media("wan-t2v"))  # reloads on the next call
     assert frames.shape[0] == 5
     backend.unload()
 
@@ -459,10 +444,10 @@ def test_out_of_memory_unloads_and_names_a_lower_profile(tiny_dir, monkeypatch):
 def test_out_of_memory_while_loading_is_a_load_error(tiny_dir, monkeypatch):
     entry = catalog_entries(local_dirs={"wan2.1-t2v-1.3b": tiny_dir("wan-t2v")})["wan2.1-t2v-1.3b"]
 
-    def boom(self, pipe, on_cpu):
+    def boom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(DiffusersBackend, "_apply_profile", boom)
+    monkeypatch.setattr("pipelines.diffusers.backend.apply_profile", boom)
     with pytest.raises(ModelLoadError, match="does not fit in GPU memory with the 'quality' profile; try the 'balanced'"):
         entry.load("cpu", "quality")
 
@@ -485,7 +470,8 @@ REQUIRED_REPOS = {
 def test_catalog_is_consistent():
     import diffusers
 
-    data, models = read_catalog()
+    catalog = read_catalog()
+    models = catalog.models
     assert {m.repo for m in models} >= REQUIRED_REPOS
     ids = [m.spec.id for m in models]
     assert len(ids) == len(set(ids))
@@ -495,18 +481,19 @@ def test_catalog_is_consistent():
         assert set(m.pipelines) == set(spec.modes)
         for cls in m.pipelines.values():
             assert hasattr(diffusers, cls.removesuffix("+blend")), cls
-        assert spec.profiles and all(p in data["profiles"] for p in spec.profiles)
+        assert spec.profiles and all(p in catalog.profiles for p in spec.profiles)
+        assert not m.unavailable, f"{spec.id} lists profiles its family cannot run: {m.unavailable}"
         for p in spec.profiles:
-            lower = data["profiles"][p]["lower"]
-            assert lower == "" or lower in data["profiles"]
+            lower = catalog.profiles[p].lower
+            assert lower == "" or lower in catalog.profiles
         for mode in spec.modes:  # the defaults are a valid request in every mode
-            request = make_request(mode, "wan", model_id=spec.id, width=None, height=None, frames=None,
+            request = make_request(mode, "wan-t2v", model_id=spec.id, width=None, height=None, frames=None,
                                    steps=None, cfg_scale=None, fps=None, seed=None, strength=None)
             request.resolve(spec, seed=1).validate(spec)
 
 
 def test_catalog_modes_follow_the_weights():
-    by_id = {m.spec.id: m for m in read_catalog()[1]}
+    by_id = {m.spec.id: m for m in read_catalog().models}
     assert by_id["wan2.1-i2v-14b-480p"].spec.modes == ("i2v",)
     assert by_id["wan2.1-vace-1.3b"].pipelines["inpaint"] == "WanVACEPipeline"  # native
     assert by_id["wan2.1-t2v-1.3b"].pipelines["inpaint"].endswith("+blend")
@@ -523,10 +510,10 @@ def test_blend_noises_to_the_next_steps_level():
     """After step k the known latents sit at the noise level of step k+1, as the scheduler itself would noise them."""
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
-    from pipelines.diffusers_backend import _Blend
+    from pipelines.diffusers.blend import Blend
 
     x0, noise = torch.randn(1, 4, 2, 3, 3), torch.randn(1, 4, 2, 3, 3)
-    blend = _Blend(x0=x0, noise=noise, keep=torch.ones_like(x0))
+    blend = Blend(x0=x0, noise=noise, keep=torch.ones_like(x0))
     flow = FlowMatchEulerDiscreteScheduler(shift=3.0)
     unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     for scheduler, reference in (
