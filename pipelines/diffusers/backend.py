@@ -222,7 +222,7 @@ class DiffusersBackend:
             if is_out_of_memory(e):
                 hint = self.family.oom_hint(self._lower_profile())
                 self.unload()  # drops the weights and empties the CUDA cache
-                raise OutOfMemory(f"{hint} ({self.spec.label}, '{self.profile.name}' profile)") from None
+                raise OutOfMemory(hint) from None
             if pipe is not None:
                 _end_of_call(pipe)  # what the pipeline's own __call__ skips when it is left early
             raise

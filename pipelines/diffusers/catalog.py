@@ -54,7 +54,7 @@ class CatalogModel:
     call: Mapping[str, Any] = field(default_factory=dict)  # extra pipeline-call arguments
     memory: str = ""
     profiles: Mapping[str, Profile] = field(default_factory=dict)
-    unavailable: Mapping[str, str] = field(default_factory=dict)  # profile listed but not offered -> why
+    unavailable: Mapping[str, str] = field(default_factory=dict)  # profile this model cannot run -> why
     folder: Path | None = None  # a local folder that overrides the hub cache
     adapter_folder: Path | None = None
 
@@ -98,9 +98,9 @@ def build_model(raw: Mapping[str, Any], family_data: Mapping[str, Any], profiles
     unknown = set(pipes) - set(MODES)
     if unknown:
         raise ValueError(f"catalog model {m['id']!r}: unknown modes {sorted(unknown)}")
-    listed = tuple(m.get("profiles", ()))
-    unavailable = {n: why for n in listed if (why := family.why_not(profiles[n], pipes))}
-    names = tuple(n for n in listed if n not in unavailable)
+    # every profile of the catalog this family cannot run with these pipelines, and why (for the load error)
+    unavailable = {n: why for n, p in profiles.items() if (why := family.why_not(p, pipes))}
+    names = tuple(n for n in m.get("profiles", ()) if n not in unavailable)
     spec = ModelSpec(
         id=m["id"],
         version=str(m.get("version", "1")),

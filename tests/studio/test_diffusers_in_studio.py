@@ -79,3 +79,20 @@ def test_uncached_hub_model_is_refused_with_the_download_command(real_studio):
     msg = str(err.value)
     assert err.value.field == "model_id" and "Traceback" not in msg
     assert msg.splitlines()[-1] == "hf download Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+
+
+def test_out_of_memory_reaches_the_job_as_advice(real_studio, wan_folder, monkeypatch):
+    """The backend raises the contract's OutOfMemory(hint): the job service words it once, with the
+    family's advice (before, a RuntimeError subclass whose message the service did not recognise)."""
+    from pipelines.diffusers.backend import DiffusersBackend
+
+    def boom(*a, **k):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(DiffusersBackend, "_call_kwargs", boom)
+    req = TextToVideoRequest(prompt="a cat", model_id=str(wan_folder), seed=1, steps=2, frames=5, width=32, height=32)
+    [status] = real_studio.jobs.wait(real_studio.jobs.submit(req).job_ids, timeout=120)
+    assert status.status == "failed"
+    # a local Wan folder starts on the family's first profile, quality; the next lower one is balanced
+    assert status.error.startswith("out of memory: the model was unloaded; try the 'balanced' profile (")
+    assert "UMT5" in status.error

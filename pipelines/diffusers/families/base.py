@@ -67,7 +67,7 @@ class Family:
 
     def oom_hint(self, lower: str | None) -> str:
         hint = f"try the '{lower}' profile" if lower else "this is already the model's lowest-memory profile"
-        return f"{hint}; {self.memory_advice}" if self.memory_advice else hint
+        return f"{hint} ({self.memory_advice})" if self.memory_advice else hint
 
     # ---- the pipeline ----------------------------------------------------------------------------
     def check_pipeline(self, pipe) -> None:
