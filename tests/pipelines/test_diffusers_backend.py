@@ -903,3 +903,15 @@ def test_out_of_memory_hint_per_family(family):
     cls = FAMILIES[family]
     assert cls.oom_hint("low-vram").startswith("try the 'low-vram' profile")
     assert cls.oom_hint(None).startswith("this is already the model's lowest-memory profile")
+
+
+def test_every_family_has_its_catalog_table_and_a_tiny_kind():
+    """Adding a family = its class in FAMILIES + its catalog table; this table of tests then covers it."""
+    import diffusers
+
+    assert set(FAMILIES) == set(read_catalog().families) == set(FAMILY_KINDS)
+    for family in FAMILIES.values():
+        assert family.layout in ("bcfhw", "bfchw", "packed")
+        for cls, modes in family.local_pipelines.items():
+            assert hasattr(diffusers, cls) and set(modes) <= set(MODES)
+            assert all(hasattr(diffusers, p.removesuffix("+blend")) for p in modes.values())
