@@ -126,10 +126,10 @@ def main() -> None:
 
     diffusers.utils.logging.set_verbosity_error()
     from pipelines.contract import MediaInputs
-    from pipelines.diffusers_backend import DiffusersBackend, read_catalog
     from pipelines.contract import TextToVideoRequest
+    from pipelines.diffusers import DiffusersBackend, read_catalog
 
-    catalog = {m.spec.id: m for m in read_catalog()[1]}
+    catalog = {m.spec.id: m for m in read_catalog().models}
     print(f"device: {torch.cuda.get_device_name() if cuda else 'cpu'}; torch {torch.__version__}; "
           f"steps per run: {args.steps}{'; TINY configs' if args.tiny else ''}")
     header = f"{'model':<18} {'profile':<9} {'s/step':>7} {'1st step':>8} {'peak GB':>8} {'run s':>7} {'50-step est s':>13}  settings"
@@ -180,7 +180,7 @@ def main() -> None:
                          generator=torch.Generator().manual_seed(0), callback_on_step_end=cb, **kw)
                     settings = f"{str(dtype).removeprefix('torch.')}, sdpa, everything on the GPU"
                 else:
-                    backend = DiffusersBackend(model, device=device, profile=profile, pipeline=pipe)
+                    backend = DiffusersBackend.from_pipeline(model, pipe, device=device, profile=profile)
                     if cuda:
                         torch.cuda.synchronize()
                         torch.cuda.reset_peak_memory_stats()

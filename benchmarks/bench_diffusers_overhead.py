@@ -51,10 +51,9 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from pipelines import diffusers_backend
-    from pipelines.contract import MediaInputs
-    from pipelines.diffusers_backend import local_model_resolver
-    from pipelines.contract import REQUEST_TYPES
+    from pipelines.contract import REQUEST_TYPES, MediaInputs
+    from pipelines.diffusers import local_model_resolver
+    from pipelines.diffusers.preview import StepHook
     from tests.support.tiny_diffusers import build_tiny_kind
 
     torch.set_num_threads(args.threads)
@@ -81,7 +80,7 @@ def main() -> None:
         if mode == "v2v":
             fields.update(video="x.mp4", strength=0.8)
         request = REQUEST_TYPES[mode](**fields)
-        pipe = backend._pipeline_for(mode)
+        pipe = backend.pipeline_for(mode)
 
         # the equivalent hand-written diffusers call
         from PIL import Image
@@ -111,7 +110,7 @@ def main() -> None:
 
         # the backend's own time: generate() outside the pipeline call, plus its step callback inside it
         own = {"call": 0.0, "hook": 0.0}
-        cls, hook_cls = type(pipe), diffusers_backend._StepHook
+        cls, hook_cls = type(pipe), StepHook
         orig_call, orig_hook = cls.__call__, hook_cls.__call__
 
         @functools.wraps(orig_call)  # the backend reads the call's signature

@@ -51,7 +51,7 @@ def library_versions() -> dict:
 
 
 def build_registry(settings: Settings, extra_entries: dict | None = None) -> ModelRegistry:
-    from pipelines.diffusers_backend import catalog_entries, local_model_resolver
+    from pipelines.diffusers import catalog_entries, local_model_resolver
     from pipelines.embedded.backend import EMBEDDED_SPEC, embedded_entry
 
     entries = {EMBEDDED_SPEC.id: embedded_entry()}

@@ -1,7 +1,7 @@
 """Tiny random diffusers video pipelines, built in code with no download.
 
-`build_tiny_pipeline(family, mode, folder)` builds the pipeline whose weights can do `mode`
-for `family`, saves it with `save_pretrained(folder)` and returns the folder. The folders
+`build_tiny_kind(kind, folder)` builds the tiny pipeline of a kind of repo (the TINY table), saves
+it with `save_pretrained(folder)` and returns the folder. The folders
 look like real hub snapshots (model_index.json + one folder per component), so the
 backend's local-folder path loads them exactly as it would load a downloaded model.
 
@@ -11,34 +11,48 @@ Tokenizers are built from in-code vocabularies (transformers 5 can do that offli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-# which kind of repo holds the weights for (family, mode); mirrors the catalog's repo split
-KINDS: dict[tuple[str, str], str] = {
-    ("wan", "t2v"): "wan-t2v",
-    ("wan", "v2v"): "wan-t2v",
-    ("wan", "i2v"): "wan-i2v",
-    ("wan", "inpaint"): "wan-vace",
-    ("wan-ti2v", "t2v"): "wan-ti2v",
-    ("wan-ti2v", "i2v"): "wan-ti2v",
-    ("ltx", "t2v"): "ltx",
-    ("ltx", "i2v"): "ltx",
-    ("ltx", "v2v"): "ltx",
-    ("ltx", "inpaint"): "ltx",
-    ("cogvideox", "t2v"): "cogvideox-t2v",
-    ("cogvideox", "v2v"): "cogvideox-t2v",
-    ("cogvideox", "inpaint"): "cogvideox-t2v",
-    ("cogvideox", "i2v"): "cogvideox-i2v",
-    ("mochi", "t2v"): "mochi",
-    ("hunyuan", "t2v"): "hunyuan",
-    ("hunyuan", "i2v"): "hunyuan-i2v",
-    ("svd", "i2v"): "svd",
-    ("animatediff", "t2v"): "animatediff",
-    ("animatediff", "v2v"): "animatediff",
-    ("animatediff", "inpaint"): "animatediff",
+
+@dataclass(frozen=True)
+class Tiny:
+    """A kind of tiny repo: its family, the modes a local folder of it offers, the smallest valid clip
+    length, and the catalog model it stands in for (None: a variant the catalog does not list)."""
+
+    family: str
+    modes: tuple[str, ...]
+    frames: int
+    catalog_id: str | None
+    blend: bool = False  # its inpaint mode is latent blending (not the pipeline's own)
+
+
+# The one table the diffusers tests parametrise over: every kind of tiny repo, every family.
+TINY: dict[str, Tiny] = {
+    "wan-t2v": Tiny("wan", ("t2v", "v2v", "inpaint"), 5, "wan2.1-t2v-1.3b", blend=True),
+    "wan-i2v": Tiny("wan", ("i2v",), 5, "wan2.1-i2v-14b-480p"),
+    "wan-vace": Tiny("wan", ("t2v", "i2v", "inpaint"), 5, "wan2.1-vace-1.3b"),
+    # Wan 2.2 TI2V: a 16x VAE (WanVideoToVideoPipeline assumes 8x: no v2v; inpaint blends into WanPipeline)
+    "wan-ti2v": Tiny("wan", ("t2v", "i2v", "inpaint"), 5, "wan2.2-ti2v-5b", blend=True),
+    "ltx": Tiny("ltx", ("t2v", "i2v", "v2v", "inpaint"), 9, "ltx-video-0.9.7-dev", blend=True),
+    "cogvideox-t2v": Tiny("cogvideox", ("t2v", "v2v", "inpaint"), 9, "cogvideox-5b", blend=True),
+    "cogvideox-i2v": Tiny("cogvideox", ("i2v",), 9, "cogvideox-5b-i2v"),
+    "mochi": Tiny("mochi", ("t2v", "inpaint"), 7, "mochi-1-preview", blend=True),  # inpaint: t2v from noise
+    "hunyuan": Tiny("hunyuan", ("t2v", "inpaint"), 5, "hunyuanvideo", blend=True),  # inpaint: t2v from noise
+    # as hunyuanvideo-community/HunyuanVideo-I2V: 16 latent channels in, token replace, embedded guidance
+    "hunyuan-i2v": Tiny("hunyuan", ("i2v",), 5, "hunyuanvideo-i2v"),
+    "hunyuan-i2v-33ch": Tiny("hunyuan", ("i2v",), 5, None),  # latent_concat, as HunyuanVideo-I2V-33ch
+    "svd": Tiny("svd", ("i2v",), 3, "svd-xt"),
+    "animatediff": Tiny("animatediff", ("t2v", "v2v", "inpaint"), 8, "animatediff-v1-5-2", blend=True),
 }
+SIZE = 32  # pixels, square
+CASES = [(kind, mode) for kind, t in TINY.items() for mode in t.modes]  # every mode of every kind
+BLEND_KINDS = [kind for kind, t in TINY.items() if t.blend]
+FAMILY_KINDS: dict[str, str] = {}  # family -> its first kind in TINY (the family's plain text- or image-to-video)
+for _kind, _tiny in TINY.items():
+    FAMILY_KINDS.setdefault(_tiny.family, _kind)
 
 _WORDS = "a an the cat dog red blue green ball moves runs jumps left right on in over sky water tree car".split()
 
@@ -141,6 +155,11 @@ def _wan(kind: str):
     if kind == "wan-t2v":
         return WanPipeline(transformer=WanTransformer3DModel(in_channels=16, num_layers=2, **tr), **common)
     if kind == "wan-ti2v":  # Wan 2.2 TI2V: one transformer, the image enters as the first latent frame
+        # the Wan 2.2 VAE: residual blocks over 2x2-patchified pixels (12 channels), 16x spatial, 4x temporal
+        common["vae"] = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                         temperal_downsample=[False, True, True], is_residual=True, in_channels=12,
+                                         out_channels=12, patch_size=2, scale_factor_spatial=16,
+                                         scale_factor_temporal=4)
         transformer = WanTransformer3DModel(in_channels=16, num_layers=2, **tr)
         return WanPipeline(transformer=transformer, expand_timesteps=True, **common)
     if kind == "wan-i2v":  # Wan2.1 I2V: CLIP image embedding + 16 noise + 4 mask + 16 image-latent channels
@@ -233,18 +252,22 @@ def _hunyuan():
                                 tokenizer_2=clip_tokenizer())
 
 
-def _hunyuan_i2v():
-    """HunyuanVideo I2V (latent_concat): 4 noise + 4 image-latent + 1 mask channels; a Llava encoder
+def _hunyuan_i2v(image_condition_type: str = "token_replace"):
+    """HunyuanVideo I2V. token_replace (hunyuanvideo-community/HunyuanVideo-I2V): the image latent replaces
+    the first latent frame, 4 channels in (16 in the real one), embedded guidance. latent_concat (the -33ch
+    checkpoint): 4 noise + 4 image-latent + 1 mask channels, no guidance embedding. Both: a Llava encoder
     sees the prompt template with the image's 576 patch embeddings in place of `<image>`."""
     from diffusers import (FlowMatchEulerDiscreteScheduler, HunyuanVideoImageToVideoPipeline,
                            HunyuanVideoTransformer3DModel)
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
                               LlavaForConditionalGeneration)
 
+    concat = image_condition_type == "latent_concat"
     transformer = HunyuanVideoTransformer3DModel(
-        in_channels=2 * 4 + 1, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=2,
-        num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=False,
-        text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4), image_condition_type="latent_concat")
+        in_channels=2 * 4 + 1 if concat else 4, out_channels=4, num_attention_heads=2, attention_head_dim=10,
+        num_layers=2, num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1,
+        guidance_embeds=not concat, text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4),
+        image_condition_type=image_condition_type)
     tokenizer = llava_llama3_tokenizer()
     pad, image_token = tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids("<image>")
     # the template's image_emb_len is 576: a 48-pixel image in 2-pixel patches gives 24 * 24 features
@@ -350,7 +373,7 @@ def build_tiny_sd15_and_adapter(models_dir: str | Path) -> Path:
 
 
 def build_tiny_pipe(kind: str, seed: int = 0):
-    """The in-memory pipeline for a kind of repo (see KINDS); weights are random from `seed`."""
+    """The in-memory pipeline for a kind of repo (see TINY); weights are random from `seed`."""
     torch.manual_seed(seed)
     if kind.startswith("wan-"):
         return _wan(kind)
@@ -363,24 +386,20 @@ def build_tiny_pipe(kind: str, seed: int = 0):
     if kind == "hunyuan":
         return _hunyuan()
     if kind == "hunyuan-i2v":
-        return _hunyuan_i2v()
+        return _hunyuan_i2v("token_replace")
+    if kind == "hunyuan-i2v-33ch":
+        return _hunyuan_i2v("latent_concat")
     if kind == "svd":
         return _svd()
     if kind == "animatediff":
         return _animatediff()
-    raise ValueError(f"no tiny builder for {kind!r}; kinds: {sorted(set(KINDS.values()))}")
+    raise ValueError(f"no tiny builder for {kind!r}; kinds: {sorted(TINY)}")
 
 
-def build_tiny_pipeline(family: str, mode: str, folder: str | Path) -> Path:
-    """Save the tiny pipeline whose weights can do `mode` for `family` into `folder`; return it."""
+def build_tiny_kind(kind: str, folder: str | Path, *, variant: str | None = None) -> Path:
+    """Save the tiny pipeline of `kind` (see TINY) into `folder` (once) and return the folder.
+    `variant`: save the weights as *.<variant>.safetensors, as hub repos that ship fp16 files do."""
     folder = Path(folder)
     if not (folder / "model_index.json").exists():
-        build_tiny_pipe(KINDS[(family, mode)]).save_pretrained(folder)
-    return folder
-
-
-def build_tiny_kind(kind: str, folder: str | Path) -> Path:
-    folder = Path(folder)
-    if not (folder / "model_index.json").exists():
-        build_tiny_pipe(kind).save_pretrained(folder)
+        build_tiny_pipe(kind).save_pretrained(folder, variant=variant)
     return folder
