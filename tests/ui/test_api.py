@@ -76,3 +76,39 @@ def test_files_are_served_from_the_data_dir_only(client, tmp_path):
     assert status(secret) in (403, 404)
     assert status("/etc/passwd") in (403, 404)
     assert status(f"{studio.settings.data_dir.resolve()}/../secret.txt") in (403, 404)
+
+
+def test_a_sweep_through_the_api(client):
+    c, studio = client
+    _, clips = c.predict(prompt="a red circle", seed=3, seeds=2, vary=["cfg=2,4"], api_name="/text_to_video")
+    assert len(clips) == 4 and len({k["sweep"] for k in clips}) == 1 and clips[0]["sweep"]
+    assert sorted((k["axes"]["cfg"], k["seed"]) for k in clips) == [(2.0, 3), (2.0, 4), (4.0, 3), (4.0, 4)]
+    assert "path" not in clips[0]  # no server paths for callers of the web API
+    with pytest.raises(Exception, match="'zoom' is not an axis"):
+        c.predict(prompt="x", vary=["zoom=2"], api_name="/text_to_video")
+
+
+def test_extend_a_clip_through_the_api(client):
+    c, studio = client
+    _, [root] = c.predict(prompt="a red circle", api_name="/text_to_video")
+    _, [child] = c.predict(prompt="on and on", clip=root["id"], api_name="/extend")
+    assert child["mode"] == "extend" and child["parent"] == root["id"]
+    with pytest.raises(Exception, match="no clip 'nope'"):
+        c.predict(prompt="x", clip="nope", api_name="/extend")
+
+
+def test_refused_input_is_one_log_line_not_a_traceback(client, capfd):
+    c, _ = client
+    capfd.readouterr()
+    with pytest.raises(Exception, match="width"):
+        c.predict(prompt="x", width=33, api_name="/text_to_video")
+    _, err = capfd.readouterr()
+    assert "Traceback" not in err
+
+
+def test_the_api_page_types_its_outputs(client):
+    c, _ = client
+    api = c.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name in ("/text_to_video", "/extend"):
+        returns = api[name]["returns"]
+        assert [r["python_type"]["type"] for r in returns] == ["filepath", "list[dict(str, Any)]"]
