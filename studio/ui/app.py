@@ -31,7 +31,7 @@ def build_ui(studio: "StudioFacade") -> gr.Blocks:
         gr.Markdown("## Video Diffusion Studio\nType a prompt, compare seeds side by side, recall any clip's recipe.",
                     elem_id="studio-title")
         tabs: dict[str, ModeTab] = {}
-        with gr.Tabs() as container:
+        with gr.Tabs(overflow_behavior="wrap") as container:  # on a phone, tabs wrap instead of hiding
             for mode, title in MODES.items():
                 with gr.Tab(title, id=mode):
                     tabs[mode] = build_mode_tab(studio, mode)
@@ -66,6 +66,7 @@ CSS = """
 .studio-grid th { font-weight: 600; font-size: 0.85em; padding: 2px 6px; text-align: center; }
 .studio-grid td { padding: 2px; vertical-align: top; }
 .studio-grid video { width: 100%; min-width: 96px; max-width: 320px; display: block; }
+#compare-grid video { width: 260px; max-width: 30vw; }
 .studio-pending { min-width: 96px; height: 64px; text-align: center; color: var(--body-text-color-subdued); }
 .studio-diff { font-size: 0.8em; }
 .studio-settings tr.studio-differs { background: var(--color-accent-soft); font-weight: 600; }

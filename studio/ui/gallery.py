@@ -157,10 +157,12 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                                     interactive=False)
             export_sel = gr.Button("Export selected (zip)", scale=0, min_width=160, elem_id="gallery-export-zip",
                                    interactive=False)
-        with gr.Row():
-            zip_out = gr.File(label="Exported clips", interactive=False, elem_id="gallery-zip", height=70, scale=2)
-            zip_in = gr.File(label="Import clips (a zip exported by a studio)", file_types=[".zip"], type="filepath",
-                             elem_id="gallery-import-zip", height=70, scale=2)
+        with gr.Accordion("Export / import clips", open=False, elem_id="gallery-zip-box") as zip_box:
+            with gr.Row():
+                zip_out = gr.File(label="Exported clips (tick clips, then Export selected)", interactive=False,
+                                  elem_id="gallery-zip", height=70, scale=2)
+                zip_in = gr.File(label="Import clips (a zip exported by a studio)", file_types=[".zip"],
+                                 type="filepath", elem_id="gallery-import-zip", height=70, scale=2)
         grid = gr.HTML("", elem_id="gallery-grid", elem_classes=["studio-gallery", "pixelated"])
         more = gr.Button("More", visible=False, elem_id="gallery-more")
         cursor = gr.State(None)
@@ -367,9 +369,9 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         if not ids:
             raise gr.Error("select clips first (tick their boxes)")
         out = studio.export_zip(ids, studio.settings.data_dir / "exports" / f"clips-{len(ids)}-{ids[0][:8]}.zip")
-        return str(out)
+        return str(out), gr.Accordion(open=True)
 
-    export_sel.click(do_export_zip, inputs=selection_box, outputs=zip_out, api_visibility="private")
+    export_sel.click(do_export_zip, inputs=selection_box, outputs=[zip_out, zip_box], api_visibility="private")
 
     def do_import_zip(path, *flt):
         if not path:
