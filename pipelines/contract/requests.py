@@ -66,15 +66,16 @@ class GenerationRequest:
                 "model_id",
                 f"model {spec.id!r} cannot do {self.mode}; it supports: {', '.join(spec.modes)}",
             )
-        if not isinstance(self.prompt, str):
-            raise RequestError("prompt", "must be text")
+        for name in ("prompt", "negative_prompt"):
+            _check_text(name, getattr(self, name))
         if self.mode == "t2v" and not self.prompt.strip():
             raise RequestError("prompt", "is empty; describe the clip you want")
         if len(self.prompt) > MAX_PROMPT_CHARS:
             raise RequestError("prompt", f"is {len(self.prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
         if len(self.negative_prompt) > MAX_PROMPT_CHARS:
             raise RequestError("negative_prompt", f"is longer than {MAX_PROMPT_CHARS} characters")
-        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
+        if self.seed is not None and not (isinstance(self.seed, int) and not isinstance(self.seed, bool)
+                                          and 0 <= self.seed <= MAX_SEED):
             raise RequestError("seed", f"{self.seed!r} is not an integer from 0 to {MAX_SEED}")
         lim = spec.limits
         _check_int("steps", self.steps, lim.steps)
@@ -86,9 +87,16 @@ class GenerationRequest:
         if self.profile is not None and self.profile not in spec.profiles:
             known = ", ".join(spec.profiles) or "none"
             raise RequestError("profile", f"{self.profile!r} is not a profile of {spec.id}; it has: {known}")
+        if self.model_id is not None and not isinstance(self.model_id, str):
+            raise RequestError("model_id", f"{self.model_id!r} is not a model id")
+        if self.profile is not None and not isinstance(self.profile, str):
+            raise RequestError("profile", f"{self.profile!r} is not a profile name")
         for name in self.media_fields:
-            if not getattr(self, name):
+            value = getattr(self, name)
+            if not value:
                 raise RequestError(name, f"is required for {self.mode}")
+            if not isinstance(value, str) or "\x00" in value:
+                raise RequestError(name, "is not a file")
         if hasattr(self, "strength"):
             s = getattr(self, "strength")
             if s is not None and not (isinstance(s, (int, float)) and math.isfinite(s) and 0.0 <= s <= 1.0):
@@ -150,6 +158,19 @@ class ExtendRequest(GenerationRequest):
 
     def for_backend(self) -> "ImageToVideoRequest":
         return ImageToVideoRequest(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+def _check_text(name: str, value: Any) -> None:
+    """Text every database and file can hold: no NUL, no lone surrogate (both pass Python but fail
+    PostgreSQL or UTF-8 writes after the clip was made)."""
+    if not isinstance(value, str):
+        raise RequestError(name, f"must be text, not {type(value).__name__}")
+    if "\x00" in value:
+        raise RequestError(name, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(name, "contains an unpaired surrogate (text that is not valid Unicode)") from None
 
 
 REQUEST_TYPES: dict[str, type[GenerationRequest]] = {

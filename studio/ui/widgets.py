@@ -23,11 +23,27 @@ MISSING_MEDIA = {
 def _int_or_none(name: str, value: Any) -> int | None:
     if value is None or value == "":
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RequestError(name, f"{value!r} is not a whole number")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise RequestError(name, f"{value!r} is not a whole number") from None
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
             raise RequestError(name, f"{value!r} is not a whole number")
         value = int(value)
     return value
+
+
+def _float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RequestError(name, f"{value!r} is not a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise RequestError(name, f"{value!r} is not a number") from None
 
 
 def request_from_widgets(mode: str, values: dict[str, Any]) -> GenerationRequest:
@@ -43,9 +59,9 @@ def request_from_widgets(mode: str, values: dict[str, Any]) -> GenerationRequest
         if name == "seed" and value is not None and value < 0:
             value = None
         if name == "cfg_scale" and value is not None:
-            value = float(value)
+            value = _float(name, value)
         if name in ("prompt", "negative_prompt"):
-            value = value or ""
+            value = "" if value is None else value  # anything else than text is refused by validation
         if name == "profile" and (not value or value == "default"):
             value = None
         if value is None and name == "model_id":
@@ -56,7 +72,7 @@ def request_from_widgets(mode: str, values: dict[str, Any]) -> GenerationRequest
             raise RequestError(name, MISSING_MEDIA[name])
         fields[name] = str(values[name])
     if "strength" in values and values["strength"] is not None:
-        fields["strength"] = float(values["strength"])
+        fields["strength"] = _float("strength", values["strength"])
     return cls(**fields)
 
 

@@ -81,3 +81,12 @@ def test_train_embedded_help_is_its_own(tmp_path):
     result = subprocess.run([sys.executable, "-m", "studio.cli", "train-embedded", "--help"], capture_output=True,
                             text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0 and "--stage" in result.stdout, result.stderr
+
+
+def test_a_catalog_model_without_weights_exits_2_with_the_download_command_on_its_own_line(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # an empty hub cache
+    result = subprocess.run([sys.executable, "-m", "studio.cli", "generate", "--prompt", "x", "--model",
+                             "wan2.1-t2v-1.3b", "--data-dir", str(tmp_path / "data")], capture_output=True,
+                            text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert any(line.strip().startswith("hf download ") for line in result.stderr.splitlines()), result.stderr

@@ -13,7 +13,8 @@ WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "embedded" / "model.s
 pytestmark = pytest.mark.skipif(not WEIGHTS.is_file(), reason="the embedded model's weights are not shipped")
 SMALL = ["--steps", "2", "--threads", "1"]
 CLIP_KEYS = {"id", "path", "prompt", "seed", "mode", "model", "cfg", "steps", "starred", "tags", "note", "sweep",
-             "parent", "created_at"}
+             "parent", "created_at", "negative_prompt", "strength", "profile", "inputs", "axes", "frames", "fps",
+             "width", "height"}
 
 
 def run(capsys, *argv):

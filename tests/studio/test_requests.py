@@ -40,6 +40,14 @@ def test_explicit_seed_is_kept():
         (dict(prompt="x", seed=-5), "seed", "not an integer"),
         (dict(prompt="x" * 3000), "prompt", "limit"),
         (dict(prompt="x", profile="turbo"), "profile", "not a profile"),
+        (dict(prompt="a red\x00circle"), "prompt", "NUL"),
+        (dict(prompt="a red \ud800 circle"), "prompt", "unpaired surrogate"),
+        (dict(prompt="x", negative_prompt="\udfff"), "negative_prompt", "unpaired surrogate"),
+        (dict(prompt=["x"]), "prompt", "must be text"),
+        (dict(prompt="x", seed="abc"), "seed", "not an integer"),
+        (dict(prompt="x", seed=True), "seed", "not an integer"),
+        (dict(prompt="x", cfg_scale=[5]), "cfg_scale", "[5]"),
+        (dict(prompt="x", steps="4"), "steps", "not a whole number"),
     ],
 )
 def test_validation_names_the_bad_field(kwargs, field, words):
@@ -91,6 +99,8 @@ def test_widgets_map_random_seed_and_reject_fractions():
         request_from_widgets("t2v", {"prompt": "x", "width": 32.5})
     with pytest.raises(RequestError, match="upload an image"):
         request_from_widgets("i2v", {"prompt": "x"})
+    with pytest.raises(RequestError, match="paint the region to regenerate on the first frame, or upload a mask"):
+        request_from_widgets("inpaint", {"prompt": "x", "video": "v.mp4"})
 
 
 def test_model_change_updates_every_setting_from_the_spec():

@@ -112,3 +112,32 @@ def test_the_api_page_types_its_outputs(client):
     for name in ("/text_to_video", "/extend"):
         returns = api[name]["returns"]
         assert [r["python_type"]["type"] for r in returns] == ["filepath", "list[dict(str, Any)]"]
+
+
+def _raw_call(base: str, name: str, data: list) -> str:
+    """POST raw JSON to /gradio_api/call/<name> and read the event stream's answer."""
+    import json as _json
+    import urllib.request
+
+    body = _json.dumps({"data": data}).encode()
+    req = urllib.request.Request(f"{base}/gradio_api/call/{name}", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        event_id = _json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{base}/gradio_api/call/{name}/{event_id}", timeout=60) as r:
+        return r.read().decode()
+
+
+@pytest.mark.parametrize("position, value, field", [
+    (3, "abc", "seed"),  # text_to_video(prompt, negative_prompt, model, seed, seeds, steps, cfg_scale, ...)
+    (6, [5], "cfg_scale"),
+    (0, "a\u0000b", "prompt"),
+    (4, "many", "seeds"),
+])
+def test_raw_json_of_the_wrong_type_gets_a_message_naming_the_field(client, position, value, field):
+    c, studio = client
+    data = ["a red circle", "", "", -1, 1, None, None, None, None, None, None, None]
+    data[position] = value
+    answer = _raw_call(c.src.rstrip("/"), "text_to_video", data)
+    assert "event: error" in answer and field in answer, answer
+    assert '"error": null' not in answer and "null" != answer.split("data:")[-1].strip()
+    assert studio.gallery.list() == []

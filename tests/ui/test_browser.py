@@ -39,6 +39,7 @@ def test_generate_play_and_find_in_gallery(page):
     pg.wait_for_timeout(400)
     assert pg.evaluate("(v) => v.currentTime", video) > t0  # it plays
     assert "Done: 1 of 1" in pg.inner_text("#t2v-status")
+    assert not pg.is_visible("#t2v-preview img")  # no intermediate frame left over after Done
     [clip] = studio.gallery.list()
     assert clip.prompt == "a red circle moving right"
 
