@@ -184,6 +184,7 @@ class Job(Base):
     sweep_id: Mapped[str | None] = mapped_column(String(32))
     axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"seed": 7, "cfg": 5.0}: its cell in the sweep
     parent_id: Mapped[str | None] = mapped_column(String(32))  # the clip it branches from
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # times it started running
 
     @validates("status")
     def _check_status(self, _key: str, value: str) -> str:

@@ -109,6 +109,7 @@ class JobRepository:
     def mark_running(self, job_id: str) -> Job:
         job = self._transition(job_id, "running", allowed_from=("queued",))
         job.started_at = self.clock()
+        job.attempts = (job.attempts or 0) + 1
         return job
 
     def mark_done(self, job_id: str, clip_id: str) -> Job:

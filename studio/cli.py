@@ -190,7 +190,7 @@ def _error(message: object) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from studio.wiring import build_studio
+    from studio.wiring import DataDirBusy, build_studio
 
     try:
         request = _request_from_args(args)
@@ -208,7 +208,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if not os.access(probe, os.W_OK):
             _error(f"out: cannot write to {folder}")
             return EXIT_BAD_ARGS
-    built = build_studio(_settings(args))
+    try:
+        built = build_studio(_settings(args), holder="studio generate")
+    except DataDirBusy as e:
+        _error(e)
+        return EXIT_BAD_ARGS
     studio = built.facade
     try:
         try:
@@ -315,14 +319,18 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from studio.settings import Settings
-    from studio.wiring import launch
+    from studio.wiring import DataDirBusy, launch
 
     settings = Settings.from_env(
         data_dir=Path(args.data_dir) if args.data_dir else None,
         host=args.host, port=args.port, share=args.share or None,
         device=args.device, torch_threads=args.threads,
     )
-    launch(settings)
+    try:
+        launch(settings)
+    except DataDirBusy as e:
+        _error(e)
+        return EXIT_BAD_ARGS
     return 0
 
 

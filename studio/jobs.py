@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 MAX_SEEDS_PER_BATCH = MAX_SEEDS
 # Finished jobs keep a small in-memory state (status, clip id, error) for pollers; beyond this many the
 # oldest is dropped and status() reads the database instead. Previews are dropped at once on finish.
+MAX_ATTEMPTS = 2  # a job interrupted by a crash runs once more, then fails with a message
 MAX_FINISHED_STATES = 256
 
 
@@ -126,11 +127,22 @@ class JobService:
             return
         with self._session_factory() as session, session.begin():
             repo = JobRepository(session)
-            leftover = repo.list_by_status("running") + repo.list_by_status("queued")
-            leftover.sort(key=lambda j: j.created_at)
-            for job in leftover:
+            interrupted = repo.list_by_status("running")  # the studio stopped (or was killed) while they ran
+            leftover = []
+            for job in interrupted:
+                if (job.attempts or 0) >= MAX_ATTEMPTS:
+                    job.status = "failed"
+                    job.error = (f"interrupted {job.attempts} times (the studio stopped while it ran); "
+                                 "not run again")
+                    job.finished_at = utcnow()
+                    log.warning("job %s: %s", job.id, job.error)
+                    continue
+                log.warning("job %s was interrupted while running; it runs once more", job.id)
                 job.status = "queued"
                 job.started_at = None
+                leftover.append(job)
+            leftover += repo.list_by_status("queued")
+            leftover.sort(key=lambda j: j.created_at)
             ids = [(j.id, j.batch_id) for j in leftover]
         for job_id, batch_id in ids:
             self._enqueue(job_id, batch_id)

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 
 from pipelines.contract import ModelRegistry
+from storage.consistency import check_consistency
 from storage.db import default_database_url, make_engine, make_session_factory, upgrade
 from storage.files import FileStore
+from storage.lease import DataDirBusy, DataDirLease
+from storage.repositories import GalleryRepository
 from studio.facade import StudioFacade
 from studio.gallery import GalleryService
 from studio.jobs import JobService
 from studio.media import MediaService
 from studio.media.codec import Mp4ClipCodec
 from studio.settings import Settings
+
+log = logging.getLogger("studio")
+__all__ = ["DataDirBusy", "Studio", "build_registry", "build_studio", "launch", "recover"]
 
 
 @dataclass
@@ -27,6 +34,7 @@ class Studio:
     files: FileStore
     engine: object
     media: MediaService
+    lease: DataDirLease | None = None
 
     @property
     def facade(self) -> StudioFacade:
@@ -37,6 +45,8 @@ class Studio:
         self.jobs.stop()
         self.registry.unload()
         self.engine.dispose()
+        if self.lease is not None:
+            self.lease.release()
 
 
 @cache
@@ -65,23 +75,51 @@ def build_registry(settings: Settings, extra_entries: dict | None = None) -> Mod
     )
 
 
-def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, start: bool = True) -> Studio:
+def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, start: bool = True,
+                 holder: str = "studio") -> Studio:
+    """Everything wired. With `start`, this process becomes the data dir's one writer: it takes the lease
+    (DataDirBusy names the process that holds it), recovers from a crash (temporary files, clip files
+    without a row, jobs that were running) and starts the worker."""
     if settings.torch_threads:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url or default_database_url(settings.data_dir))
-    upgrade(engine)
-    session_factory = make_session_factory(engine)
-    files = FileStore(settings.data_dir, codec=Mp4ClipCodec())
-    files.sweep_temp()  # temporary files a crash left behind
-    registry = registry or build_registry(settings)
-    media = MediaService(files, settings.media_limits)
-    jobs = JobService(registry, session_factory, files, media, library_versions=library_versions)
+    lease = None
     if start:
-        jobs.start()
-    return Studio(settings, registry, jobs, GalleryService(session_factory, files), files, engine, media)
+        lease = DataDirLease(settings.data_dir)
+        lease.acquire(holder)
+    try:
+        engine = make_engine(settings.database_url or default_database_url(settings.data_dir))
+        upgrade(engine)
+        session_factory = make_session_factory(engine)
+        files = FileStore(settings.data_dir, codec=Mp4ClipCodec())
+        if start:
+            recover(files, session_factory)
+        registry = registry or build_registry(settings)
+        media = MediaService(files, settings.media_limits)
+        jobs = JobService(registry, session_factory, files, media, library_versions=library_versions)
+        if start:
+            jobs.start()
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    return Studio(settings, registry, jobs, GalleryService(session_factory, files), files, engine, media, lease)
+
+
+def recover(files: FileStore, session_factory) -> None:  # type: ignore[no-untyped-def]
+    """After a crash: remove every temporary file (only the lease holder writes, so none is in use) and
+    the files of clips whose row was never committed; report rows whose files are gone."""
+    for rel in files.sweep_temp(older_than_s=0):
+        log.info("removed a temporary file a crash left: %s", rel)
+    with session_factory() as session:
+        report = check_consistency(GalleryRepository(session), files)
+    for clip_id in report.orphan_clip_ids:
+        log.warning("clip files %s had no gallery row (the studio stopped before committing it): removed", clip_id)
+        files.remove_clip(clip_id)
+    for clip_id, paths in report.missing_files.items():
+        log.warning("clip %s: files missing from the data dir: %s", clip_id, ", ".join(paths))
 
 
 def launch(settings: Settings) -> None:
@@ -89,7 +127,7 @@ def launch(settings: Settings) -> None:
     from studio.ui.app import serve, use_data_dir_for_temp
 
     use_data_dir_for_temp(settings)  # before anything of Gradio runs
-    studio = build_studio(settings)
+    studio = build_studio(settings, holder=f"studio serve on {settings.host}:{settings.port}")
     try:
         serve(studio.facade, block=True)
     finally:
