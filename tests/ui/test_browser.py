@@ -53,7 +53,6 @@ def test_generate_play_and_find_in_gallery(page):
     pg.click("#gallery-format label:has-text('gif')")
     pg.click("#gallery-export")
     link = pg.wait_for_selector("#gallery-download a[href*='.gif']", timeout=60_000)
-    assert clip.id in link.get_attribute("href")
     assert f"a-red-circle-moving-right-seed{clip.seed}" in link.get_attribute("href")  # named, not a hash
     pg.click("#gallery-recall")
     pg.wait_for_function(
