@@ -148,6 +148,15 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
     return tab
 
 
+def error_markdown(e: Exception) -> str:
+    """The first line in bold; further lines (a download command, say) each on their own copyable line."""
+    first, *rest = str(e).splitlines()
+    out = f"⚠️ **{first}**"
+    if rest:
+        out += "\n\n```\n" + "\n".join(line.strip() for line in rest if line.strip()) + "\n```"
+    return out
+
+
 def _axes_from(values: dict, vary) -> tuple:  # type: ignore[no-untyped-def]
     axes = []
     for axis_widget, values_widget in vary:
@@ -196,7 +205,7 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
             parent = branch.get("clip") if branch else None
             submission = studio.submit_sweep(sweep, parent_id=parent)
         except (RequestError, ValueError) as e:
-            yield {tab.status: f"⚠️ **{e}**", tab.jobs: []}
+            yield {tab.status: error_markdown(e), tab.jobs: []}
             return
         cells = submission.cells
         job_ids = list(submission.job_ids)

@@ -139,3 +139,11 @@ def test_the_default_data_dir_is_per_user_not_per_working_directory(platform, en
 
     assert default_data_dir(env, platform) == Path(expected)
     assert Settings.from_env({**env, "STUDIO_DATA_DIR": "/srv/studio"}).data_dir == Path("/srv/studio")
+
+
+def test_a_refusal_shows_further_lines_as_copyable_lines():
+    from studio.ui.generate import error_markdown
+
+    text = error_markdown(RequestError("model_id", "wan is not available offline.\nDownload it:\n  hf download Wan"))
+    assert text.startswith("⚠️ **model_id: wan is not available offline.**")
+    assert "```\nDownload it:\nhf download Wan\n```" in text
