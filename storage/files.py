@@ -54,6 +54,7 @@ class SavedClip:
 class StoredInput:
     path: str  # relative to the store's root
     sha256: str
+    created: bool = False  # this call wrote the file (it was not there from an earlier upload)
 
     def to_json(self) -> dict[str, str]:
         """The entry for a gallery row's `inputs` column: {"path": ..., "sha256": ...}."""
@@ -213,10 +214,11 @@ class FileStore:
     def _store_input(self, sha: str, ext: str, write: Callable[[Path], Any]) -> StoredInput:
         rel = f"inputs/{sha[:2]}/{sha}.{ext}"
         final = self.root / rel
-        if not final.exists():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(final, write)
-        return StoredInput(rel, sha)
+        if final.exists():
+            return StoredInput(rel, sha)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(final, write)
+        return StoredInput(rel, sha, created=True)
 
     # ---- exports -----------------------------------------------------------------------------
     def export(self, clip_id: str, fmt: Literal["mp4", "webm", "gif"], name: str | None = None) -> Path:

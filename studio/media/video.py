@@ -20,7 +20,7 @@ import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import imageio_ffmpeg
 import numpy as np
@@ -341,3 +341,42 @@ def read_video(path: Path | str, limits: MediaLimits, *, max_frames: int | None 
         raise MediaError(f"{p.name}: could not decode any frame; the file is truncated or damaged")
     frames = np.concatenate([out[: min(n, len(out))], np.stack(extra)]) if extra else out[:n]
     return frames, header.fps_or_guess(n)
+
+
+def read_video_frames(path: Path | str, limits: MediaLimits, indices: Sequence[int],
+                      transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Decode only what a request needs: the frames at `indices` (repeats allowed, any order), each
+    passed through `transform` (e.g. resized to the output) as soon as it is decoded. Memory is bounded
+    by the output plus one source frame, however long the source video is."""
+    p = Path(path)
+    header = _read_header(p, limits)
+    wanted: dict[int, list[int]] = {}
+    for out_pos, src in enumerate(indices):
+        wanted.setdefault(int(src), []).append(out_pos)
+    if not wanted:
+        raise MediaError(f"{p.name}: no frames asked for")
+    last = max(wanted)
+    out: np.ndarray | None = None
+    n = 0
+    reader = imageio_ffmpeg.read_frames(
+        str(p), output_params=["-map", "0:v:0", "-fps_mode", "passthrough", "-frames:v", str(last + 1)]
+    )
+    try:
+        next(reader)
+        for raw in reader:
+            if n in wanted:
+                frame = transform(np.frombuffer(raw, np.uint8).reshape(header.height, header.width, 3))
+                if out is None:
+                    out = np.empty((len(indices), *frame.shape), frame.dtype)
+                for pos in wanted[n]:
+                    out[pos] = frame
+            n += 1
+            if n > last:
+                break
+    except (OSError, RuntimeError, StopIteration, IndexError, AttributeError) as e:
+        raise MediaError(f"{p.name}: decoding failed after {n} frames ({str(e).splitlines()[0][:200]})") from None
+    finally:
+        reader.close()
+    if out is None or n <= last:
+        raise MediaError(f"{p.name}: the video ended after {n} frames; frame {last} was asked for")
+    return out

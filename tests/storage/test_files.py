@@ -110,7 +110,8 @@ def test_save_input_is_content_addressed(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src)
     a = store.save_input(src)
     b = store.save_input(src)
-    assert a == b and a.path == f"inputs/{a.sha256[:2]}/{a.sha256}.png"
+    assert (a.path, a.sha256) == (b.path, b.sha256) and a.path == f"inputs/{a.sha256[:2]}/{a.sha256}.png"
+    assert a.created and not b.created  # the second upload of the same bytes finds the first
     assert store.resolve(a.path).read_bytes() == src.read_bytes()
     assert a.to_json() == {"path": a.path, "sha256": a.sha256}
     m = store.save_input_image(np.full((4, 4), 255, np.uint8))

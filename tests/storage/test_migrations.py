@@ -19,7 +19,7 @@ def test_upgrade_from_empty_creates_tables_and_columns(tmp_path: Path) -> None:
     assert {"jobs", "clips", "alembic_version"} <= set(insp.get_table_names())
     jobs = {c["name"] for c in insp.get_columns("jobs")}
     assert jobs == {"id", "batch_id", "batch_index", "status", "mode", "model_id", "params", "error",
-                    "created_at", "started_at", "finished_at", "clip_id", "sweep_id", "axes", "parent_id"}
+                    "created_at", "started_at", "finished_at", "clip_id", "sweep_id", "axes", "parent_id", "attempts"}
     clips = {c["name"] for c in insp.get_columns("clips")}
     assert {"id", "job_id", "batch_id", "created_at", "mode", "model_id", "model_version", "prompt",
             "negative_prompt", "seed", "steps", "cfg_scale", "frames", "fps", "width", "height", "strength",

@@ -234,3 +234,20 @@ def test_batch_lists_the_seeds_side_by_side(studio):
     run(studio, TextToVideoRequest(**T2V, seed=99))
     batch = studio.gallery.batch(sub.batch_id)
     assert [c.seed for c in batch] == [20, 21, 22]
+
+
+def test_a_refused_mask_leaves_no_input_behind(studio, sample_video, tmp_path):
+    from PIL import Image
+
+    wrong = tmp_path / "wrong-shape-mask.png"  # 2:1, the video is square
+    Image.fromarray(np.full((16, 32), 255, np.uint8)).save(wrong)
+    with pytest.raises(RequestError, match="mask"):
+        studio.jobs.submit(InpaintRequest(prompt="x", video=str(sample_video), mask=str(wrong)))
+    inputs = studio.settings.data_dir / "inputs"
+    assert not inputs.exists() or not [p for p in inputs.rglob("*") if p.is_file()]
+    # an input that was already stored (by an earlier request) stays
+    ok = studio.jobs.submit(VideoToVideoRequest(prompt="x", video=str(sample_video)))
+    studio.jobs.wait(ok.job_ids)
+    with pytest.raises(RequestError, match="mask"):
+        studio.jobs.submit(InpaintRequest(prompt="x", video=str(sample_video), mask=str(wrong)))
+    assert len([p for p in inputs.rglob("*") if p.is_file()]) == 1

@@ -423,3 +423,31 @@ def test_a_webm_without_duration_is_read_within_the_decoded_limit(tmp_path: Path
     assert read_video(rec, MediaLimits(max_decoded_bytes=eight_frames))[0].shape == (8, 16, 16, 3)
     with pytest.raises(MediaError, match="rec.webm: more than 0.0 MB of decoded frames"):
         read_video(rec, MediaLimits(max_decoded_bytes=eight_frames - 1))
+
+
+def test_a_long_source_video_is_decoded_only_as_far_as_the_output_needs(tmp_path: Path) -> None:
+    """v2v input: the frames the request uses, resized as they are decoded, equal the old decode-all path,
+    and the peak memory follows the output (8 frames of 32x32), not the source (240 frames of 256x256)."""
+    import tracemalloc
+
+    from studio.media.conform import conform_image, conform_video, frame_indices
+    from studio.media.video import read_video, read_video_frames
+
+    src = np.zeros((240, 256, 256, 3), np.uint8)
+    for i in range(240):
+        src[i, :, i % 256] = 255
+        src[i, 100:140, 100:140] = (i * 7) % 256
+    path = tmp_path / "long.mp4"
+    write_mp4(src, 24, path, {})
+    limits = MediaLimits()
+    full, _ = read_video(path, limits)
+    expected = conform_video(full, 8, 32, 32)
+    del full
+    tracemalloc.start()
+    got = read_video_frames(path, limits, frame_indices(240, 8), lambda f: conform_image(f, 32, 32))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert np.array_equal(got, expected)
+    assert peak < 4 * 1024 * 1024, peak  # the whole source would be 47 MB decoded
+    with pytest.raises(MediaError, match="frame 400 was asked for"):
+        read_video_frames(path, limits, [0, 400], lambda f: f)
