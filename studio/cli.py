@@ -30,6 +30,9 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="where clips and the gallery live (default: STUDIO_DATA_DIR, "
                    "else the per-user data dir, e.g. ~/.local/share/video-diffusion-studio)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    p.add_argument("--allow-anonymous", action="store_true",
+                   help="let --share or a non-loopback --host open the studio without a login to anyone who "
+                   "reaches it (they can generate, see and delete every clip)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -326,12 +329,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, share=args.share or None,
         device=args.device, torch_threads=args.threads,
     )
+    exposed = exposure(settings)
+    if exposed and not args.allow_anonymous:
+        _error(f"{exposed} would open the studio to anyone who reaches it, with no login (there are no accounts "
+               "yet): every clip could be seen and deleted; add --allow-anonymous to do it anyway")
+        return EXIT_BAD_ARGS
     try:
         launch(settings)
     except DataDirBusy as e:
         _error(e)
         return EXIT_BAD_ARGS
     return 0
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure(settings) -> str | None:  # type: ignore[no-untyped-def]
+    """What in the settings reaches beyond this machine: --share, or a host other than loopback."""
+    if settings.share:
+        return "--share"
+    if settings.host not in LOOPBACK and not settings.host.startswith("127."):
+        return f"--host {settings.host}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

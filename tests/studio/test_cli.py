@@ -90,3 +90,20 @@ def test_a_catalog_model_without_weights_exits_2_with_the_download_command_on_it
                             text=True, cwd=ROOT, env=env, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert any(line.strip().startswith("hf download ") for line in result.stderr.splitlines()), result.stderr
+
+
+@pytest.mark.parametrize("flags, named", [(["--share"], "--share"), (["--host", "0.0.0.0"], "--host 0.0.0.0")])
+def test_serving_beyond_this_machine_without_a_login_needs_allow_anonymous(tmp_path, flags, named):
+    from studio.cli import main
+
+    code = main(["serve", *flags, "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert not (tmp_path / ".writer.lock").exists()  # refused before anything started
+
+
+def test_the_refusal_names_the_flag(tmp_path, capsys):
+    from studio.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--host 0.0.0.0" in err and "--allow-anonymous" in err and len(err.strip().splitlines()) == 1
