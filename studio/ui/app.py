@@ -27,7 +27,7 @@ MAX_LINK_IDS = 9
 
 
 def build_ui(studio: "StudioFacade") -> gr.Blocks:
-    with gr.Blocks(title="Video Diffusion Studio") as demo:
+    with gr.Blocks(title="Video Diffusion Studio", analytics_enabled=False) as demo:  # no calls home
         gr.Markdown("## Video Diffusion Studio\nType a prompt, compare seeds side by side, recall any clip's recipe.",
                     elem_id="studio-title")
         tabs: dict[str, ModeTab] = {}
