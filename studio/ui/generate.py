@@ -91,7 +91,7 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
                                       elem_id=f"{mode}-seeds")
             with gr.Row():
                 for i in (1, 2):
-                    axis = gr.Dropdown(AXIS_CHOICES, value="", label=f"Vary {i}", min_width=90, scale=1,
+                    axis = gr.Dropdown(AXIS_CHOICES, value="", label=f"Vary {i}", min_width=120, scale=1,
                                        elem_id=f"{mode}-vary{i}-axis")
                     values = gr.Textbox(label=f"Values {i}", placeholder=AXIS_HINTS[i - 1], scale=2, min_width=140,
                                         elem_id=f"{mode}-vary{i}-values")
