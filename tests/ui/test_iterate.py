@@ -133,3 +133,22 @@ def test_steps_out_of_range_are_refused_with_a_message(page):
     pg.wait_for_function("() => document.querySelector('#t2v-status').innerText.includes('steps')")
     assert "500" in pg.inner_text("#t2v-status")
     assert studio.gallery.list() == []
+
+
+def test_ctrl_enter_in_the_prompt_generates(page):
+    pg, studio = page
+    pg.fill("#t2v-prompt textarea", "a green dot")
+    pg.press("#t2v-prompt textarea", "Control+Enter")
+    pg.wait_for_function("() => document.querySelector('#t2v-status').innerText.includes('Done')", timeout=60_000)
+    [clip] = studio.gallery.list()
+    assert clip.prompt == "a green dot"
+
+
+def test_a_phone_reaches_every_tab(page):
+    pg, _ = page
+    pg.set_viewport_size({"width": 390, "height": 844})
+    for title in ("Image to video", "Video to video", "Inpaint", "Gallery"):
+        tab = pg.locator(f"button[role=tab]:has-text('{title}')")
+        assert tab.is_visible(), title  # wrapped onto a second row, not hidden behind a menu
+    pg.click("button[role=tab]:has-text('Gallery')")
+    pg.wait_for_selector("#gallery-search")
