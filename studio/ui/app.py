@@ -12,17 +12,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from studio.ui.api import register_api
 from studio.ui.common import MODES
 from studio.ui.gallery import build_gallery
 from studio.ui.generate import ModeTab, build_mode_tab
+from studio.ui.security import SafeFiles
 
 if TYPE_CHECKING:
     from studio.facade import StudioFacade
     from studio.settings import Settings
 
 STATIC = Path(__file__).resolve().parent / "static"
+SERVED_FOLDERS = ("clips", "exports", "inputs")
 MAX_LINK_IDS = 9
 
 
@@ -207,11 +210,16 @@ def serve(studio: "StudioFacade", *, block: bool = False) -> gr.Blocks:
     use_data_dir_for_temp(settings)
     demo = build_ui(studio)
     demo.queue(default_concurrency_limit=None)
+    data = settings.data_dir.resolve()
+    for folder in SERVED_FOLDERS:
+        (data / folder).mkdir(parents=True, exist_ok=True)
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,
         share=settings.share,
-        allowed_paths=[str(settings.data_dir.resolve())],
+        # clips, exports and inputs only: never the database, the lock or anything else of the data dir
+        allowed_paths=[str(data / folder) for folder in SERVED_FOLDERS],
+        app_kwargs={"middleware": [Middleware(SafeFiles)]},
         max_file_size=f"{settings.max_upload_mb}mb",
         prevent_thread_lock=not block,
         css=CSS,

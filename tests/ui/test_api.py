@@ -141,3 +141,46 @@ def test_raw_json_of_the_wrong_type_gets_a_message_naming_the_field(client, posi
     assert "event: error" in answer and field in answer, answer
     assert '"error": null' not in answer and "null" != answer.split("data:")[-1].strip()
     assert studio.gallery.list() == []
+
+
+def _get(url: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}
+
+
+def test_the_database_sidecars_and_lock_are_never_served(client):
+    c, studio = client
+    _, [clip] = c.predict(prompt="x", api_name="/text_to_video")
+    base, data = c.src.rstrip("/"), studio.settings.data_dir.resolve()
+    view = studio.gallery.get(clip["id"])
+    status, headers = _get(f"{base}/gradio_api/file={view.video}")
+    assert status == 200 and headers["content-type"].startswith("video/") and headers["x-content-type-options"] == "nosniff"
+    for path in (data / "gallery.db", data / "gallery.db-wal", data / ".writer.lock",
+                 data / "clips" / f"{clip['id']}.json", view.video.with_suffix(".json")):
+        assert _get(f"{base}/gradio_api/file={path}")[0] in (403, 404), path
+
+
+def test_an_uploaded_page_is_never_rendered(client, tmp_path):
+    import json as _json
+    import urllib.request
+
+    c, studio = client
+    base = c.src.rstrip("/")
+    page = tmp_path / "evil.html"
+    page.write_text("<script>alert(1)</script>")
+    boundary = "xxBOUNDARYxx"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"evil.html\"\r\n"
+            f"Content-Type: text/html\r\n\r\n{page.read_text()}\r\n--{boundary}--\r\n").encode()
+    req = urllib.request.Request(f"{base}/gradio_api/upload", body,
+                                 {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        [stored] = _json.loads(r.read())
+    status, headers = _get(f"{base}/gradio_api/file={stored}")
+    assert status == 404 or ("attachment" in headers.get("content-disposition", "")
+                             and not headers.get("content-type", "").startswith("text/html"))
