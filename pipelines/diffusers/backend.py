@@ -7,6 +7,7 @@ asked of the model's Family class; what differs by model is catalog data.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -255,7 +256,7 @@ class DiffusersBackend:
             cached = set_cache(pipe, self.model, self.settings, self.profile.cache_threshold)
             kwargs, blend = self._call_kwargs(pipe, request, media, generators)
             hook = StepHook(self.family, request, on_step, should_cancel, blend, self.preview_every)
-            with torch.inference_mode():
+            with torch.inference_mode(), _sliced_decode(pipe, n > 1):
                 out = pipe(**kwargs, output_type="np", return_dict=True, callback_on_step_end=hook,
                            callback_on_step_end_tensor_inputs=["latents"])
         except BaseException as e:
@@ -419,6 +420,21 @@ def _pil_frames(video) -> list:
     from PIL import Image
 
     return [Image.fromarray(f) for f in video]
+
+
+@contextlib.contextmanager
+def _sliced_decode(pipe, on: bool):
+    """A batch decodes clip by clip (the VAE's slicing, where it has it), so the decode peak, often the
+    largest of a generation, stays one clip's whatever the batch; the profile's setting is restored after."""
+    vae = getattr(pipe, "vae", None)
+    if not on or getattr(vae, "use_slicing", None) is not False:
+        yield
+        return
+    vae.use_slicing = True
+    try:
+        yield
+    finally:
+        vae.use_slicing = False
 
 
 class _BatchTooBig(Exception):
