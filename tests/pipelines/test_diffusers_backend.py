@@ -987,3 +987,130 @@ def test_a_batch_of_seeds_gives_the_clips_of_single_generations(batch_backends, 
         if batch_size == 1:
             np.testing.assert_array_equal(frames, single)
     assert not np.array_equal(batch[0], batch[1]) and not np.array_equal(batch[1], batch[2])
+
+
+@pytest.mark.parametrize("family", list(FAMILY_KINDS))
+def test_max_batch_follows_the_profile(family):
+    """The rule (Family.max_batch): 1 when no pipeline of the model batches, 1 under a profile that offloads
+    (balanced, low-vram) or caches (fast: the cache's skip decision would be taken for the whole batch),
+    else 4 (quality, compiled)."""
+    from pipelines.diffusers.families.base import MAX_BATCH
+
+    catalog = read_catalog()
+    fam = FAMILIES[family]
+    expected = {"quality": MAX_BATCH, "compiled": MAX_BATCH, "balanced": 1, "low-vram": 1, "fast": 1}
+    models = [m for m in catalog.models if m.spec.family == family]
+    assert models
+    for model in models:
+        batches = any(p.removesuffix("+blend") in fam.batch_by for p in model.pipelines.values())
+        assert batches == (model.spec.id != "wan2.1-vace-1.3b")  # VACE: the one model that never batches
+        for name, profile in catalog.profiles.items():
+            assert fam.max_batch(profile, model.pipelines) == (expected[name] if batches else 1), (model.spec.id, name)
+
+
+@pytest.mark.parametrize("kind,profile,expected", [("wan-t2v", "quality", 4), ("wan-t2v", "low-vram", 1),
+                                                    ("svd", "balanced", 1), ("wan-vace", "quality", 1)])
+def test_max_batch_of_loaded_backends(tiny_dir, kind, profile, expected):
+    backend = local_model_resolver(str(tiny_dir(kind))).load("cpu", profile)
+    assert backend.max_batch == expected
+    backend.unload()
+
+
+def test_a_batch_takes_requests_that_differ_only_in_their_seed(batch_backends):
+    import dataclasses
+
+    backend = batch_backends("wan-t2v")
+    request, media = make_request("t2v", "wan-t2v", seed=5), make_media("wan-t2v")
+    with pytest.raises(ValueError, match="differ only in their seed"):
+        backend.generate_batch([request, dataclasses.replace(request, seed=6, cfg_scale=9.0)], media,
+                               _generators((5, 6)), lambda *a: None, lambda: False)
+    with pytest.raises(ValueError, match="one generator each"):
+        backend.generate_batch([request, dataclasses.replace(request, seed=6)], media, _generators((5,)),
+                               lambda *a: None, lambda: False)
+    many = [dataclasses.replace(request, seed=s) for s in range(backend.max_batch + 1)]
+    with pytest.raises(ValueError, match="1 to 4 requests"):
+        backend.generate_batch(many, media, _generators(range(len(many))), lambda *a: None, lambda: False)
+
+
+def test_cancel_stops_a_batch_between_steps(batch_backends):
+    import dataclasses
+
+    backend = batch_backends("wan-t2v")
+    base, media = make_request("t2v", "wan-t2v", seed=5, steps=4), make_media("wan-t2v")
+    requests = [dataclasses.replace(base, seed=s) for s in SEEDS]
+    steps: list = []
+    with pytest.raises(Cancelled):
+        backend.generate_batch(requests, media, _generators(SEEDS), lambda i, n, p: steps.append(i),
+                               lambda: len(steps) >= 1)
+    assert steps == [1]  # left the loop after the first step: no decode of clips nobody wants
+    with pytest.raises(Cancelled):  # cancelled before it started
+        backend.generate_batch(requests, media, _generators(SEEDS), lambda *a: None, lambda: True)
+    clips = backend.generate_batch(requests, media, _generators(SEEDS), lambda *a: None, lambda: False)
+    assert len(clips) == 3  # still usable afterwards
+
+
+@pytest.mark.parametrize("kind", ["wan-t2v", "ltx", "cogvideox-t2v"])  # bcfhw, packed, bfchw
+def test_batch_previews_show_the_first_seed(tiny_dir, kind):
+    import dataclasses
+
+    backend = local_model_resolver(str(tiny_dir(kind)), preview_every=1).load("cpu", "quality")
+    try:
+        mode = TINY[kind].modes[0]
+        base, media = make_request(mode, kind, seed=5, steps=3), make_media(kind)
+        batch_steps: list = []
+        backend.generate_batch([dataclasses.replace(base, seed=s) for s in SEEDS], media, _generators(SEEDS),
+                               lambda i, n, p: batch_steps.append(p), lambda: False)
+        _, alone = run(backend, base, media)
+        assert len(batch_steps) == len(alone) == 3 and batch_steps[-1] is None
+        for p, (_, _, q) in zip(batch_steps[:-1], alone[:-1]):
+            assert p.shape == q.shape == (TINY[kind].frames, SIZE, SIZE, 3)
+            assert np.abs(p.astype(int) - q.astype(int)).max() <= 1
+    finally:
+        backend.unload()
+
+
+def test_a_batch_out_of_memory_runs_the_seeds_one_by_one(tiny_dir, monkeypatch):
+    """Out of memory in a batch is not a failed job: the seeds run one by one, and the backend's max_batch
+    drops to 1 so that the job service hands it no more batches."""
+    import dataclasses
+
+    backend = local_model_resolver(str(tiny_dir("wan-t2v"))).load("cpu", "quality")
+    family = type(backend.family)
+    original = family.batch_arguments
+
+    def boom(self, pipe, kw, n):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(family, "batch_arguments", boom)
+    base, media = make_request("t2v", "wan-t2v", seed=5), make_media("wan-t2v")
+    requests = [dataclasses.replace(base, seed=s) for s in SEEDS]
+    clips = backend.generate_batch(requests, media, _generators(SEEDS), lambda *a: None, lambda: False)
+    assert backend.max_batch == 1 and backend.pipeline is not None  # not unloaded: the weights still fit
+    monkeypatch.setattr(family, "batch_arguments", original)
+    for clip, request in zip(clips, requests):
+        np.testing.assert_array_equal(clip, run(backend, request, media)[0])
+    backend.unload()
+
+
+def test_a_batch_restores_the_profiles_vae_slicing(batch_backends):
+    import dataclasses
+
+    backend = batch_backends("wan-t2v")
+    pipe = backend.pipeline_for("t2v")
+    assert pipe.vae.use_slicing is False  # quality: no slicing
+    seen = []
+    original = pipe.vae.decode
+
+    def decode(z, *a, **k):
+        seen.append((z.shape[0], pipe.vae.use_slicing))
+        return original(z, *a, **k)
+
+    pipe.vae.decode = decode
+    try:
+        base, media = make_request("t2v", "wan-t2v", seed=5), make_media("wan-t2v")
+        backend.generate_batch([dataclasses.replace(base, seed=s) for s in SEEDS], media, _generators(SEEDS),
+                               lambda *a: None, lambda: False)
+    finally:
+        del pipe.vae.decode
+    assert seen == [(3, True)]  # the batch decoded clip by clip
+    assert pipe.vae.use_slicing is False
