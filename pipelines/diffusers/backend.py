@@ -226,11 +226,14 @@ class DiffusersBackend:
         if len(requests) != len(generators) or not 1 <= len(requests) <= max(1, self.max_batch):
             raise ValueError(f"a batch takes 1 to {self.max_batch} requests, one generator each")
         if len(requests) > 1 and self._batches(first):
+            states = [g.get_state() for g in generators]
             try:
                 return self._generate(first, media, list(generators), on_step, should_cancel)
             except _BatchTooBig:
                 self.max_batch = 1  # remembered for the job service's next batches
                 _free_device_memory()
+                for g, state in zip(generators, states):  # the batch drew its noise already: draw it again
+                    g.set_state(state)
         return [self.generate(r, media, g, on_step, should_cancel) for r, g in zip(requests, generators)]
 
     def _batches(self, request) -> bool:
