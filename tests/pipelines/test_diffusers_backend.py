@@ -1116,3 +1116,19 @@ def test_a_batch_restores_the_profiles_vae_slicing(batch_backends):
         del pipe.vae.decode
     assert seen == [(3, True)]  # the batch decoded clip by clip
     assert pipe.vae.use_slicing is False
+
+
+def test_ltx_video_to_video_batches_at_full_strength_only(batch_backends):
+    """LTXConditionPipeline mis-broadcasts its (B,) sigma below strength 1, so v2v below 1 runs seed by seed;
+    at strength 1 (from noise, as latent-blend inpainting) one call takes the batch."""
+    import dataclasses
+
+    backend = batch_backends("ltx")
+    media = make_media("ltx")
+    for strength, batch_size in ((0.7, 1), (1.0, 3)):
+        base = make_request("v2v", "ltx", seed=SEEDS[0], strength=strength)
+        requests = [dataclasses.replace(base, seed=s) for s in SEEDS]
+        clips = backend.generate_batch(requests, media, _generators(SEEDS), lambda *a: None, lambda: False)
+        assert backend.manifest()["last_run"]["batch"] == batch_size
+        for clip, request in zip(clips, requests):
+            assert np.abs(clip.astype(int) - run(backend, request, media)[0].astype(int)).max() <= 1
