@@ -4,7 +4,9 @@ Public entry points, all free of import-time work:
 
     catalog_entries(catalog_path=None, *, models_dir=None, local_dirs=None) -> dict[str, RegistryEntry]
     local_model_resolver(model_id) -> RegistryEntry | None     # a diffusers folder or a cached "org/name"
-    DiffusersBackend(model, *, device, profile)                 # pipelines.contract.Backend
+    DiffusersBackend(model, *, device, profile)                 # pipelines.contract.BatchBackend: generate,
+                                                                # generate_batch (seeds of one cell in one call,
+                                                                # max_batch per Family.max_batch)
     DiffusersBackend.from_pipeline(model, pipe, ...)            # around a pipeline built in code (benchmarks)
     read_catalog(path=None) -> Catalog                          # pipelines/catalog.toml, parsed
 
@@ -17,8 +19,8 @@ The package:
     hub.py        the Hugging Face cache lookup, local folders, what is missing and the download command
     entries.py    registry entries: catalog models, local folders, cached hub ids
     profiles.py   speed/memory profiles applied to a loaded pipeline
-    backend.py    DiffusersBackend: load, assemble a pipeline per mode, generate
-    blend.py      latent-blend inpainting
+    backend.py    DiffusersBackend: load, assemble a pipeline per mode, generate (one seed or a batch)
+    blend.py      latent-blend inpainting (per sample in a batch)
     preview.py    the step callback: blend, cancel, progress, latent previews
 
 Nothing here downloads: loading is offline (`local_files_only=True`); a model that is not on disk

@@ -7,6 +7,7 @@ asked of the model's Family class; what differs by model is catalog data.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 
 class DiffusersBackend:
-    """pipelines.contract.Backend for a diffusers video pipeline."""
+    """pipelines.contract.BatchBackend for a diffusers video pipeline."""
 
     def __init__(
         self,
@@ -77,6 +78,8 @@ class DiffusersBackend:
             raise ModelLoadError(f"{self.spec.id} has no profile {profile!r}"
                                  + (f" ({why})" if why else "") + f"; it has: {', '.join(self.spec.profiles)}")
         self.profile = model.profiles.get(profile) if profile else DEFAULT_PROFILE
+        # seeds per batch (generate_batch): the family's rule for this profile (Family.max_batch)
+        self.max_batch = model.family.max_batch(self.profile, model.pipelines)
         self.folder = model.folder
         self.settings: dict[str, Any] = {}
         self._base = None  # the loaded DiffusionPipeline
@@ -202,6 +205,45 @@ class DiffusersBackend:
         on_step: StepCallback,
         should_cancel: Callable[[], bool],
     ) -> "np.ndarray":
+        return self._generate(request, media, [generator], on_step, should_cancel)[0]
+
+    def generate_batch(
+        self,
+        requests: "list[GenerationRequest]",
+        media: MediaInputs,
+        generators: "list[torch.Generator]",
+        on_step: StepCallback,
+        should_cancel: Callable[[], bool],
+    ) -> "list[np.ndarray]":
+        """Several seeds of one request as one batch through the pipeline (a list of generators, one per seed):
+        the clips `generate` gives one by one, up to the rounding of batched matrix products. Previews show
+        the first seed's latents. A mode whose pipeline cannot batch (Family.batch_by) runs the seeds one
+        by one, and so does a batch that ran out of GPU memory (then max_batch drops to 1)."""
+        first = requests[0] if requests else None
+        for other in requests[1:]:
+            if dataclasses.replace(other, seed=first.seed) != first:
+                raise ValueError("a batch takes requests that differ only in their seed")
+        if len(requests) != len(generators) or not 1 <= len(requests) <= max(1, self.max_batch):
+            raise ValueError(f"a batch takes 1 to {self.max_batch} requests, one generator each")
+        if len(requests) > 1 and self._batches(first):
+            states = [g.get_state() for g in generators]
+            try:
+                return self._generate(first, media, list(generators), on_step, should_cancel)
+            except _BatchTooBig:
+                self.max_batch = 1  # remembered for the job service's next batches
+                _free_device_memory()
+                for g, state in zip(generators, states):  # the batch drew its noise already: draw it again
+                    g.set_state(state)
+        return [self.generate(r, media, g, on_step, should_cancel) for r, g in zip(requests, generators)]
+
+    def _batches(self, request) -> bool:
+        """Whether the pipeline of `request`'s mode takes several seeds in one call."""
+        mode = request.mode
+        return mode in self.spec.modes and self.family.batches(self.model.pipeline_class(mode), request)
+
+    def _generate(self, request, media: MediaInputs, generators: list, on_step: StepCallback,
+                  should_cancel: Callable[[], bool]) -> "list[np.ndarray]":
+        """One clip per generator, in one pipeline call (one generator: the plain single run)."""
         mode = request.mode
         if mode not in self.spec.modes:
             raise ValueError(f"model {self.spec.id!r} cannot do {mode}; it supports: {', '.join(self.spec.modes)}")
@@ -209,33 +251,45 @@ class DiffusersBackend:
             raise Cancelled()
         import torch
 
+        n = len(generators)
         pipe = None
+        too_big = False
         try:
             pipe = self.pipeline_for(mode)
             cached = set_cache(pipe, self.model, self.settings, self.profile.cache_threshold)
-            kwargs, blend = self._call_kwargs(pipe, request, media, generator)
+            kwargs, blend = self._call_kwargs(pipe, request, media, generators)
             hook = StepHook(self.family, request, on_step, should_cancel, blend, self.preview_every)
-            with torch.inference_mode():
+            with torch.inference_mode(), _sliced_decode(pipe, n > 1):
                 out = pipe(**kwargs, output_type="np", return_dict=True, callback_on_step_end=hook,
                            callback_on_step_end_tensor_inputs=["latents"])
         except BaseException as e:
-            if is_out_of_memory(e):
+            if is_out_of_memory(e) and n > 1:
+                too_big = True  # handled outside this block, so that the failed step's tensors are freed
+            elif is_out_of_memory(e):
                 hint = self.family.oom_hint(self._lower_profile())
                 self.unload()  # drops the weights and empties the CUDA cache
                 raise OutOfMemory(hint) from None
-            if pipe is not None:
-                _end_of_call(pipe)  # what the pipeline's own __call__ skips when it is left early
-            raise
-        frames = _to_uint8(out.frames)
+            else:
+                if pipe is not None:
+                    _end_of_call(pipe)  # what the pipeline's own __call__ skips when it is left early
+                raise
+        if too_big:
+            _end_of_call(pipe)
+            raise _BatchTooBig()
+        clips = _clips(out.frames)
+        if len(clips) != n:
+            raise RuntimeError(f"{type(pipe).__name__} returned {len(clips)} clips for {n} seeds")
         self._last = {"mode": mode, "pipeline": type(pipe).__name__, "first_block_cache": cached,
                       "inpaint": ("latent-blend" if blend else "native") if mode == "inpaint" else None,
-                      "arguments": _scalars(kwargs),
+                      "batch": n, "arguments": _scalars(kwargs),
                       "notes": self.family.notes(pipe, request, kwargs)}
-        return frames
+        return clips
 
-    def _call_kwargs(self, pipe, request, media: MediaInputs, generator) -> tuple[dict[str, Any], Blend | None]:
-        """Map a request onto the pipeline's `__call__`: the common arguments, then the family's."""
+    def _call_kwargs(self, pipe, request, media: MediaInputs, generators: list) -> tuple[dict[str, Any], Blend | None]:
+        """Map a request onto the pipeline's `__call__`: the common arguments, then the family's; for
+        several generators, the family's batch arguments."""
         mode, family = request.mode, self.family
+        n = len(generators)
         params = _call_parameters(type(pipe))
         kw: dict[str, Any] = {
             "prompt": request.prompt,
@@ -245,7 +299,7 @@ class DiffusersBackend:
             "num_frames": request.frames,
             "num_inference_steps": request.steps,
             "guidance_scale": request.cfg_scale,
-            "generator": generator,
+            "generator": generators[0] if n == 1 else list(generators),
         }
         kw.update(family.arguments(pipe, request))
         blend = None
@@ -263,10 +317,13 @@ class DiffusersBackend:
                     strength = 1.0 if mode == "inpaint" else self.spec.defaults.strength
                 x0 = self._encode(pipe, video) if family.v2v_from_latents or mode == "inpaint" else None
                 if {"strength", "denoise_strength"} & params:  # else a t2v pipeline: from noise, strength 1
-                    kw.update(family.video_arguments(pipe, _pil_frames(video), x0, strength))
+                    batched = x0.expand(n, *x0.shape[1:]) if x0 is not None and n > 1 else x0  # one per seed
+                    kw.update(family.video_arguments(pipe, _pil_frames(video), batched, strength))
                 if mode == "inpaint":
-                    blend = Blend.build(family, pipe, x0, _require(media.mask, "mask"), generator)
+                    blend = Blend.build(family, pipe, x0, _require(media.mask, "mask"), generators)
         kw.update(self.model.call)
+        if n > 1:
+            kw = family.batch_arguments(pipe, kw, n)
         return {k: v for k, v in kw.items() if k in params}, blend
 
     def _encode(self, pipe, video) -> "torch.Tensor":
@@ -321,14 +378,7 @@ class DiffusersBackend:
                     except Exception:
                         pass
             del base
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        _free_device_memory()
 
 
 @functools.lru_cache(maxsize=None)
@@ -375,14 +425,49 @@ def _pil_frames(video) -> list:
     return [Image.fromarray(f) for f in video]
 
 
-def _to_uint8(frames) -> "np.ndarray":
-    """Pipeline output (np, [0, 1], batch first) -> (F, H, W, 3) uint8."""
+@contextlib.contextmanager
+def _sliced_decode(pipe, on: bool):
+    """A batch decodes clip by clip (the VAE's slicing, where it has it), so the decode peak, often the
+    largest of a generation, stays one clip's whatever the batch; the profile's setting is restored after."""
+    vae = getattr(pipe, "vae", None)
+    if not on or getattr(vae, "use_slicing", None) is not False:
+        yield
+        return
+    vae.use_slicing = True
+    try:
+        yield
+    finally:
+        vae.use_slicing = False
+
+
+class _BatchTooBig(Exception):
+    """A batch ran out of device memory; its seeds run one by one instead."""
+
+
+def _free_device_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _clips(frames) -> "list[np.ndarray]":
+    """Pipeline output (np, [0, 1], batch first: an array or a list per clip) -> one (F, H, W, 3) uint8 each."""
     import numpy as np
 
-    x = frames[0] if isinstance(frames, (list, tuple)) else frames
-    x = np.asarray(x)
-    if x.ndim == 5:
-        x = x[0]
+    x = frames if isinstance(frames, (list, tuple)) else list(np.asarray(frames))
+    return [_to_uint8(c) for c in x]
+
+
+def _to_uint8(clip) -> "np.ndarray":
+    """One clip (F, H, W, 3), [0, 1] floats or uint8 -> uint8."""
+    import numpy as np
+
+    x = np.asarray(clip)
     if x.dtype == np.uint8:
         return x
     return (np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8)

@@ -24,14 +24,21 @@ class Blend:
     keep: "torch.Tensor"  # 1 = keep the input, 0 = regenerate
 
     @classmethod
-    def build(cls, family: "Family", pipe, x0, mask, generator) -> "Blend":
-        """x0: the input's normalised latents (1, C, f, h, w); mask: (F, H, W), 1 = regenerate."""
+    def build(cls, family: "Family", pipe, x0, mask, generators) -> "Blend":
+        """x0: the input's normalised latents (1, C, f, h, w); mask: (F, H, W), 1 = regenerate.
+        generators: one per seed (a batch blends each sample with its own noise, as its single run does)."""
         import torch
 
+        if not isinstance(generators, (list, tuple)):
+            generators = [generators]
         x0 = x0.float()
         regen = latent_mask(torch.from_numpy(mask).float(), x0.shape[2:], family.temporal_ratio(pipe))
         keep = (1.0 - regen).to(x0.device)[None, None].expand_as(x0).contiguous()
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=torch.float32).to(x0.device)
+        noise = torch.cat([torch.randn(x0.shape, generator=g, device=g.device, dtype=torch.float32)
+                           for g in generators]).to(x0.device)
+        n = len(generators)
+        if n > 1:
+            x0, keep = x0.expand(n, *x0.shape[1:]), keep.expand(n, *keep.shape[1:])
         return cls(x0=family.to_loop(pipe, x0), noise=family.to_loop(pipe, noise), keep=family.to_loop(pipe, keep))
 
     def __call__(self, pipe, t, latents):

@@ -915,3 +915,220 @@ def test_every_family_has_its_catalog_table_and_a_tiny_kind():
         for cls, modes in family.local_pipelines.items():
             assert hasattr(diffusers, cls) and set(modes) <= set(MODES)
             assert all(hasattr(diffusers, p.removesuffix("+blend")) for p in modes.values())
+
+
+# ---- batches of seeds (generate_batch) ------------------------------------------------------------------
+# (kind, mode) whose pipeline cannot take several seeds in one call; their seeds run one by one:
+# WanVACEPipeline refuses lists of prompts / generators and num_videos_per_prompt > 1; LTXConditionPipeline
+# mis-broadcasts its sigma below strength 1 (the v2v requests here use 0.7)
+UNBATCHED = {("wan-vace", "t2v"), ("wan-vace", "i2v"), ("wan-vace", "inpaint"), ("ltx", "v2v")}
+SEEDS = (5, 6, 7)
+
+
+@pytest.fixture(scope="session")
+def batch_backends(tiny_dir):
+    """Backends under the `quality` profile, where max_batch is above 1 (the first profile may offload)."""
+    loaded: dict[str, DiffusersBackend] = {}
+
+    def get(kind: str) -> DiffusersBackend:
+        if kind not in loaded:
+            loaded[kind] = local_model_resolver(str(tiny_dir(kind))).load("cpu", "quality")
+        return loaded[kind]
+
+    yield get
+    for b in loaded.values():
+        b.unload()
+
+
+def _generators(seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def _batch_and_alone(backend, kind, mode, seeds=SEEDS):
+    import dataclasses
+
+    base = make_request(mode, kind, seed=seeds[0])
+    requests = [dataclasses.replace(base, seed=s) for s in seeds]
+    media = make_media(kind)
+    steps: list = []
+    batch = backend.generate_batch(requests, media, _generators(seeds), lambda i, n, p: steps.append((i, n, p)),
+                                   lambda: False)
+    batch_size = backend.manifest()["last_run"]["batch"]
+    alone = [run(backend, r, media)[0] for r in requests]
+    return batch, alone, steps, batch_size
+
+
+@pytest.mark.parametrize("kind,mode", CASES)
+def test_a_batch_of_seeds_gives_the_clips_of_single_generations(batch_backends, kind, mode):
+    """Each clip of a batch is the clip its seed gives alone: every sample draws its noise (and the blend's)
+    from its own generator in the single run's order. Tolerance: float32 matrix products and convolutions
+    sum in another order over a batch (relative error about 1e-6), which moves a rare uint8 value by one
+    level; measured at most 1 level in under 0.1% of the values, so allowed: 1 level in under 1%."""
+    backend = batch_backends(kind)
+    if all((kind, m) in UNBATCHED for m in TINY[kind].modes):  # no pipeline of this model batches
+        assert backend.max_batch == 1
+        request, media = make_request(mode, kind, seed=SEEDS[0]), make_media(kind)
+        with pytest.raises(ValueError, match="1 to 1 requests"):
+            backend.generate_batch([request, request], media, _generators(SEEDS[:2]), lambda *a: None, lambda: False)
+        (frames,) = backend.generate_batch([request], media, _generators(SEEDS[:1]), lambda *a: None, lambda: False)
+        np.testing.assert_array_equal(frames, run(backend, request, media)[0])
+        return
+    assert backend.max_batch == 4
+    batch, alone, steps, batch_size = _batch_and_alone(backend, kind, mode)
+    assert len(batch) == len(SEEDS)
+    # one pipeline call for the whole batch where the pipeline allows, else the seeds one after another
+    assert batch_size == (1 if (kind, mode) in UNBATCHED else len(SEEDS))
+    total = steps[-1][1]  # progress: one pass of the denoising steps per pipeline call
+    assert [s for s, _, _ in steps] == list(range(1, total + 1)) * (len(SEEDS) if batch_size == 1 else 1)
+    for frames, single in zip(batch, alone):
+        assert frames.shape == single.shape and frames.dtype == np.uint8
+        diff = np.abs(frames.astype(int) - single.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+        if batch_size == 1:
+            np.testing.assert_array_equal(frames, single)
+    assert not np.array_equal(batch[0], batch[1]) and not np.array_equal(batch[1], batch[2])
+
+
+@pytest.mark.parametrize("family", list(FAMILY_KINDS))
+def test_max_batch_follows_the_profile(family):
+    """The rule (Family.max_batch): 1 when no pipeline of the model batches, 1 under a profile that offloads
+    (balanced, low-vram) or caches (fast: the cache's skip decision would be taken for the whole batch),
+    else 4 (quality, compiled)."""
+    from pipelines.diffusers.families.base import MAX_BATCH
+
+    catalog = read_catalog()
+    fam = FAMILIES[family]
+    expected = {"quality": MAX_BATCH, "compiled": MAX_BATCH, "balanced": 1, "low-vram": 1, "fast": 1}
+    models = [m for m in catalog.models if m.spec.family == family]
+    assert models
+    for model in models:
+        batches = any(p.removesuffix("+blend") in fam.batch_by for p in model.pipelines.values())
+        assert batches == (model.spec.id != "wan2.1-vace-1.3b")  # VACE: the one model that never batches
+        for name, profile in catalog.profiles.items():
+            assert fam.max_batch(profile, model.pipelines) == (expected[name] if batches else 1), (model.spec.id, name)
+
+
+@pytest.mark.parametrize("kind,profile,expected", [("wan-t2v", "quality", 4), ("wan-t2v", "low-vram", 1),
+                                                    ("svd", "balanced", 1), ("wan-vace", "quality", 1)])
+def test_max_batch_of_loaded_backends(tiny_dir, kind, profile, expected):
+    backend = local_model_resolver(str(tiny_dir(kind))).load("cpu", profile)
+    assert backend.max_batch == expected
+    backend.unload()
+
+
+def test_a_batch_takes_requests_that_differ_only_in_their_seed(batch_backends):
+    import dataclasses
+
+    backend = batch_backends("wan-t2v")
+    request, media = make_request("t2v", "wan-t2v", seed=5), make_media("wan-t2v")
+    with pytest.raises(ValueError, match="differ only in their seed"):
+        backend.generate_batch([request, dataclasses.replace(request, seed=6, cfg_scale=9.0)], media,
+                               _generators((5, 6)), lambda *a: None, lambda: False)
+    with pytest.raises(ValueError, match="one generator each"):
+        backend.generate_batch([request, dataclasses.replace(request, seed=6)], media, _generators((5,)),
+                               lambda *a: None, lambda: False)
+    many = [dataclasses.replace(request, seed=s) for s in range(backend.max_batch + 1)]
+    with pytest.raises(ValueError, match="1 to 4 requests"):
+        backend.generate_batch(many, media, _generators(range(len(many))), lambda *a: None, lambda: False)
+
+
+def test_cancel_stops_a_batch_between_steps(batch_backends):
+    import dataclasses
+
+    backend = batch_backends("wan-t2v")
+    base, media = make_request("t2v", "wan-t2v", seed=5, steps=4), make_media("wan-t2v")
+    requests = [dataclasses.replace(base, seed=s) for s in SEEDS]
+    steps: list = []
+    with pytest.raises(Cancelled):
+        backend.generate_batch(requests, media, _generators(SEEDS), lambda i, n, p: steps.append(i),
+                               lambda: len(steps) >= 1)
+    assert steps == [1]  # left the loop after the first step: no decode of clips nobody wants
+    with pytest.raises(Cancelled):  # cancelled before it started
+        backend.generate_batch(requests, media, _generators(SEEDS), lambda *a: None, lambda: True)
+    clips = backend.generate_batch(requests, media, _generators(SEEDS), lambda *a: None, lambda: False)
+    assert len(clips) == 3  # still usable afterwards
+
+
+@pytest.mark.parametrize("kind", ["wan-t2v", "ltx", "cogvideox-t2v"])  # bcfhw, packed, bfchw
+def test_batch_previews_show_the_first_seed(tiny_dir, kind):
+    import dataclasses
+
+    backend = local_model_resolver(str(tiny_dir(kind)), preview_every=1).load("cpu", "quality")
+    try:
+        mode = TINY[kind].modes[0]
+        base, media = make_request(mode, kind, seed=5, steps=3), make_media(kind)
+        batch_steps: list = []
+        backend.generate_batch([dataclasses.replace(base, seed=s) for s in SEEDS], media, _generators(SEEDS),
+                               lambda i, n, p: batch_steps.append(p), lambda: False)
+        _, alone = run(backend, base, media)
+        assert len(batch_steps) == len(alone) == 3 and batch_steps[-1] is None
+        for p, (_, _, q) in zip(batch_steps[:-1], alone[:-1]):
+            assert p.shape == q.shape == (TINY[kind].frames, SIZE, SIZE, 3)
+            assert np.abs(p.astype(int) - q.astype(int)).max() <= 1
+    finally:
+        backend.unload()
+
+
+def test_a_batch_out_of_memory_runs_the_seeds_one_by_one(tiny_dir, monkeypatch):
+    """Out of memory in a batch is not a failed job: the seeds run one by one, and the backend's max_batch
+    drops to 1 so that the job service hands it no more batches."""
+    import dataclasses
+
+    backend = local_model_resolver(str(tiny_dir("wan-t2v"))).load("cpu", "quality")
+    transformer = backend.pipeline_for("inpaint").transformer
+    forward = transformer.forward
+
+    def too_big(hidden_states, *a, **k):  # after the latents and the blend's noise were drawn
+        if hidden_states.shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return forward(hidden_states, *a, **k)
+
+    monkeypatch.setattr(transformer, "forward", too_big)
+    base, media = make_request("inpaint", "wan-t2v", seed=5), make_media("wan-t2v")
+    requests = [dataclasses.replace(base, seed=s) for s in SEEDS]
+    clips = backend.generate_batch(requests, media, _generators(SEEDS), lambda *a: None, lambda: False)
+    assert backend.max_batch == 1 and backend.pipeline is not None  # not unloaded: the weights still fit
+    monkeypatch.undo()
+    for clip, request in zip(clips, requests):  # each seed's own clip: the generators were rewound
+        np.testing.assert_array_equal(clip, run(backend, request, media)[0])
+    backend.unload()
+
+
+def test_a_batch_restores_the_profiles_vae_slicing(batch_backends):
+    import dataclasses
+
+    backend = batch_backends("wan-t2v")
+    pipe = backend.pipeline_for("t2v")
+    assert pipe.vae.use_slicing is False  # quality: no slicing
+    seen = []
+    original = pipe.vae.decode
+
+    def decode(z, *a, **k):
+        seen.append((z.shape[0], pipe.vae.use_slicing))
+        return original(z, *a, **k)
+
+    pipe.vae.decode = decode
+    try:
+        base, media = make_request("t2v", "wan-t2v", seed=5), make_media("wan-t2v")
+        backend.generate_batch([dataclasses.replace(base, seed=s) for s in SEEDS], media, _generators(SEEDS),
+                               lambda *a: None, lambda: False)
+    finally:
+        del pipe.vae.decode
+    assert seen == [(3, True)]  # the batch decoded clip by clip
+    assert pipe.vae.use_slicing is False
+
+
+def test_ltx_video_to_video_batches_at_full_strength_only(batch_backends):
+    """LTXConditionPipeline mis-broadcasts its (B,) sigma below strength 1, so v2v below 1 runs seed by seed;
+    at strength 1 (from noise, as latent-blend inpainting) one call takes the batch."""
+    import dataclasses
+
+    backend = batch_backends("ltx")
+    media = make_media("ltx")
+    for strength, batch_size in ((0.7, 1), (1.0, 3)):
+        base = make_request("v2v", "ltx", seed=SEEDS[0], strength=strength)
+        requests = [dataclasses.replace(base, seed=s) for s in SEEDS]
+        clips = backend.generate_batch(requests, media, _generators(SEEDS), lambda *a: None, lambda: False)
+        assert backend.manifest()["last_run"]["batch"] == batch_size
+        for clip, request in zip(clips, requests):
+            assert np.abs(clip.astype(int) - run(backend, request, media)[0].astype(int)).max() <= 1

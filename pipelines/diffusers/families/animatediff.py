@@ -15,6 +15,8 @@ class AnimateDiff(Family):
     name = "animatediff"
     label = "AnimateDiff"
     local_pipelines = {"AnimateDiffPipeline": _ALL, "AnimateDiffVideoToVideoPipeline": _ALL}
+    # both pipelines force num_videos_per_prompt to 1; V2V encodes the video once per generator
+    batch_by = {"AnimateDiffPipeline": "prompts", "AnimateDiffVideoToVideoPipeline": "prompts+clips"}
     compilable = False  # UNetMotionModel declares no _repeated_blocks
     cacheable = False  # the first-block cache hooks transformers only
 

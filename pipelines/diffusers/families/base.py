@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 BLEND = "+blend"
 
+# Seeds of one request per batch through the network on a profile that keeps everything on the GPU
+# (see Family.max_batch): conservative, since activations grow with the batch and a video transformer's
+# attention over tens of thousands of tokens is already the peak of a single clip.
+MAX_BATCH = 4
+
 
 class Family:
     name: ClassVar[str]  # the catalog's [families.<name>] table and ModelSpec.family
@@ -45,6 +50,16 @@ class Family:
     memory_advice: ClassVar[str] = ""
     # v2v starts from the input's latents the backend encodes (instead of the pipeline's `video=`)
     v2v_from_latents: ClassVar[bool] = False
+    # pipeline class -> how a batch of n seeds enters its `__call__` (see `batch_arguments`), one or more of:
+    #   "videos":  num_videos_per_prompt=n (the prompt is encoded once)
+    #   "prompts": the prompt repeated n times (pipelines that force num_videos_per_prompt to 1, or size
+    #              their image conditioning by the prompt count only)
+    #   "images":  the conditioning image repeated n times (pipelines that encode it once per generator)
+    #   "clips":   the input video repeated n times (likewise, for `video=` frames)
+    # joined by "+". Each takes a list of generators, one per seed, so that every sample draws the noise
+    # (and VAE samples) its single run draws, in the same order. A pipeline not listed cannot batch:
+    # generate_batch runs its seeds one by one.
+    batch_by: ClassVar[Mapping[str, str]] = {}
 
     # ---- what a model offers ---------------------------------------------------------------------
     def local_modes(self, class_name: str, index: Mapping[str, Any], folder: Path) -> dict[str, str] | None:
@@ -64,6 +79,49 @@ class Family:
                 return (f"{', '.join(bad)} adds work between the transformer blocks that the first-block cache "
                         f"skips, so a cached step would be wrong")
         return None
+
+    def max_batch(self, profile, pipelines: Mapping[str, str]) -> int:
+        """How many seeds of one request go through the network together (the job service's batch limit).
+
+        The rule ("memory permits"):
+        - 1 when none of the model's pipelines can batch (`batch_by`);
+        - 1 under a profile that offloads (`balanced`: model offload, `low-vram`: group offload): whoever
+          picked one said GPU memory is short, and activations grow with the batch;
+        - 1 under the first-block cache (`fast`): it decides to skip a step from the whole batch's
+          residual, so a batched clip would not be the clip its seed gives alone;
+        - else MAX_BATCH (4), e.g. `quality` and `compiled` (compiled: the first batch recompiles).
+        An out-of-memory error in a batch drops the backend to 1 and runs the seeds one by one.
+        """
+        if not any(p.removesuffix(BLEND) in self.batch_by for p in pipelines.values()):
+            return 1
+        if profile.offload != "none" or profile.cache != "none":
+            return 1
+        return MAX_BATCH
+
+    def batches(self, pipeline_class: str, request) -> bool:
+        """Whether `pipeline_class` can run several seeds of `request` in one call."""
+        return pipeline_class in self.batch_by
+
+    def batch_arguments(self, pipe, kw: dict[str, Any], n: int) -> dict[str, Any]:
+        """The call's arguments for `n` seeds at once (`kw` holds the single run's, generator a list)."""
+        how = self.batch_by.get(type(pipe).__name__)
+        if how is None:
+            raise ValueError(f"{type(pipe).__name__} cannot generate a batch")
+        kw = dict(kw)
+        for way in how.split("+"):
+            if way == "videos":
+                kw["num_videos_per_prompt"] = n
+            elif way == "prompts":
+                kw["prompt"] = [kw["prompt"]] * n
+                if kw.get("negative_prompt"):
+                    kw["negative_prompt"] = [kw["negative_prompt"]] * n
+            elif way == "images":
+                kw["image"] = [kw["image"]] * n
+            elif way == "clips" and isinstance(kw.get("video"), list):
+                kw["video"] = [kw["video"]] * n
+            elif way != "clips":
+                raise ValueError(f"unknown batch way {way!r} for {type(pipe).__name__}")
+        return kw
 
     def oom_hint(self, lower: str | None) -> str:
         hint = f"try the '{lower}' profile" if lower else "this is already the model's lowest-memory profile"

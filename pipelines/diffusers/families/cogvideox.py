@@ -19,6 +19,10 @@ class CogVideoX(Family):
         "CogVideoXVideoToVideoPipeline": _T2V,
         "CogVideoXImageToVideoPipeline": {"i2v": "CogVideoXImageToVideoPipeline"},
     }
+    # every CogVideoX pipeline forces num_videos_per_prompt to 1 and encodes its image / video once per
+    # generator (input[i] for generator i): the prompt and the input go in n times
+    batch_by = {"CogVideoXPipeline": "prompts", "CogVideoXVideoToVideoPipeline": "prompts+clips",
+                "CogVideoXImageToVideoPipeline": "prompts+images"}
     compilable = False  # CogVideoXTransformer3DModel declares no _repeated_blocks
     memory_advice = "CogVideoX's VAE decode is the peak: the profiles below 'quality' tile it"
 

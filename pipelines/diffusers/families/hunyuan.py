@@ -16,6 +16,9 @@ class HunyuanVideo(Family):
         "HunyuanVideoPipeline": {"t2v": "HunyuanVideoPipeline", "inpaint": "HunyuanVideoPipeline+blend"},
         "HunyuanVideoImageToVideoPipeline": {"i2v": "HunyuanVideoImageToVideoPipeline"},
     }
+    # the I2V pipeline encodes its image once per generator and pairs each prompt with one image in its
+    # Llava encoder: prompt and image go in n times
+    batch_by = {"HunyuanVideoPipeline": "videos", "HunyuanVideoImageToVideoPipeline": "prompts+images"}
     memory_advice = "the Llama text encoder is 16 GB in bf16, and offload keeps it off the GPU"
 
     def image_arguments(self, pipe, image, request) -> dict[str, Any]:

@@ -16,6 +16,16 @@ class LTXVideo(Family):
     layout = "packed"  # (B, tokens, C) inside the loop
     local_pipelines = {"LTXPipeline": _ALL, "LTXImageToVideoPipeline": _ALL, "LTXConditionPipeline": _ALL}
     v2v_from_latents = True  # LTXConditionPipeline starts from given latents noised to `denoise_strength`
+    # I2V encodes the image once per generator (image[i] for generator i): the image goes in n times
+    batch_by = {"LTXPipeline": "videos", "LTXImageToVideoPipeline": "videos+images", "LTXConditionPipeline": "videos"}
+
+    def batches(self, pipeline_class: str, request) -> bool:
+        if pipeline_class == "LTXConditionPipeline":
+            # below strength 1 its prepare_latents multiplies a (B,) sigma into (B, C, F, H, W) latents, which
+            # broadcasts over the width for B > 1 (diffusers 0.42): v2v at strength < 1 runs seed by seed;
+            # latent-blend inpainting (strength 1, from noise) batches
+            return getattr(request, "strength", None) in (None, 1.0)
+        return super().batches(pipeline_class, request)
 
     def temporal_ratio(self, pipe) -> int:
         return int(pipe.vae_temporal_compression_ratio)

@@ -9,6 +9,7 @@ class Mochi(Family):
     name = "mochi"
     label = "Mochi"
     local_pipelines = {"MochiPipeline": {"t2v": "MochiPipeline", "inpaint": "MochiPipeline+blend"}}
+    batch_by = {"MochiPipeline": "videos"}
     compilable = False  # MochiTransformer3DModel declares no _repeated_blocks
 
     def temporal_ratio(self, pipe) -> int:

@@ -12,6 +12,10 @@ class StableVideoDiffusion(Family):
     label = "Stable Video Diffusion"
     layout = "bfchw"
     local_pipelines = {"StableVideoDiffusionPipeline": {"i2v": "StableVideoDiffusionPipeline"}}
+    # no prompt; with num_videos_per_prompt the conditioning image's noise augmentation would be drawn once,
+    # from the first generator, for the whole batch: the image goes in n times instead, so each seed draws
+    # its own image noise and then its latents, as its single run does
+    batch_by = {"StableVideoDiffusionPipeline": "images"}
     compilable = False  # a UNet without _repeated_blocks
     cacheable = False  # the first-block cache hooks transformers only
     # AutoencoderKLTemporalDecoder implements neither: enable_tiling / enable_slicing raise NotImplementedError

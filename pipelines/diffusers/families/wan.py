@@ -19,6 +19,11 @@ class Wan(Family):
         "WanImageToVideoPipeline": {"i2v": "WanImageToVideoPipeline"},
         "WanVACEPipeline": {"t2v": "WanVACEPipeline", "i2v": "WanVACEPipeline", "inpaint": "WanVACEPipeline"},
     }
+    # batches of seeds (Family.batch_by). WanVACEPipeline is missing: it refuses a list of prompts, a list of
+    # generators and num_videos_per_prompt > 1 ("not yet supported" in diffusers 0.42), so a VACE model's
+    # seeds run one by one (max_batch 1). I2V sizes its CLIP image embedding by the prompt count only, and
+    # V2V forces num_videos_per_prompt to 1: both batch by repeating the prompt.
+    batch_by = {"WanPipeline": "videos", "WanImageToVideoPipeline": "prompts", "WanVideoToVideoPipeline": "prompts"}
     # VACE adds its control hints after chosen blocks inside the transformer's own loop: the first-block
     # cache replays a residual that already holds them, and the loop adds them again
     uncached_pipelines = frozenset({"WanVACEPipeline"})
