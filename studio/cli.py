@@ -208,8 +208,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         probe = folder
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
-        if not os.access(probe, os.W_OK):
-            _error(f"out: cannot write to {folder}")
+        if not probe.is_dir() or not os.access(probe, os.W_OK):
+            _error(f"out: cannot write to {folder} ({probe} is {'not a folder' if not probe.is_dir() else 'read-only'})")
             return EXIT_BAD_ARGS
     try:
         built = build_studio(_settings(args), holder="studio generate")

@@ -136,3 +136,12 @@ def test_recall_reads_the_recipe_from_a_renamed_mp4(tmp_path, capsys):
     write_mp4(np.zeros((2, 16, 16, 3), np.uint8), 8, not_ours, {})
     code, _, err = run(capsys, "recall", not_ours)
     assert code == 2 and "carries no recipe" in err
+
+
+def test_an_out_path_that_cannot_be_written_is_refused_before_generating(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run(capsys, "generate", "--prompt", "x", *SMALL, "--out", blocker / "sub" / "clip.mp4",
+                       "--data-dir", tmp_path / "data")
+    assert code == 2 and "out: cannot write" in err and "not a folder" in err
+    assert not (tmp_path / "data" / "clips").exists() or not any((tmp_path / "data" / "clips").iterdir())
