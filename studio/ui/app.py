@@ -30,7 +30,8 @@ MAX_LINK_IDS = 9
 
 
 def build_ui(studio: "StudioFacade") -> gr.Blocks:
-    with gr.Blocks(title="Video Diffusion Studio", analytics_enabled=False) as demo:  # no calls home
+    # no calls home; uploads and served copies in the data dir's tmp/ are deleted after a day (checked hourly)
+    with gr.Blocks(title="Video Diffusion Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown("## Video Diffusion Studio\nType a prompt, compare seeds side by side, recall any clip's recipe.",
                     elem_id="studio-title")
         tabs: dict[str, ModeTab] = {}
