@@ -116,6 +116,7 @@ class Clip(Base):
     parent_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the clip this one branched from
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
     axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a sweep cell's values, e.g. {"seed": 7, "cfg": 5.0}
+    author: Mapped[str | None] = mapped_column(String(64), index=True)  # who made it (None: before accounts)
     tag_rows: Mapped[list["ClipTag"]] = relationship(
         back_populates="clip", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
         order_by="ClipTag.tag",
@@ -162,6 +163,26 @@ class ClipTag(Base):
     clip: Mapped[Clip] = relationship(back_populates="tag_rows")
 
 
+ROLES = ("admin", "member", "viewer")
+
+
+class User(Base):
+    """An account of the studio (`studio users add`). The password is kept as an argon2 hash only."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @validates("role")
+    def _check_role(self, _key: str, value: str) -> str:
+        if value not in ROLES:
+            raise ValueError(f"role {value!r} is not one of {', '.join(ROLES)}")
+        return value
+
+
 class Job(Base):
     """One generation in the queue; a batch is several jobs with the same batch_id."""
 
@@ -185,6 +206,7 @@ class Job(Base):
     axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"seed": 7, "cfg": 5.0}: its cell in the sweep
     parent_id: Mapped[str | None] = mapped_column(String(32))  # the clip it branches from
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # times it started running
+    author: Mapped[str | None] = mapped_column(String(64))  # the user who asked for it (None: no accounts)
 
     @validates("status")
     def _check_status(self, _key: str, value: str) -> str:

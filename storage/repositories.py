@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, delete, exists, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
-from storage.models import FINISHED_STATUSES, JOB_STATUSES, MAX_TAG_CHARS, Clip, ClipTag, Job, utcnow
+from storage.models import FINISHED_STATUSES, JOB_STATUSES, MAX_TAG_CHARS, Clip, ClipTag, Job, User, utcnow
 
 MAX_PAGE = 500
 # sort name -> (column, descending); ties broken by id in the same direction, so pages never overlap
@@ -50,6 +50,7 @@ class GalleryQuery:
     tag: str | None = None
     sweep_id: str | None = None
     batch_id: str | None = None
+    author: str | None = None  # "Mine": the clips this user made
     sort: str = "newest"
     limit: int = 50
     after: str | None = None  # the cursor of the previous page (Page.next_cursor)
@@ -77,6 +78,35 @@ class NotFound(LookupError):
 
 class InvalidTransition(ValueError):
     """A job cannot move from its current status to the requested one."""
+
+
+class UserRepository:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, user: User) -> User:
+        if self.get(user.name) is not None:
+            raise QueryError("name", f"a user {user.name!r} already exists")
+        self.session.add(user)
+        self.session.flush()
+        return user
+
+    def get(self, name: str) -> User | None:
+        return self.session.get(User, name)
+
+    def list(self) -> builtins.list[User]:
+        return list(self.session.scalars(select(User).order_by(User.name)))
+
+    def count(self) -> int:
+        return self.session.scalar(select(func.count()).select_from(User)) or 0
+
+    def remove(self, name: str) -> bool:
+        user = self.get(name)
+        if user is None:
+            return False
+        self.session.delete(user)
+        self.session.flush()
+        return True
 
 
 class JobRepository:
@@ -186,6 +216,8 @@ class GalleryRepository:
             q = q.where(self._matches(query.text))
         if query.seed is not None:
             q = q.where(Clip.seed == query.seed)
+        if query.author is not None:
+            q = q.where(Clip.author == query.author)
         if query.cfg_min is not None:
             q = q.where(Clip.cfg_scale >= query.cfg_min)
         if query.cfg_max is not None:

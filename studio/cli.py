@@ -30,6 +30,9 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="where clips and the gallery live (default: STUDIO_DATA_DIR, "
                    "else the per-user data dir, e.g. ~/.local/share/video-diffusion-studio)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    p.add_argument("--auth", action="store_true", default=None,
+                   help="every page, handler, API call and file needs a login (users: `studio users add`); "
+                   "also STUDIO_AUTH=required")
     p.add_argument("--allow-anonymous", action="store_true",
                    help="let --share or a non-loopback --host open the studio without a login to anyone who "
                    "reaches it (they can generate, see and delete every clip)")
@@ -109,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     imp = gsub.add_parser("import", help="add the clips of an exported zip (clips already here are skipped)")
     imp.add_argument("file")
     for leaf in (lst, show, star, tag, note, delete, export, imp):
+        leaf.add_argument("--data-dir", default=None)
+
+    users = sub.add_parser("users", help="accounts for `studio serve --auth`")
+    usub = users.add_subparsers(dest="users_command", required=True, parser_class=OneLineParser)
+    u_add = usub.add_parser("add", help="add a user; the password is read from standard input (asked twice on a terminal)")
+    u_add.add_argument("name")
+    u_add.add_argument("--role", default="member", choices=["admin", "member", "viewer"])
+    u_list = usub.add_parser("list", help="users and roles")
+    u_rm = usub.add_parser("remove", help="remove a user (their clips stay)")
+    u_rm.add_argument("name")
+    u_pw = usub.add_parser("passwd", help="set a user's password (from standard input, or asked twice)")
+    u_pw.add_argument("name")
+    for leaf in (u_add, u_list, u_rm, u_pw):
         leaf.add_argument("--data-dir", default=None)
 
     rec = sub.add_parser("recall", help="print the recipe an mp4 made by this studio carries")
@@ -302,6 +318,60 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         built.close()
 
 
+def _count_users(settings) -> int:  # type: ignore[no-untyped-def]
+    from studio.wiring import build_studio
+
+    built = build_studio(settings, start=False)
+    try:
+        return built.accounts.count()
+    finally:
+        built.close()
+
+
+def _read_password(prompt_twice: bool) -> str:
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if prompt_twice and getpass.getpass("again: ") != first:
+        raise RequestError("password", "the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from studio.facade import QueryError
+    from studio.wiring import build_studio
+
+    built = build_studio(_settings(args), start=False)
+    accounts = built.accounts
+    try:
+        c = args.users_command
+        if c == "list":
+            for account in accounts.list():
+                print(f"{account.name}\t{account.role}")
+            return 0
+        if c == "remove":
+            if not accounts.remove(args.name):
+                _error(f"no user {args.name!r}")
+                return EXIT_BAD_ARGS
+            print(f"removed {args.name}")
+            return 0
+        password = _read_password(prompt_twice=True)
+        if c == "add":
+            accounts.add(args.name, password, args.role)
+            print(f"added {args.name} ({args.role})")
+        else:
+            accounts.set_password(args.name, password)
+            print(f"password of {args.name} changed")
+        return 0
+    except (QueryError, RequestError) as e:
+        _error(e)
+        return EXIT_BAD_ARGS
+    finally:
+        built.close()
+
+
 def cmd_recall(args: argparse.Namespace) -> int:
     from studio.facade import read_recipe
 
@@ -327,12 +397,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         data_dir=Path(args.data_dir) if args.data_dir else None,
         host=args.host, port=args.port, share=args.share or None,
-        device=args.device, torch_threads=args.threads,
+        device=args.device, torch_threads=args.threads, auth=args.auth,
     )
+    if settings.auth:
+        users = _count_users(settings)
+        if users == 0:
+            _error(f"--auth: {settings.data_dir} has no users yet; add one with: studio users add NAME --role admin")
+            return EXIT_BAD_ARGS
     exposed = exposure(settings)
-    if exposed and not args.allow_anonymous:
-        _error(f"{exposed} would open the studio to anyone who reaches it, with no login (there are no accounts "
-               "yet): every clip could be seen and deleted; add --allow-anonymous to do it anyway")
+    if exposed and not settings.auth and not args.allow_anonymous:
+        _error(f"{exposed} would open the studio to anyone who reaches it, with no login: every clip could be seen "
+               "and deleted; add --auth (with users from `studio users add`), or --allow-anonymous to do it anyway")
         return EXIT_BAD_ARGS
     try:
         launch(settings)
@@ -373,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_gallery(args)
     if args.command == "recall":
         return cmd_recall(args)
+    if args.command == "users":
+        return cmd_users(args)
     if args.command == "train-embedded":
         from pipelines.embedded.train import main as train_main
 

@@ -39,6 +39,7 @@ def clip_json(view: ClipView, **extra: Any) -> dict[str, Any]:
         "sweep": view.sweep_id,
         "axes": view.axes,
         "parent": view.parent_id,
+        "author": view.author,
         "batch_id": view.batch_id,
         "seconds": round(view.generation_seconds, 3),
         "created_at": view.created_at,

@@ -22,6 +22,7 @@ from pipelines.contract import (
     SweepRequest,
     request_from_params,
 )
+from studio.accounts import Account, AccountService, NotAllowed
 from studio.gallery import ClipView, GalleryQuery, QueryError
 from studio.jobs import SweepSubmission
 from studio.media.export import stitch
@@ -63,13 +64,45 @@ def read_recipe(path: str | Path) -> tuple[GenerationRequest, str | None]:
 
 class StudioFacade:
     def __init__(self, settings: "Settings", registry: "ModelRegistry", jobs: "JobService",
-                 gallery: "GalleryService", media: "MediaService", files: "FileStore"):
+                 gallery: "GalleryService", media: "MediaService", files: "FileStore",
+                 accounts: "AccountService | None" = None):
         self.settings = settings
+        self._accounts = accounts
         self._registry = registry
         self._jobs = jobs
         self._gallery = gallery
         self._media = media
         self._files = files
+
+    # ---- accounts -------------------------------------------------------------------------------
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.settings.auth)
+
+    def login(self, name: str, password: str) -> bool:
+        return self._accounts is not None and self._accounts.login(name, password)
+
+    def account(self, name: str | None) -> Account | None:
+        """The signed-in user's account; None when accounts are off (everyone may do everything)."""
+        if not self.auth_required or self._accounts is None:
+            return None
+        found = self._accounts.get(name)
+        if found is None:
+            raise NotAllowed("sign in first")
+        return found
+
+    def check_generate(self, account: Account | None) -> None:
+        if account is not None and not account.can_generate:
+            raise NotAllowed(f"{account.name} is a viewer: viewers cannot generate")
+
+    def check_change(self, account: Account | None, clip_id: str) -> ClipView:
+        """The clip, if `account` may edit or delete it (its author, or an admin); NotAllowed otherwise."""
+        view = self._gallery.get(clip_id)
+        if view is None:
+            raise KeyError(f"no clip {clip_id!r}")
+        if account is not None and not account.may_change(view.author):
+            raise NotAllowed(f"only {view.author or 'an admin'} or an admin may change clip {clip_id[:8]}")
+        return view
 
     # ---- models ---------------------------------------------------------------------------------
     @property
@@ -88,14 +121,20 @@ class StudioFacade:
         return self._registry.missing(model_id)
 
     # ---- jobs -----------------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None) -> "Submission":
-        return self._jobs.submit(request, seeds, parent_id=parent_id)
+    def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None,
+               account: Account | None = None) -> "Submission":
+        return self.submit_sweep(SweepRequest(request, seeds), parent_id=parent_id, account=account).cells[0]
 
-    def submit_sweep(self, sweep: SweepRequest, *, parent_id: str | None = None) -> "SweepSubmission":
-        """A sweep with axes gets a sweep id; without axes it is a plain batch of seeds (sweep id "")."""
+    def submit_sweep(self, sweep: SweepRequest, *, parent_id: str | None = None,
+                     account: Account | None = None) -> "SweepSubmission":
+        """A sweep with axes gets a sweep id; without axes it is a plain batch of seeds (sweep id "").
+        With accounts on, `account` must be allowed to generate and becomes the clips' author."""
+        self.check_generate(account)
+        author = account.name if account is not None else None
         if not sweep.axes:
-            return SweepSubmission("", (self._jobs.submit(sweep.request, sweep.seeds, parent_id=parent_id),))
-        return self._jobs.submit_sweep(sweep, parent_id=parent_id)
+            return SweepSubmission("", (self._jobs.submit(sweep.request, sweep.seeds, parent_id=parent_id,
+                                                          author=author),))
+        return self._jobs.submit_sweep(sweep, parent_id=parent_id, author=author)
 
     def status(self, job_id: str) -> JobStatus:
         return self._jobs.status(job_id)
@@ -148,13 +187,16 @@ class StudioFacade:
     def models_in_gallery(self) -> list[str]:
         return self._gallery.models()
 
-    def star(self, clip_id: str, starred: bool = True) -> ClipView:
+    def star(self, clip_id: str, starred: bool = True, *, account: Account | None = None) -> ClipView:
+        self.check_change(account, clip_id)
         return self._gallery.star(clip_id, starred)
 
-    def tag(self, clip_id: str, tags: list[str], *, remove: bool = False) -> ClipView:
+    def tag(self, clip_id: str, tags: list[str], *, remove: bool = False, account: Account | None = None) -> ClipView:
+        self.check_change(account, clip_id)
         return self._gallery.tag(clip_id, tags, remove=remove)
 
-    def note(self, clip_id: str, text: str) -> ClipView:
+    def note(self, clip_id: str, text: str, *, account: Account | None = None) -> ClipView:
+        self.check_change(account, clip_id)
         return self._gallery.note(clip_id, text)
 
     def children(self, clip_id: str) -> list[ClipView]:
@@ -163,7 +205,11 @@ class StudioFacade:
     def ancestors(self, clip_id: str) -> list[ClipView]:
         return self._gallery.ancestors(clip_id)
 
-    def delete(self, clip_id: str) -> bool:
+    def delete(self, clip_id: str, *, account: Account | None = None) -> bool:
+        try:
+            self.check_change(account, clip_id)
+        except KeyError:
+            return False
         return self._gallery.delete(clip_id)
 
     def export_zip(self, clip_ids: list[str], out: Path) -> Path:
@@ -238,4 +284,4 @@ class StudioFacade:
         return self._files.save_input_image(mask).path
 
 
-__all__ = ["FROM_CLIP", "ClipView", "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest", "ImageToVideoRequest"]
+__all__ = ["FROM_CLIP", "Account", "NotAllowed", "ClipView", "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest", "ImageToVideoRequest"]

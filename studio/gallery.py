@@ -51,6 +51,7 @@ class ClipView:
     parent_id: str | None = None
     sweep_id: str | None = None
     axes: dict[str, Any] | None = None
+    author: str | None = None
 
     @property
     def caption(self) -> str:
@@ -72,7 +73,7 @@ class GalleryService:
             video=self.files.resolve(c.video_path), thumb=self.files.resolve(c.thumb_path),
             params=dict(c.params), manifest=dict(c.manifest or {}), inputs=dict(c.inputs or {}),
             starred=bool(c.starred), tags=tuple(c.tags), note=c.note or "", parent_id=c.parent_id,
-            sweep_id=c.sweep_id, axes=dict(c.axes) if c.axes else None,
+            sweep_id=c.sweep_id, axes=dict(c.axes) if c.axes else None, author=c.author,
         )
 
     def list(self, mode: str | None = None, model_id: str | None = None, limit: int = 100, offset: int = 0) -> list[ClipView]:
@@ -248,6 +249,7 @@ class GalleryService:
                 GalleryRepository(session).add(Clip.from_params(
                     request.to_params(), id=clip_id, job_id=None, batch_id=uuid.uuid4().hex,
                     sweep_id=recipe.get("sweep"), axes=recipe.get("axes"), parent_id=recipe.get("parent"),
+                    author=recipe.get("author") if isinstance(recipe.get("author"), str) else None,
                     created_at=datetime.fromisoformat(created) if isinstance(created, str) else utcnow(),
                     model_id=str(recipe.get("model") or request.model_id),
                     model_version=str(recipe.get("model_version") or "?"),
@@ -265,6 +267,6 @@ EXPORT_FORMAT = 1
 EXPORTED = ("id", "job_id", "batch_id", "mode", "model_id", "model_version", "prompt", "negative_prompt", "seed",
             "steps", "cfg_scale", "frames", "fps", "width", "height", "strength", "profile", "params", "manifest",
             "inputs", "video_path", "thumb_path", "sidecar_path", "generation_seconds", "starred", "note",
-            "parent_id", "sweep_id", "axes")
+            "parent_id", "sweep_id", "axes", "author")
 
 __all__ = ["ClipView", "GalleryQuery", "GalleryService", "QueryError"]

@@ -161,16 +161,19 @@ class JobService:
         self._worker = None
 
     # ---- submission -----------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None) -> Submission:
+    def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None,
+               author: str | None = None) -> Submission:
         """Validate, pin the seeds, store the inputs and queue one job per seed. `parent_id`: the gallery
         clip this request branches from (its lineage; the inputs already name what was taken from it)."""
-        return self._submit(SweepRequest(request, seeds), sweep_ids=False, parent_id=parent_id).cells[0]
+        return self._submit(SweepRequest(request, seeds), sweep_ids=False, parent_id=parent_id, author=author).cells[0]
 
-    def submit_sweep(self, sweep: SweepRequest, *, parent_id: str | None = None) -> SweepSubmission:
+    def submit_sweep(self, sweep: SweepRequest, *, parent_id: str | None = None,
+                     author: str | None = None) -> SweepSubmission:
         """Every cell of the sweep gets the same seeds; nothing is queued unless every cell is valid."""
-        return self._submit(sweep, sweep_ids=True, parent_id=parent_id)
+        return self._submit(sweep, sweep_ids=True, parent_id=parent_id, author=author)
 
-    def _submit(self, sweep: SweepRequest, *, sweep_ids: bool, parent_id: str | None) -> SweepSubmission:
+    def _submit(self, sweep: SweepRequest, *, sweep_ids: bool, parent_id: str | None,
+                author: str | None = None) -> SweepSubmission:
         sweep.validate()
         request = sweep.request
         if not request.model_id:
@@ -194,7 +197,7 @@ class JobService:
                 cell_jobs.append(Job(
                     id=uuid.uuid4().hex, batch_id=batch_id, batch_index=i, status="queued", mode=req.mode,
                     model_id=req.model_id, params=req.to_params(), created_at=utcnow(), sweep_id=sweep_id,
-                    axes={"seed": seed, **axes} if sweep_id else None, parent_id=parent_id,
+                    axes={"seed": seed, **axes} if sweep_id else None, parent_id=parent_id, author=author,
                 ))
             jobs += cell_jobs
             out.append(Submission(batch_id, tuple(j.id for j in cell_jobs), seeds, dict(axes)))
@@ -309,7 +312,7 @@ class JobService:
             request = request_from_params(job.params)
             repo.mark_running(job_id)
             picked = _Picked(job_id, None, request, job.batch_id, job.sweep_id, dict(job.axes) if job.axes else None,
-                             job.parent_id)
+                             job.parent_id, job.author)
         with self._lock:
             state = self._states[job_id]
             state.status = "running"
@@ -403,6 +406,7 @@ class JobService:
             "sweep": job.sweep_id,
             "axes": job.axes,
             "parent": job.parent_id,
+            "author": job.author,
             "created_at": utcnow().isoformat(),
         }
         try:
@@ -422,6 +426,7 @@ class JobService:
                         sweep_id=job.sweep_id,
                         axes=job.axes,
                         parent_id=job.parent_id,
+                        author=job.author,
                         created_at=utcnow(),
                         model_id=spec.id,
                         model_version=spec.version,
@@ -496,6 +501,7 @@ class _Picked:
     sweep_id: str | None
     axes: dict | None
     parent_id: str | None
+    author: str | None = None
 
 
 def _safe_manifest(backend: Backend) -> dict:

@@ -43,6 +43,7 @@ class Settings:
     max_input_pixels: int = 4096 * 4096
     max_input_frames: int = 2000
     default_model: str | None = None
+    auth: bool = False  # every route behind a login (`--auth`, STUDIO_AUTH=required)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -56,6 +57,7 @@ class Settings:
             max_input_pixels=int(env.get("STUDIO_MAX_INPUT_PIXELS", 4096 * 4096)),
             max_input_frames=int(env.get("STUDIO_MAX_INPUT_FRAMES", 2000)),
             default_model=env.get("STUDIO_DEFAULT_MODEL") or None,
+            auth=env.get("STUDIO_AUTH", "").strip().lower() == "required",
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

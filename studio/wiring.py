@@ -14,6 +14,7 @@ from storage.db import default_database_url, make_engine, make_session_factory, 
 from storage.files import FileStore
 from storage.lease import DataDirBusy, DataDirLease
 from storage.repositories import GalleryRepository
+from studio.accounts import AccountService
 from studio.facade import StudioFacade
 from studio.gallery import GalleryService
 from studio.jobs import JobService
@@ -34,12 +35,14 @@ class Studio:
     files: FileStore
     engine: object
     media: MediaService
+    accounts: AccountService
     lease: DataDirLease | None = None
 
     @property
     def facade(self) -> StudioFacade:
         """What the UI, CLI and API get: jobs, gallery, media and model specs, nothing more."""
-        return StudioFacade(self.settings, self.registry, self.jobs, self.gallery, self.media, self.files)
+        return StudioFacade(self.settings, self.registry, self.jobs, self.gallery, self.media, self.files,
+                            self.accounts)
 
     def close(self) -> None:
         self.jobs.stop()
@@ -105,7 +108,8 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
         if lease is not None:
             lease.release()
         raise
-    return Studio(settings, registry, jobs, GalleryService(session_factory, files), files, engine, media, lease)
+    return Studio(settings, registry, jobs, GalleryService(session_factory, files), files, engine, media,
+                  AccountService(session_factory), lease)
 
 
 def recover(files: FileStore, session_factory) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,8 @@ from gradio import FileData
 
 from pipelines.contract import RequestError, SweepRequest, parse_axis
 from studio.clips import public_clip_json
-from studio.facade import StudioFacade
+from studio.facade import GalleryQuery, NotAllowed, QueryError, StudioFacade
+from studio.ui.common import signed_in
 from studio.ui.widgets import request_from_widgets
 
 log = logging.getLogger("studio.api")
@@ -32,7 +33,9 @@ def _media_path(value: Any) -> Any:
 
 def register_api(studio: StudioFacade) -> None:
     def run(endpoint: str, mode: str, values: dict[str, Any], seeds: int, vary: Optional[list[str]],
-            clip: str = "", frame: Optional[int] = None) -> tuple[FileData, Clips]:
+            clip: str = "", frame: Optional[int] = None, request: Optional[gr.Request] = None
+            ) -> tuple[FileData, Clips]:
+        http = request
         values = {k: _media_path(v) if k in ("image", "video", "mask") else v for k, v in values.items()}
         values["model_id"] = values.get("model_id") or None
         if values.get("strength") is None:
@@ -49,8 +52,10 @@ def register_api(studio: StudioFacade) -> None:
             axes = tuple(parse_axis(v) for v in (vary or []))
             if isinstance(seeds, bool) or not isinstance(seeds, int):
                 raise RequestError("seeds", f"{seeds!r} is not a whole number")
-            submission = studio.submit_sweep(SweepRequest(request, seeds, axes), parent_id=clip or None)
-        except (RequestError, ValueError, TypeError) as e:
+            account = studio.account(signed_in(http))
+            submission = studio.submit_sweep(SweepRequest(request, seeds, axes), parent_id=clip or None,
+                                             account=account)
+        except (RequestError, ValueError, TypeError, NotAllowed) as e:
             raise _refuse(endpoint, e) from None
         statuses = studio.wait(submission.job_ids)
         clips = []
@@ -63,48 +68,81 @@ def register_api(studio: StudioFacade) -> None:
     def text_to_video(prompt: str, negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
                       steps: Optional[int] = None, cfg_scale: Optional[float] = None, frames: Optional[int] = None,
                       fps: Optional[int] = None, width: Optional[int] = None, height: Optional[int] = None,
-                      vary: Optional[list[str]] = None) -> tuple[FileData, Clips]:
+                      vary: Optional[list[str]] = None, request: gr.Request = None) -> tuple[FileData, Clips]:
         """Generate from a prompt. Returns the first clip's mp4 and a list describing every clip."""
         return run("text_to_video", "t2v", dict(prompt=prompt, negative_prompt=negative_prompt, model_id=model,
                    seed=seed, steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps, width=width, height=height),
-                   seeds, vary)
+                   seeds, vary, request=request)
 
     def image_to_video(prompt: str, image: FileData, negative_prompt: str = "", model: str = "", seed: int = -1,
                        seeds: int = 1, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
                        frames: Optional[int] = None, fps: Optional[int] = None, width: Optional[int] = None,
-                       height: Optional[int] = None, vary: Optional[list[str]] = None) -> tuple[FileData, Clips]:
+                       height: Optional[int] = None, vary: Optional[list[str]] = None,
+                       request: gr.Request = None) -> tuple[FileData, Clips]:
         """Animate an image (the first frame) as the prompt says."""
         return run("image_to_video", "i2v", dict(prompt=prompt, image=image, negative_prompt=negative_prompt,
                    model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps, width=width,
-                   height=height), seeds, vary)
+                   height=height), seeds, vary, request=request)
 
     def video_to_video(prompt: str, video: FileData, strength: Optional[float] = None, negative_prompt: str = "",
                        model: str = "", seed: int = -1, seeds: int = 1, steps: Optional[int] = None,
                        cfg_scale: Optional[float] = None, frames: Optional[int] = None, fps: Optional[int] = None,
                        width: Optional[int] = None, height: Optional[int] = None,
-                       vary: Optional[list[str]] = None) -> tuple[FileData, Clips]:
+                       vary: Optional[list[str]] = None, request: gr.Request = None) -> tuple[FileData, Clips]:
         """Restyle a video by a prompt; strength 0 returns the input, 1 ignores it (default: the model's)."""
         return run("video_to_video", "v2v", dict(prompt=prompt, video=video, strength=strength,
                    negative_prompt=negative_prompt, model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                   frames=frames, fps=fps, width=width, height=height), seeds, vary)
+                   frames=frames, fps=fps, width=width, height=height), seeds, vary, request=request)
 
     def inpaint(prompt: str, video: FileData, mask: FileData, strength: Optional[float] = None,
                 negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
                 steps: Optional[int] = None, cfg_scale: Optional[float] = None, frames: Optional[int] = None,
                 fps: Optional[int] = None, width: Optional[int] = None, height: Optional[int] = None,
-                vary: Optional[list[str]] = None) -> tuple[FileData, Clips]:
+                vary: Optional[list[str]] = None, request: gr.Request = None) -> tuple[FileData, Clips]:
         """Regenerate the masked region (white = regenerate, black = keep) of a video by the prompt."""
         return run("inpaint", "inpaint", dict(prompt=prompt, video=video, mask=mask, strength=strength,
                    negative_prompt=negative_prompt, model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                   frames=frames, fps=fps, width=width, height=height), seeds, vary)
+                   frames=frames, fps=fps, width=width, height=height), seeds, vary, request=request)
 
     def extend(prompt: str, clip: str, frame: Optional[int] = None, negative_prompt: str = "", model: str = "",
                seed: int = -1, seeds: int = 1, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
-               frames: Optional[int] = None, fps: Optional[int] = None, vary: Optional[list[str]] = None
-               ) -> tuple[FileData, Clips]:
+               frames: Optional[int] = None, fps: Optional[int] = None, vary: Optional[list[str]] = None,
+               request: gr.Request = None) -> tuple[FileData, Clips]:
         """Continue a gallery clip: a new clip whose first frame is the clip's last (or `frame`)."""
         return run("extend", "extend", dict(prompt=prompt, negative_prompt=negative_prompt, model_id=model, seed=seed,
-                   steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps), seeds, vary, clip, frame)
+                   steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps), seeds, vary, clip, frame,
+                   request=request)
 
-    for fn in (text_to_video, image_to_video, video_to_video, inpaint, extend):
+    def list_clips(search: str = "", mine: bool = False, limit: int = 50, request: gr.Request = None) -> Clips:
+        """The newest clips (optionally matching `search`, or only the caller's with `mine`)."""
+        try:
+            account = studio.account(signed_in(request))
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
+                raise RequestError("limit", f"{limit!r} is not a whole number from 1 to 500")
+            author = account.name if (mine and account is not None) else None
+            views, _ = studio.search(GalleryQuery(text=search or "", author=author, limit=limit))
+        except (RequestError, QueryError, NotAllowed) as e:
+            raise _refuse("list_clips", e) from None
+        return [public_clip_json(v) for v in views]
+
+    def get_clip(clip_id: str, request: gr.Request = None) -> dict[str, Any]:
+        """One clip's object (its recipe, stars, tags, note, lineage)."""
+        try:
+            studio.account(signed_in(request))
+        except NotAllowed as e:
+            raise _refuse("get_clip", e) from None
+        view = studio.clip(clip_id) if isinstance(clip_id, str) else None
+        if view is None:
+            raise _refuse("get_clip", RequestError("clip_id", f"no clip {clip_id!r}"))
+        return public_clip_json(view)
+
+    def delete_clip(clip_id: str, request: gr.Request = None) -> bool:
+        """Delete a clip and its files: your own (an admin: any). True when it was deleted."""
+        try:
+            return studio.delete(clip_id, account=studio.account(signed_in(request))) if isinstance(clip_id, str) \
+                else False
+        except NotAllowed as e:
+            raise _refuse("delete_clip", e) from None
+
+    for fn in (text_to_video, image_to_video, video_to_video, inpaint, extend, list_clips, get_clip, delete_clip):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)

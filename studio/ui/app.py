@@ -221,6 +221,9 @@ def serve(studio: "StudioFacade", *, block: bool = False) -> gr.Blocks:
         # clips, exports and inputs only: never the database, the lock or anything else of the data dir
         allowed_paths=[str(data / folder) for folder in SERVED_FOLDERS],
         app_kwargs={"middleware": [Middleware(SafeFiles)]},
+        # with accounts on, every route (page, handlers, API, uploads, files) needs a login
+        auth=studio.login if studio.auth_required else None,
+        auth_message="Sign in with the name and password `studio users add` gave you.",
         max_file_size=f"{settings.max_upload_mb}mb",
         prevent_thread_lock=not block,
         css=CSS,

@@ -21,6 +21,11 @@ MODE_NAMES = {**MODES, "extend": "Extend"}
 SETTINGS = ("steps", "cfg_scale", "frames", "fps", "width", "height", "profile", "strength")
 
 
+def signed_in(request: Any) -> str | None:
+    """The user name of a request (Gradio's login), None without a login."""
+    return getattr(request, "username", None) if request is not None else None
+
+
 def file_url(path: Path | str) -> str:
     """The URL Gradio serves a file of the data dir at (the data dir is its only allowed path)."""
     return "/gradio_api/file=" + html.escape(str(path), quote=True)

@@ -16,8 +16,8 @@ import gradio as gr
 
 from pipelines.contract import RequestError
 from studio.clips import describe
-from studio.facade import GalleryQuery, QueryError
-from studio.ui.common import MODE_NAMES, MODES, GridCell, axes_label, differing, file_url, grid_html
+from studio.facade import GalleryQuery, NotAllowed, QueryError
+from studio.ui.common import MODE_NAMES, MODES, GridCell, axes_label, differing, file_url, grid_html, signed_in
 from studio.ui.generate import ModeTab
 from studio.ui.widgets import widgets_from_request
 
@@ -141,6 +141,8 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             model_filter = gr.Dropdown([("All models", "")], value="", label="Model", scale=2, elem_id="gallery-model")
             tag_filter = gr.Textbox(label="Tag", scale=1, elem_id="gallery-tag")
             starred_only = gr.Checkbox(label="Starred", scale=0, min_width=90, elem_id="gallery-starred")
+            mine = gr.Checkbox(label="Mine", scale=0, min_width=80, elem_id="gallery-mine",
+                               visible=studio.auth_required)
             sort = gr.Dropdown(SORTS, value="newest", label="Sort", scale=1, elem_id="gallery-sort")
             refresh = gr.Button("Refresh", scale=0, min_width=90, elem_id="gallery-refresh")
         with gr.Accordion("More filters", open=False):
@@ -227,19 +229,23 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                                        elem_id="gallery-import-dropped")
 
     # ---- listing ----------------------------------------------------------------------------------
-    def _query(text, mode, model, tag, starred_flag, order, seed, low, high, start, end, after=None) -> GalleryQuery:
-        return GalleryQuery(text=(text or "").strip(), mode=mode or None, model_id=model or None,
-                            tag=(tag or "").strip() or None, starred=True if starred_flag else None,
-                            seed=None if seed is None else int(seed), cfg_min=low, cfg_max=high,
-                            since=_date("made from", start), until=_date("made before", end),
-                            sort=order or "newest", limit=PAGE, after=after)
+    def _query(values: dict, request, after=None) -> GalleryQuery:  # type: ignore[no-untyped-def]
+        v = values.get
+        seed = v(seed_filter)
+        return GalleryQuery(text=(v(search) or "").strip(), mode=v(mode_filter) or None,
+                            model_id=v(model_filter) or None, tag=(v(tag_filter) or "").strip() or None,
+                            starred=True if v(starred_only) else None, seed=None if seed is None else int(seed),
+                            cfg_min=v(cfg_min), cfg_max=v(cfg_max), since=_date("made from", v(since)),
+                            until=_date("made before", v(until)),
+                            author=signed_in(request) if v(mine) and signed_in(request) else None,
+                            sort=v(sort) or "newest", limit=PAGE, after=after)
 
-    filters = [search, mode_filter, model_filter, tag_filter, starred_only, sort, seed_filter, cfg_min, cfg_max,
-               since, until]
+    filters = {search, mode_filter, model_filter, tag_filter, starred_only, sort, seed_filter, cfg_min, cfg_max,
+               since, until, mine}
 
-    def load(*flt):
+    def load(values: dict, request: gr.Request):
         try:
-            views, nxt = studio.search(_query(*flt))
+            views, nxt = studio.search(_query(values, request))
         except QueryError as e:
             return {grid: f"<p class='studio-empty'>⚠️ {html.escape(str(e))}</p>", shown: [], cursor: None,
                     more: gr.update(visible=False)}
@@ -249,16 +255,16 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
 
     list_outputs = [grid, shown, cursor, more, model_filter]
     for trig in (refresh.click, mode_filter.change, model_filter.change, starred_only.change, sort.change,
-                 search.submit, tag_filter.submit, seed_filter.submit, cfg_min.submit, cfg_max.submit, since.submit,
-                 until.submit, gallery_tab.select):
+                 mine.change, search.submit, tag_filter.submit, seed_filter.submit, cfg_min.submit, cfg_max.submit,
+                 since.submit, until.submit, gallery_tab.select):
         trig(load, inputs=filters, outputs=list_outputs, api_visibility="private")
 
-    def load_more(*args):
-        *flt, after, ids = args
+    def load_more(values: dict, request: gr.Request):
+        after, ids = values.get(cursor), values.get(shown)
         if not after:
             return {more: gr.update()}
         try:
-            views, nxt = studio.search(_query(*flt, after=after))
+            views, nxt = studio.search(_query(values, request, after=after))
         except QueryError as e:
             raise gr.Error(str(e))
         ids = list(ids or []) + [v.id for v in views]
@@ -266,7 +272,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         return {grid: tiles_html([v for v in everything if v is not None]), shown: ids, cursor: nxt,
                 more: gr.update(visible=bool(nxt))}
 
-    more.click(load_more, inputs=filters + [cursor, shown], outputs=[grid, shown, cursor, more],
+    more.click(load_more, inputs=filters | {cursor, shown}, outputs=[grid, shown, cursor, more],
                api_visibility="private")
 
     # ---- detail -----------------------------------------------------------------------------------
@@ -294,39 +300,43 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                       delete, confirm, keep, chain_btn]
     open_box.change(lambda value: show(_strip(value)), inputs=open_box, outputs=detail_outputs, api_visibility="private")
 
-    def toggle_star(clip_id):
+    def toggle_star(clip_id, request: gr.Request):
         view = studio.clip(clip_id) if clip_id else None
         if view is None:
             return {star: gr.update()}
-        view = studio.star(clip_id, not view.starred)
+        try:
+            view = studio.star(clip_id, not view.starred, account=studio.account(signed_in(request)))
+        except NotAllowed as e:
+            raise gr.Error(str(e), print_exception=False)
         return {star: "★ Starred" if view.starred else "☆ Star", info: _summary(view)}
 
     star.click(toggle_star, inputs=selected, outputs=[star, info], api_visibility="private")
 
-    def do_tags(clip_id, text):
+    def do_tags(clip_id, text, request: gr.Request):
         view = studio.clip(clip_id) if clip_id else None
         if view is None:
             return {tags: gr.update()}
         wanted = [t for t in (x.strip() for x in (text or "").split(",")) if t]
         try:
+            account = studio.account(signed_in(request))
             gone = [t for t in view.tags if t not in wanted]
             if gone:
-                studio.tag(clip_id, gone, remove=True)
-            view = studio.tag(clip_id, wanted) if wanted else studio.clip(clip_id)
-        except (QueryError, ValueError) as e:
-            raise gr.Error(str(e))
+                studio.tag(clip_id, gone, remove=True, account=account)
+            view = studio.tag(clip_id, wanted, account=account) if wanted else studio.clip(clip_id)
+        except (QueryError, ValueError, NotAllowed) as e:
+            raise gr.Error(str(e), print_exception=False)
         gr.Info("Tags saved.")
         return {tags: ", ".join(view.tags)}
 
     save_tags.click(do_tags, inputs=[selected, tags], outputs=tags, api_visibility="private")
     tags.submit(do_tags, inputs=[selected, tags], outputs=tags, api_visibility="private")
 
-    def do_note(clip_id, text):
+    def do_note(clip_id, text, request: gr.Request):
         if clip_id:
             try:
-                studio.note(clip_id, text or "")
-            except (QueryError, ValueError) as e:
-                raise gr.Error(str(e))
+                studio.note(clip_id, text or "", account=studio.account(signed_in(request)))
+            except (QueryError, ValueError, NotAllowed) as e:
+                raise gr.Error(str(e), print_exception=False)
             gr.Info("Note saved.")
 
     save_note.click(do_note, inputs=[selected, note], api_visibility="private")
@@ -336,12 +346,16 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
     keep.click(lambda: (gr.update(visible=True), gr.update(visible=False), gr.update(visible=False)),
                outputs=[delete, confirm, keep], api_visibility="private")
 
-    def remove(clip_id, *flt):
-        if clip_id and studio.delete(clip_id):
-            gr.Info("Deleted the clip and its files.")
-        return {**load(*flt), detail: gr.update(visible=False), selected: None, siblings: ""}
+    def remove(values: dict, request: gr.Request):
+        clip_id = values.get(selected)
+        try:
+            if clip_id and studio.delete(clip_id, account=studio.account(signed_in(request))):
+                gr.Info("Deleted the clip and its files.")
+        except NotAllowed as e:
+            raise gr.Error(str(e), print_exception=False)
+        return {**load(values, request), detail: gr.update(visible=False), selected: None, siblings: ""}
 
-    confirm.click(remove, inputs=[selected] + filters, outputs=list_outputs + [detail, selected, siblings],
+    confirm.click(remove, inputs=filters | {selected}, outputs=list_outputs + [detail, selected, siblings],
                   api_visibility="private")
 
     def do_export(clip_id, f):
@@ -373,7 +387,8 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
 
     export_sel.click(do_export_zip, inputs=selection_box, outputs=[zip_out, zip_box], api_visibility="private")
 
-    def do_import_zip(path, *flt):
+    def do_import_zip(values: dict, request: gr.Request):
+        path = values.get(zip_in)
         if not path:
             return {zip_in: gr.update()}
         try:
@@ -381,9 +396,9 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         except (QueryError, ValueError) as e:
             raise gr.Error(str(e))
         gr.Info(f"Imported {added} clip(s); {skipped} were already here.")
-        return {**load(*flt), zip_in: None}
+        return {**load(values, request), zip_in: None}
 
-    zip_in.upload(do_import_zip, inputs=[zip_in] + filters, outputs=list_outputs + [zip_in], api_visibility="private")
+    zip_in.upload(do_import_zip, inputs=filters | {zip_in}, outputs=list_outputs + [zip_in], api_visibility="private")
 
     # ---- recall and branch ------------------------------------------------------------------------
     recall_outputs: list = [tabs_container]

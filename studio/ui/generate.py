@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from pipelines.contract import AXES, RequestError, SweepRequest, parse_axis
-from studio.ui.common import GridCell, axes_label, grid_html, model_choice, setting_props, SETTINGS
+from studio.facade import NotAllowed
+from studio.ui.common import GridCell, axes_label, grid_html, model_choice, setting_props, signed_in, SETTINGS
 from studio.ui.widgets import contact_sheet, format_eta, mask_from_editor, request_from_widgets
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
         widget_inputs.add(tab.mask_editor)
     name_of = {comp: name for name, comp in tab.fields.items()}
 
-    def run(values: dict, progress=gr.Progress()):
+    def run(values: dict, request: gr.Request, progress=gr.Progress()):
         fields = {name_of[c]: v for c, v in values.items() if c in name_of}
         branch = values.get(tab.branch) or None
         mode = "extend" if branch and branch.get("extend") and tab.mode == "i2v" else tab.mode
@@ -203,8 +204,9 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
             axes = _axes_from(values, tab.vary)
             sweep = SweepRequest(request, int(values[tab.seeds]), axes)
             parent = branch.get("clip") if branch else None
-            submission = studio.submit_sweep(sweep, parent_id=parent)
-        except (RequestError, ValueError) as e:
+            account = studio.account(signed_in(request))
+            submission = studio.submit_sweep(sweep, parent_id=parent, account=account)
+        except (RequestError, ValueError, NotAllowed) as e:
             yield {tab.status: error_markdown(e), tab.jobs: []}
             return
         cells = submission.cells

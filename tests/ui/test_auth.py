@@ -1,0 +1,93 @@
+"""Accounts against a launched studio with `--auth` (#14): logins, roles and ownership, as an outsider and
+as each role would try them, through raw HTTP and gradio_client."""
+
+import dataclasses
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from gradio_client import Client
+
+from studio.accounts import MAX_FAILURES
+from tests.ui.conftest import free_port
+
+PASSWORDS = {"ann": "ann-password", "bob": "bob-password", "vic": "vic-password"}
+
+
+@pytest.fixture
+def auth_app(settings, registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-tmp"))
+    from studio.ui.app import serve
+    from studio.wiring import build_studio
+
+    settings = dataclasses.replace(settings, port=free_port(), auth=True)
+    studio = build_studio(settings, registry)
+    for name, role in (("ann", "admin"), ("bob", "member"), ("vic", "viewer")):
+        studio.accounts.add(name, PASSWORDS[name], role)
+    demo = serve(studio.facade)
+    try:
+        yield f"http://127.0.0.1:{settings.port}", studio
+    finally:
+        demo.close()
+        studio.close()
+
+
+def status(url: str, data: bytes | None = None) -> int:
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def client(url, name):
+    return Client(url + "/", auth=(name, PASSWORDS[name]), verbose=False)
+
+
+def test_an_outsider_gets_nothing(auth_app):
+    url, studio = auth_app
+    bob = client(url, "bob")
+    _, [clip] = bob.predict(prompt="a red circle", api_name="/text_to_video")
+    video = studio.gallery.get(clip["id"]).video
+    for path in ("/config", "/gradio_api/info", f"/gradio_api/file={video}", "/gradio_api/queue/status"):
+        assert status(url + path) in (401, 403), path
+    body = json.dumps({"data": ["x"], "fn_index": 0, "session_hash": "abc"}).encode()
+    assert status(url + "/gradio_api/queue/join", body) in (401, 403)
+    assert status(url + "/gradio_api/call/delete_clip", json.dumps({"data": [clip["id"]]}).encode()) in (401, 403)
+    with pytest.raises(Exception):
+        Client(url + "/", verbose=False).predict(prompt="x", api_name="/text_to_video")
+    with pytest.raises(Exception):
+        Client(url + "/", auth=("bob", "wrong-password"), verbose=False)
+    assert studio.gallery.get(clip["id"]) is not None
+
+
+def test_roles_and_ownership(auth_app):
+    url, studio = auth_app
+    bob, ann, vic = client(url, "bob"), client(url, "ann"), client(url, "vic")
+    _, [mine] = bob.predict(prompt="bob's clip", api_name="/text_to_video")
+    _, [hers] = ann.predict(prompt="ann's clip", api_name="/text_to_video")
+    assert mine["author"] == "bob" and hers["author"] == "ann"
+    with pytest.raises(Exception, match="viewers cannot generate"):
+        vic.predict(prompt="x", api_name="/text_to_video")
+    assert [c["id"] for c in bob.predict(mine=True, api_name="/list_clips")] == [mine["id"]]
+    assert {c["id"] for c in vic.predict(api_name="/list_clips")} == {mine["id"], hers["id"]}  # viewers see all
+    assert vic.predict(clip_id=mine["id"], api_name="/get_clip")["prompt"] == "bob's clip"
+    with pytest.raises(Exception, match="only ann or an admin"):
+        bob.predict(clip_id=hers["id"], api_name="/delete_clip")
+    with pytest.raises(Exception, match="only bob or an admin"):
+        vic.predict(clip_id=mine["id"], api_name="/delete_clip")
+    assert studio.gallery.get(hers["id"]) is not None and studio.gallery.get(mine["id"]) is not None
+    assert bob.predict(clip_id=mine["id"], api_name="/delete_clip") is True
+    _, [again] = bob.predict(prompt="bob's second", api_name="/text_to_video")
+    assert ann.predict(clip_id=again["id"], api_name="/delete_clip") is True  # an admin may delete any
+    assert [c.id for c in studio.gallery.list()] == [hers["id"]]
+
+
+def test_logins_are_rate_limited(auth_app):
+    url, studio = auth_app
+    for _ in range(MAX_FAILURES):
+        assert not studio.facade.login("bob", "not-it")
+    assert not studio.facade.login("bob", PASSWORDS["bob"])  # locked for a while, right password or not
+    assert studio.facade.login("ann", PASSWORDS["ann"])  # others are not
