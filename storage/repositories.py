@@ -282,6 +282,15 @@ class GalleryRepository:
         self.session.flush()
         return clip
 
+    def resolve_prefix(self, text: str) -> str | None:
+        """The id `text` names: itself, or the only id starting with it (hex, 6 characters or more)."""
+        if self.get(text) is not None:
+            return text
+        if len(text) < 6 or not all(c in "0123456789abcdef" for c in text):
+            return None
+        found = list(self.session.scalars(select(Clip.id).where(Clip.id.startswith(text)).limit(2)))
+        return found[0] if len(found) == 1 else None
+
     def children(self, clip_id: str) -> builtins.list[Clip]:
         """Clips branched from this one, oldest first."""
         q = select(Clip).where(Clip.parent_id == clip_id).order_by(Clip.created_at, Clip.id)

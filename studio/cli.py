@@ -236,6 +236,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         try:
             if args.clip:
+                args.clip = studio.resolve_clip_id(args.clip) or args.clip
                 request = studio.from_clip(request, args.clip, args.frame)
                 sweep = SweepRequest(request, sweep.seeds, sweep.axes)
             submission = studio.submit_sweep(sweep, parent_id=args.clip)
@@ -287,7 +288,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             out = studio.export_zip(args.ids, Path(args.out).expanduser())
             print(out)
             return 0
-        view = studio.clip(args.id)
+        view = studio.clip(studio.resolve_clip_id(args.id) or args.id)
         if view is None:
             _error(f"no clip {args.id!r} in {built.settings.data_dir}")
             return EXIT_BAD_ARGS

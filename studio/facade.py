@@ -174,6 +174,10 @@ class StudioFacade:
     def clip(self, clip_id: str) -> ClipView | None:
         return self._gallery.get(clip_id)
 
+    def resolve_clip_id(self, text: str) -> str | None:
+        """A full clip id from an id or a unique prefix of one (the 8 characters the page shows), else None."""
+        return self._gallery.resolve_id(text)
+
     def batch(self, batch_id: str) -> list[ClipView]:
         return self._gallery.batch(batch_id)
 

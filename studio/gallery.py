@@ -118,6 +118,13 @@ class GalleryService:
             c = GalleryRepository(session).get(clip_id)
             return None if c is None else self._view(c)
 
+    def resolve_id(self, text: str) -> str | None:
+        """`text` if it is a clip id, or the one clip id it is a prefix of (at least 6 characters)."""
+        if not isinstance(text, str) or not text or len(text) > 32:
+            return None
+        with self._session_factory() as session:
+            return GalleryRepository(session).resolve_prefix(text)
+
     def batch(self, batch_id: str) -> list[ClipView]:
         """The clips made by one submission (one per seed), in seed order, for side-by-side comparison."""
         with self._session_factory() as session:

@@ -50,11 +50,12 @@ def build_ui(studio: "StudioFacade") -> gr.Blocks:
                 return {container: gr.update()}
             out: dict = {container: gr.Tabs(selected="gallery")}
             if clip:
-                out.update(gallery.show(clip[:64]))
+                out.update(gallery.show(studio.resolve_clip_id(clip[:64]) or clip[:64], request))
             if compare:
-                out.update(gallery.compare([i[:64] for i in compare.split(",")[:MAX_LINK_IDS]]))
+                ids = [studio.resolve_clip_id(i[:64]) or i[:64] for i in compare.split(",")[:MAX_LINK_IDS]]
+                out.update(gallery.compare(ids, request))
             elif sweep:
-                out.update(gallery.sweep(sweep[:64]))
+                out.update(gallery.sweep(sweep[:64], request))
             return out
 
         demo.load(open_link, outputs=[container] + gallery.detail_outputs + gallery.compare_outputs,
@@ -66,6 +67,7 @@ CSS = """
 .pixelated img, .pixelated video { image-rendering: pixelated; }
 #studio-title h2 { margin-bottom: 0; }
 .studio-hidden { display: none !important; }
+.studio-grid { max-width: 100%; overflow-x: auto; }
 .studio-grid table { border-collapse: collapse; }
 .studio-grid th { font-weight: 600; font-size: 0.85em; padding: 2px 6px; text-align: center; }
 .studio-grid td { padding: 2px; vertical-align: top; }
@@ -93,7 +95,8 @@ CSS = """
 .studio-ab-stage { position: relative; display: inline-block; }
 .studio-ab-stage video { display: block; width: 320px; }
 .studio-ab-b { position: absolute; top: 0; left: 0; clip-path: inset(0 0 0 50%); }
-.studio-ab-diff { display: block; width: 320px; margin-top: 4px; }
+.studio-ab-diff { display: block; width: 320px; max-width: 100%; margin-top: 4px; }
+.studio-ab label { display: inline-block; margin: 4px 12px 4px 0; }
 @media (max-width: 600px) { .studio-tiles { grid-template-columns: repeat(2, 1fr); } }
 """
 

@@ -26,6 +26,17 @@ def signed_in(request: Any) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
+def base_url(request: Any) -> str:
+    """The address the browser used to reach the studio (behind a proxy or a share link too), for links
+    that can be pasted anywhere; "" when unknown (the link is then relative)."""
+    headers = getattr(request, "headers", None) or {}
+    host = headers.get("x-forwarded-host") or headers.get("host")
+    if not host:
+        return ""
+    scheme = headers.get("x-forwarded-proto") or "http"
+    return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
+
+
 def file_url(path: Path | str) -> str:
     """The URL Gradio serves a file of the data dir at (the data dir is its only allowed path)."""
     return "/gradio_api/file=" + html.escape(str(path), quote=True)

@@ -6,6 +6,7 @@ hidden textboxes, whose `input` events reach the handlers here."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,7 +18,8 @@ import gradio as gr
 from pipelines.contract import RequestError
 from studio.clips import describe
 from studio.facade import GalleryQuery, NotAllowed, QueryError
-from studio.ui.common import MODE_NAMES, MODES, GridCell, axes_label, differing, file_url, grid_html, signed_in
+from studio.ui.common import (MODE_NAMES, MODES, GridCell, axes_label, base_url, differing, file_url, grid_html,
+                              signed_in)
 from studio.ui.generate import ModeTab
 from studio.ui.widgets import widgets_from_request
 
@@ -58,10 +60,15 @@ def _tile(v: "ClipView", stacked: int = 0) -> str:
             f"</figcaption></figure>")
 
 
-def tiles_html(views: list["ClipView"]) -> str:
+def _shown(value) -> str:  # type: ignore[no-untyped-def]
+    return "—" if value is None or value == "" else (f"{value:g}" if isinstance(value, float) else str(value))
+
+
+def tiles_html(views: list["ClipView"], filtered: bool = True) -> str:
     """Clips of one sweep or batch become one stack (first clip shown, the rest on expand)."""
     if not views:
-        return "<p class='studio-empty'>No clips match.</p>"
+        return ("<p class='studio-empty'>No clips match these filters.</p>" if filtered else
+                "<p class='studio-empty'>The gallery is empty: generate a clip in one of the tabs.</p>")
     groups: dict[str, list] = {}
     for v in views:
         groups.setdefault(v.sweep_id or v.batch_id, []).append(v)
@@ -102,8 +109,7 @@ def compare_html(views: list["ClipView"]) -> str:
     keys = [k for k in DIFF_LABELS if k in diff] or ["seed"]
     cells = []
     for v in views:
-        label = " · ".join(f"{DIFF_LABELS[k]} {getattr(v, k):g}" if isinstance(getattr(v, k), float)
-                           else f"{DIFF_LABELS[k]} {str(getattr(v, k))[:40]}" for k in keys)
+        label = " · ".join(f"{DIFF_LABELS[k]} {_shown(getattr(v, k))[:40]}" for k in keys)
         cells.append((label, v))
     rows = [cells[i:i + 3] for i in range(0, len(cells), 3)]
     table = "".join(
@@ -113,7 +119,7 @@ def compare_html(views: list["ClipView"]) -> str:
     same = [k for k in DIFF_LABELS if k not in diff]
     settings = "".join(
         f"<tr{' class=studio-differs' if k in diff else ''}><th>{DIFF_LABELS[k]}</th>"
-        + "".join(f"<td>{html.escape(str(getattr(v, k)))}</td>" for v in views) + "</tr>"
+        + "".join(f"<td>{html.escape(_shown(getattr(v, k)))}</td>" for v in views) + "</tr>"
         for k in list(DIFF_LABELS))
     out = (f"<div class='studio-sync studio-grid' id='compare-grid'><table><tbody>{table}</tbody></table></div>"
            f"<details class='studio-settings' open><summary>Settings ({len(diff)} differ; same: "
@@ -250,7 +256,11 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             return {grid: f"<p class='studio-empty'>⚠️ {html.escape(str(e))}</p>", shown: [], cursor: None,
                     more: gr.update(visible=False)}
         models = studio.models_in_gallery()
-        return {grid: tiles_html(views), shown: [v.id for v in views], cursor: nxt, more: gr.update(visible=bool(nxt)),
+        q = _query(values, request)
+        filtered = bool(q.text or q.mode or q.model_id or q.tag or q.starred or q.seed is not None or q.author
+                        or q.cfg_min is not None or q.cfg_max is not None or q.since or q.until)
+        return {grid: tiles_html(views, filtered), shown: [v.id for v in views], cursor: nxt,
+                more: gr.update(visible=bool(nxt)),
                 model_filter: gr.update(choices=[("All models", "")] + [(m, m) for m in models])}
 
     list_outputs = [grid, shown, cursor, more, model_filter]
@@ -276,7 +286,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                api_visibility="private")
 
     # ---- detail -----------------------------------------------------------------------------------
-    def show(clip_id):
+    def show(clip_id, request=None):  # type: ignore[no-untyped-def]
         view = studio.clip(clip_id) if clip_id else None
         if view is None:
             return {detail: gr.update(visible=False), selected: None, siblings: ""}
@@ -292,13 +302,16 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                 recipe: {"params": view.params, "inputs": view.inputs, "manifest": view.manifest, "axes": view.axes},
                 download: None, siblings: grid_part, lineage: lineage_html,
                 star: "★ Starred" if view.starred else "☆ Star", tags: ", ".join(view.tags), note: view.note,
-                frame: gr.update(maximum=max(1, view.frames - 1), value=0), link: f"/?clip={view.id}",
+                frame: gr.update(maximum=max(1, view.frames - 1), value=0), link: f"{base_url(request)}/?clip={view.id}",
                 chain_btn: gr.update(visible=view.mode == "extend" and view.parent_id is not None),
                 delete: gr.update(visible=True), confirm: gr.update(visible=False), keep: gr.update(visible=False)}
 
     detail_outputs = [detail, selected, player, info, recipe, download, siblings, lineage, star, tags, note, frame, link,
                       delete, confirm, keep, chain_btn]
-    open_box.change(lambda value: show(_strip(value)), inputs=open_box, outputs=detail_outputs, api_visibility="private")
+    def open_clicked(value, request: gr.Request):
+        return show(_strip(value), request)
+
+    open_box.change(open_clicked, inputs=open_box, outputs=detail_outputs, api_visibility="private")
 
     def toggle_star(clip_id, request: gr.Request):
         view = studio.clip(clip_id) if clip_id else None
@@ -404,6 +417,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
     recall_outputs: list = [tabs_container]
     for t in tabs.values():
         recall_outputs += list(t.fields.values()) + [t.seeds, t.branch, t.branch_note, t.settings]
+        recall_outputs += [w for pair in t.vary for w in pair]
 
     def fill(request, *, keep: str = "all", seeds: int = 1, branch: dict | None = None) -> dict:
         """Updates that put `request` into its tab: every field (keep="all"), or only some."""
@@ -415,7 +429,11 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             values = {"prompt": values["prompt"], "negative_prompt": values["negative_prompt"]}
         elif keep == "remix":
             values["seed"] = -1
+        if values.get("seed", 0) is None:
+            values["seed"] = -1  # a branch: a new random seed
         out: dict = {tabs_container: gr.Tabs(selected=tab.mode), tab.seeds: seeds, tab.branch: branch}
+        for axis, axis_values in tab.vary:  # what was recalled is one clip, not a sweep
+            out[axis], out[axis_values] = "", ""
         if keep in ("all", "remix"):  # the settings show, to tweak one and generate again
             out[tab.settings] = gr.Accordion(open=True)
         for name, value in values.items():
@@ -459,17 +477,21 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                 return {tabs_container: gr.update()}
             base = studio.recall(clip_id)
             cls = REQUEST_TYPES[mode]
-            fields = {k: getattr(base, k) for k in ("prompt", "negative_prompt", "model_id", "fps", "width", "height")}
+            # the clip's settings (its model, size, steps, CFG...), a new seed, and the model's strength
+            fields = {k: getattr(base, k) for k in ("prompt", "negative_prompt", "model_id", "steps", "cfg_scale",
+                                                     "frames", "fps", "width", "height", "profile")}
             placeholder = {name: "-" for name in cls.media_fields}
             request = cls(**fields, **placeholder)
             try:
                 pick = int(frame_index) if mode == "i2v" else None
                 request = studio.absolute_inputs(studio.from_clip(request, clip_id, pick))
-            except RequestError as e:
+                if hasattr(request, "strength"):
+                    spec = studio.spec(request.model_id)
+                    request = dataclasses.replace(request, strength=1.0 if mode == "inpaint" else spec.defaults.strength)
+            except (RequestError, KeyError) as e:
                 raise gr.Error(str(e))
             if mode == "inpaint":
-                request = type(request)(**{**{k: getattr(request, k) for k in fields}, "video": request.video,
-                                           "mask": ""})
+                request = dataclasses.replace(request, mask="")
             out = fill(request, branch={"clip": clip_id, "extend": mode == "extend"})
             tab = tabs["i2v" if mode == "extend" else mode]
             if mode == "inpaint":
@@ -522,7 +544,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
     selection_box.change(on_selection, inputs=selection_box, outputs=[selection_info, compare_btn, export_sel],
                          api_visibility="private")
 
-    def compare(ids):
+    def compare(ids, request: gr.Request = None):
         if isinstance(ids, str):
             ids = [i for i in _strip(ids).split(",") if i]
         views = [v for v in (studio.clip(i) for i in ids[:MAX_COMPARE]) if v is not None]
@@ -531,17 +553,17 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                     compare_grid: ""}
         return {compare_view: gr.update(visible=True),
                 compare_title: f"### Comparing {len(views)} clips (settings that differ are highlighted)",
-                compare_grid: compare_html(views), compare_link: "/?compare=" + ",".join(v.id for v in views)}
+                compare_grid: compare_html(views), compare_link: f"{base_url(request)}/?compare=" + ",".join(v.id for v in views)}
 
     compare_outputs = [compare_view, compare_title, compare_grid, compare_link]
     compare_btn.click(compare, inputs=selection_box, outputs=compare_outputs, api_visibility="private")
 
-    def sweep(sweep_id):
+    def sweep(sweep_id, request=None):  # type: ignore[no-untyped-def]
         body = sweep_html(studio, sweep_id)
         if not body:
             return {compare_view: gr.update(visible=True), compare_title: f"No sweep {sweep_id!r}.", compare_grid: ""}
         return {compare_view: gr.update(visible=True), compare_title: f"### Sweep `{sweep_id[:8]}`",
-                compare_grid: body, compare_link: f"/?sweep={sweep_id}"}
+                compare_grid: body, compare_link: f"{base_url(request)}/?sweep={sweep_id}"}
 
     return GalleryTab(gallery_tab, open_box, selection_box, show, compare, sweep, detail_outputs, compare_outputs)
 

@@ -172,16 +172,23 @@ def _axes_from(values: dict, vary) -> tuple:  # type: ignore[no-untyped-def]
     return tuple(axes)
 
 
-def _batch_eta(statuses) -> float | None:  # type: ignore[no-untyped-def]
+def _batch_eta(statuses, memo: dict) -> float | None:  # type: ignore[no-untyped-def]
+    """Seconds until every job of the request is done: the running group's rest plus, for the queued
+    jobs, as many more groups of the same size at the time a whole group takes (`memo` keeps the last
+    estimate of that, since a group that is decoding has no steps left to time)."""
     running = [s for s in statuses if s.status == "running"]
     queued = sum(s.status == "queued" for s in statuses)
     if not running:
         return None
     r = max(running, key=lambda s: s.eta_seconds or 0)
-    if r.eta_seconds is None or not r.total or r.step >= r.total:
+    if r.eta_seconds is not None and r.total and r.step < r.total and r.step > 0:
+        memo["group"] = r.eta_seconds * r.total / (r.total - r.step)
+        memo["size"] = len(running)
+    per_group, size = memo.get("group"), memo.get("size", len(running))
+    rest = r.eta_seconds or 0.0
+    if per_group is None:
         return r.eta_seconds
-    per_group = r.eta_seconds * r.total / (r.total - r.step)
-    return r.eta_seconds + queued / max(1, len(running)) * per_group
+    return rest + -(-queued // max(1, size)) * per_group
 
 
 def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
@@ -218,6 +225,7 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
                visible=False), tab.status: f"Queued {len(job_ids)} clip(s), seeds {seeds_text}."}
         views: dict[str, object] = {}
         shown_preview: dict[str, int] = {}
+        eta_memo: dict = {}
         shown_done = -1
         while True:
             statuses = {j: studio.status(j) for j in job_ids}
@@ -245,7 +253,7 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
                 break
             running = next((s for s in statuses.values() if s.status == "running"), None)
             waiting = next((s for s in statuses.values() if s.status == "queued"), None)
-            eta = format_eta(_batch_eta(list(statuses.values())))
+            eta = format_eta(_batch_eta(list(statuses.values()), eta_memo))
             if running is not None:
                 if running.total:
                     progress((len(finished) * running.total + running.step, len(job_ids) * running.total),
@@ -267,22 +275,24 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
                 yield update
             time.sleep(POLL_SECONDS)
         done = sum(1 for v in views.values() if v is not None)
-        problems = []
+        failed, cancelled = [], 0
         for cell in cells:
             for seed, j in zip(cell.seeds, cell.job_ids):
                 s = statuses[j]
                 where = f"{axes_label(cell.axes)}, seed {seed}" if cell.axes else f"seed {seed}"
                 if s.status == "cancelled":
-                    problems.append(f"{where}: cancelled")
+                    cancelled += 1
                 elif s.status == "failed":
-                    problems.append(f"{where}: {s.error}")
-        summary = f"Done: {done} of {len(job_ids)} clip(s)." if done else "No clip was made."
+                    failed.append(f"{where}: {s.error}")
+        if cancelled:
+            summary = f"Cancelled: {done} of {len(job_ids)} clip(s) were made, {cancelled} cancelled."
+        else:
+            summary = f"Done: {done} of {len(job_ids)} clip(s)." if done else "No clip was made."
         if submission.sweep_id and len(cells) > 1:
-            summary += f" Sweep `{submission.sweep_id[:8]}`: {len(cells)} rows × {len(seeds)} seeds."
-        if problems:
-            summary += " " + "; ".join(problems)
-            if any("cancelled" not in p for p in problems):
-                summary = "⚠️ " + summary
+            summary += f" Sweep: {len(cells)} rows × {len(seeds)} seeds, link `/?sweep={submission.sweep_id}`."
+        if failed:
+            more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+            summary = "⚠️ " + summary + " " + "; ".join(failed[:3]) + more
         yield {tab.status: summary, tab.jobs: [], tab.preview: gr.update(value=None, visible=False)}
 
     outputs = [tab.status, tab.preview, tab.results, tab.used_seed, tab.jobs]

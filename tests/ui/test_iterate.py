@@ -72,8 +72,9 @@ def test_compare_selected_clips_highlights_what_differs_and_offers_a_b(page):
     assert sorted(labels) == ["steps 2", "steps 3"]
     pg.wait_for_function("() => +(document.querySelector('.studio-ab-diff').dataset.drawn || 0) > 2")
     link = pg.input_value("#compare-link textarea, #compare-link input")
-    assert link.startswith("/?compare=")
-    pg.goto(pg.url.split("?")[0].rstrip("/") + link)  # the link opens the same comparison
+    base = pg.url.split("?")[0].rstrip("/")
+    assert link.startswith(base + "/?compare=")  # a whole address, to paste anywhere
+    pg.goto(link)  # the link opens the same comparison
     pg.wait_for_selector("#compare-grid video")
     assert pg.locator("#compare-grid video").count() == 2
 
@@ -87,7 +88,7 @@ def test_clip_and_sweep_links_open_their_views(page):
     assert pg.locator("#sweep-grid video").count() == 4
     assert pg.locator("#sweep-grid tbody th").all_inner_texts() == ["cfg 2", "cfg 4"]
     clip = studio.gallery.list()[0]
-    pg.goto(f"{base}/?clip={clip.id}")
+    pg.goto(f"{base}/?clip={clip.id[:8]}")  # the short id the page shows works too
     pg.wait_for_selector("#gallery-player video")
     assert f"seed {clip.seed}" in pg.inner_text("#gallery-info")
 
@@ -152,3 +153,25 @@ def test_a_phone_reaches_every_tab(page):
         assert tab.is_visible(), title  # wrapped onto a second row, not hidden behind a menu
     pg.click("button[role=tab]:has-text('Gallery')")
     pg.wait_for_selector("#gallery-search")
+
+
+def test_branching_keeps_the_clips_settings_and_recall_clears_the_sweep(page):
+    pg, studio = page
+    request = TextToVideoRequest(prompt="a red circle", seed=3, steps=3, cfg_scale=4.5)
+    sub = studio.facade.submit(request, 1)
+    studio.facade.wait(sub.job_ids)
+    [clip] = studio.gallery.list()
+    pg.fill("#t2v-vary1-values textarea", "2,4")  # a sweep left in the tab
+    pg.click("button[role=tab]:has-text('Gallery')")
+    pg.click(f"#gallery-grid .studio-tile[data-clip='{clip.id}'] figcaption")
+    pg.wait_for_selector("#gallery-player video")
+    pg.click("#gallery-restyle")
+    pg.wait_for_selector("#v2v-branch:has-text('branches from')")
+    assert pg.input_value("#v2v-steps input") == "3"
+    assert float(pg.input_value("#v2v-cfg input[type=number]")) == 4.5
+    assert float(pg.input_value("#v2v-strength input[type=number]")) == 0.6  # the model's, not 0
+    assert pg.input_value("#v2v-seed input") == "-1"
+    pg.click("button[role=tab]:has-text('Gallery')")
+    pg.click("#gallery-recall")
+    pg.wait_for_function("() => document.querySelector('#t2v-seed input').value === '3'")
+    assert pg.input_value("#t2v-vary1-values textarea") == ""  # Use all makes the clip, not the old sweep
