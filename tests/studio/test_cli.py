@@ -107,3 +107,36 @@ def test_the_refusal_names_the_flag(tmp_path, capsys):
     assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--host 0.0.0.0" in err and "--allow-anonymous" in err and len(err.strip().splitlines()) == 1
+
+
+def test_users_add_list_passwd_remove_and_serve_auth_needs_a_user(tmp_path, capsys, monkeypatch):
+    import io
+
+    from studio.cli import main
+
+    data = ["--data-dir", str(tmp_path)]
+    assert main(["serve", "--auth", *data]) == 2
+    assert "no users yet" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long-enough-password\n"))
+    assert main(["users", "add", "ann", "--role", "admin", *data]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert main(["users", "add", "bob", *data]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("another-password\n"))
+    assert main(["users", "add", "ann", *data]) == 2 and "already exists" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a-new-password\n"))
+    assert main(["users", "passwd", "ann", *data]) == 0
+    assert main(["users", "list", *data]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "ann\tadmin"
+    from studio.settings import Settings
+    from studio.wiring import build_studio
+
+    built = build_studio(Settings(data_dir=tmp_path, device="cpu"), start=False)
+    try:
+        assert built.accounts.login("ann", "a-new-password") and not built.accounts.login("ann", "long-enough-password")
+        stored = built.engine.connect().exec_driver_sql("SELECT password_hash FROM users").scalar()
+        assert stored.startswith("$argon2") and "a-new-password" not in stored
+    finally:
+        built.close()
+    assert main(["users", "remove", "ann", *data]) == 0
+    assert main(["users", "remove", "ann", *data]) == 2
