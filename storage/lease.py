@@ -20,8 +20,12 @@ except ImportError:  # Windows: no flock; the lease is then advisory only (the f
 LOCK_NAME = ".writer.lock"
 
 
-class DataDirBusy(RuntimeError):
-    pass
+class DataDirError(RuntimeError):
+    """The data dir cannot be used: not writable, not a folder, a full disk, a database that will not open."""
+
+
+class DataDirBusy(DataDirError):
+    """Another process holds the data dir's lease."""
 
 
 class DataDirLease:

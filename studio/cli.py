@@ -209,7 +209,7 @@ def _error(message: object) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from studio.wiring import DataDirBusy, build_studio
+    from studio.wiring import DataDirError, build_studio
 
     try:
         request = _request_from_args(args)
@@ -229,7 +229,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             return EXIT_BAD_ARGS
     try:
         built = build_studio(_settings(args), holder="studio generate")
-    except DataDirBusy as e:
+    except DataDirError as e:
         _error(e)
         return EXIT_BAD_ARGS
     studio = built.facade
@@ -393,7 +393,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from studio.settings import Settings
-    from studio.wiring import DataDirBusy, launch
+    from studio.wiring import DataDirError, launch
 
     settings = Settings.from_env(
         data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -412,7 +412,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_BAD_ARGS
     try:
         launch(settings)
-    except DataDirBusy as e:
+    except DataDirError as e:
         _error(e)
         return EXIT_BAD_ARGS
     return 0
@@ -441,25 +441,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return eval_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
-    if args.command == "generate":
-        return cmd_generate(args)
-    if args.command == "serve":
-        return cmd_serve(args)
-    if args.command == "gallery":
-        return cmd_gallery(args)
-    if args.command == "recall":
-        return cmd_recall(args)
-    if args.command == "users":
-        return cmd_users(args)
-    if args.command == "train-embedded":
-        from pipelines.embedded.train import main as train_main
+    from studio.wiring import DataDirError
 
-        return train_main(args.rest) or 0
-    if args.command == "eval-embedded":
-        from pipelines.embedded.evaluate import main as eval_main
-
-        return eval_main(args.rest) or 0
-    return EXIT_BAD_ARGS
+    commands = {"generate": cmd_generate, "serve": cmd_serve, "gallery": cmd_gallery, "recall": cmd_recall,
+                "users": cmd_users}
+    try:
+        return commands[args.command](args)
+    except DataDirError as e:  # a data dir that is not a folder, read-only, full, or busy: one line, exit 2
+        _error(e)
+        return EXIT_BAD_ARGS
 
 
 if __name__ == "__main__":

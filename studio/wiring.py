@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import platform
+
+import sqlalchemy.exc
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -12,7 +14,7 @@ from pipelines.contract import ModelRegistry
 from storage.consistency import check_consistency
 from storage.db import default_database_url, make_engine, make_session_factory, upgrade
 from storage.files import FileStore
-from storage.lease import DataDirBusy, DataDirLease
+from storage.lease import DataDirBusy, DataDirError, DataDirLease
 from storage.repositories import GalleryRepository
 from studio.accounts import AccountService
 from studio.facade import StudioFacade
@@ -23,7 +25,7 @@ from studio.media.codec import Mp4ClipCodec
 from studio.settings import Settings
 
 log = logging.getLogger("studio")
-__all__ = ["DataDirBusy", "Studio", "build_registry", "build_studio", "launch", "recover"]
+__all__ = ["DataDirBusy", "DataDirError", "Studio", "build_registry", "build_studio", "launch", "recover"]
 
 
 @dataclass
@@ -87,14 +89,22 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     lease = None
-    if start:
-        lease = DataDirLease(settings.data_dir)
-        lease.acquire(holder)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if start:
+            lease = DataDirLease(settings.data_dir)
+            lease.acquire(holder)
+    except OSError as e:
+        raise DataDirError(f"cannot use the data dir {settings.data_dir}: {e.strerror or e}") from None
     try:
         engine = make_engine(settings.database_url or default_database_url(settings.data_dir))
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except (OSError, sqlalchemy.exc.OperationalError) as e:
+            engine.dispose()
+            reason = str(getattr(e, "orig", None) or e).splitlines()[0][:200]
+            raise DataDirError(f"cannot open the gallery database of {settings.data_dir}: {reason}") from None
         session_factory = make_session_factory(engine)
         files = FileStore(settings.data_dir, codec=Mp4ClipCodec())
         if start:
@@ -128,11 +138,10 @@ def recover(files: FileStore, session_factory) -> None:  # type: ignore[no-untyp
 
 def launch(settings: Settings) -> None:
     """Build everything and serve the web studio until interrupted."""
-    from studio.ui.app import serve, use_data_dir_for_temp
+    from studio.ui.app import serve
 
-    use_data_dir_for_temp(settings)  # before anything of Gradio runs
     studio = build_studio(settings, holder=f"studio serve on {settings.host}:{settings.port}")
     try:
-        serve(studio.facade, block=True)
+        serve(studio.facade, block=True)  # serve points Gradio's temp dir into the data dir first
     finally:
         studio.close()

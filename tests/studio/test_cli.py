@@ -140,3 +140,15 @@ def test_users_add_list_passwd_remove_and_serve_auth_needs_a_user(tmp_path, caps
         built.close()
     assert main(["users", "remove", "ann", *data]) == 0
     assert main(["users", "remove", "ann", *data]) == 2
+
+
+@pytest.mark.parametrize("command", [["generate", "--prompt", "x"], ["gallery", "list"], ["users", "list"],
+                                     ["serve"]])
+def test_a_data_dir_that_cannot_be_used_is_one_line_not_a_traceback(tmp_path, capsys, command):
+    from studio.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main([*command, "--data-dir", str(blocker / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use the data dir" in err and len(err.strip().splitlines()) == 1, err
