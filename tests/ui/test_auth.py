@@ -91,3 +91,23 @@ def test_logins_are_rate_limited(auth_app):
         assert not studio.facade.login("bob", "not-it")
     assert not studio.facade.login("bob", PASSWORDS["bob"])  # locked for a while, right password or not
     assert studio.facade.login("ann", PASSWORDS["ann"])  # others are not
+
+
+def test_every_handler_the_page_lists_is_refused_without_a_login(auth_app):
+    import http.cookiejar
+    import urllib.parse
+
+    url, studio = auth_app
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = urllib.parse.urlencode({"username": "ann", "password": PASSWORDS["ann"]}).encode()
+    opener.open(url + "/login", form, timeout=30)
+    with opener.open(url + "/config", timeout=30) as r:  # what a signed-in browser sees
+        config = json.loads(r.read())
+    handlers = [d.get("id", i) for i, d in enumerate(config["dependencies"])]
+    assert len(handlers) > 40  # the generation tabs, the gallery, the API
+    for fn_index in handlers:
+        body = json.dumps({"data": [], "fn_index": fn_index, "session_hash": "outsider"}).encode()
+        assert status(url + "/gradio_api/queue/join", body) in (401, 403), fn_index
+    for name in ("text_to_video", "list_clips", "get_clip", "delete_clip", "extend"):
+        assert status(url + f"/gradio_api/call/{name}", json.dumps({"data": []}).encode()) in (401, 403), name
