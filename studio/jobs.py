@@ -48,6 +48,9 @@ MAX_SEEDS_PER_BATCH = MAX_SEEDS
 # Finished jobs keep a small in-memory state (status, clip id, error) for pollers; beyond this many the
 # oldest is dropped and status() reads the database instead. Previews are dropped at once on finish.
 MAX_ATTEMPTS = 2  # a job interrupted by a crash runs once more, then fails with a message
+MAX_QUEUED_PER_USER = 128  # clips waiting or running per author (two full sweeps)
+MAX_QUEUED = 1024  # clips waiting or running in all
+_NOBODY = object()
 MAX_FINISHED_STATES = 256
 
 
@@ -77,6 +80,7 @@ class JobState:
 
     job_id: str
     batch_id: str = ""
+    author: str | None = None
     status: str = "queued"
     step: int = 0
     total: int = 0
@@ -107,12 +111,17 @@ class JobService:
         media: MediaService,
         *,
         library_versions: Callable[[], dict] | None = None,
+        max_queued_per_user: int = MAX_QUEUED_PER_USER,
+        max_queued: int = MAX_QUEUED,
     ):
         self.registry = registry
         self._session_factory = session_factory
         self.files = files
         self.media = media
         self._library_versions = library_versions or (lambda: {})
+        self.max_queued_per_user = max_queued_per_user
+        self.max_queued = max_queued
+        self._last_author: object = _NOBODY  # whose job ran last: the next one goes to someone else
         self._queue: "queue.Queue[str | None]" = queue.Queue()
         self._order: list[str] = []  # job ids waiting or running, in order
         self._states: dict[str, JobState] = {}
@@ -143,9 +152,9 @@ class JobService:
                 leftover.append(job)
             leftover += repo.list_by_status("queued")
             leftover.sort(key=lambda j: j.created_at)
-            ids = [(j.id, j.batch_id) for j in leftover]
-        for job_id, batch_id in ids:
-            self._enqueue(job_id, batch_id)
+            ids = [(j.id, j.batch_id, j.author) for j in leftover]
+        for job_id, batch_id, author in ids:
+            self._enqueue(job_id, batch_id, author)
         self._worker = threading.Thread(target=self._run_worker, name="studio-worker", daemon=True)
         self._worker.start()
 
@@ -184,6 +193,7 @@ class JobService:
         if seeds[-1] > MAX_SEED:
             raise RequestError("seed", f"{base_seed} leaves no room for {sweep.seeds} consecutive seeds")
         cells = [(cell.axes, self._resolve(cell.request, base_seed, cell.axes)) for cell in sweep.cells()]
+        self._check_room(author, len(cells) * len(seeds))
         stored = self.media.ingest(cells[0][1])  # copies inputs into the data dir, probes them: MediaError
         media_fields = {name: getattr(stored, name) for name in stored.media_fields}
         sweep_id = uuid.uuid4().hex if sweep_ids else None
@@ -206,7 +216,7 @@ class JobService:
             for job in jobs:
                 repo.add(job)
         for job in jobs:
-            self._enqueue(job.id, job.batch_id)
+            self._enqueue(job.id, job.batch_id, job.author)
         return SweepSubmission(sweep_id or "", tuple(out))
 
     def _resolve(self, request: GenerationRequest, seed: int, axes: dict) -> GenerationRequest:
@@ -228,13 +238,45 @@ class JobService:
                 raise
             raise RequestError("vary", f"{culprit}={axes[culprit]!r}: {e}") from None
 
-    def _enqueue(self, job_id: str, batch_id: str) -> None:
+    def _enqueue(self, job_id: str, batch_id: str, author: str | None = None) -> None:
         with self._lock:
             if job_id in self._states:  # submitted before start(), which re-reads the queue from the database
                 return
-            self._states[job_id] = JobState(job_id, batch_id)
+            self._states[job_id] = JobState(job_id, batch_id, author)
             self._order.append(job_id)
-        self._queue.put(job_id)
+        self._queue.put(job_id)  # a wake-up: which job runs next is the scheduler's choice (_next_job)
+
+    def _check_room(self, author: str | None, adding: int) -> None:
+        """Refuse a submission that would pass the per-user or the global cap on waiting clips."""
+        with self._lock:
+            waiting = [s for s in self._states.values() if s.status in ("queued", "running")]
+        mine = sum(1 for s in waiting if s.author == author)
+        who = author or "this studio"
+        if mine + adding > self.max_queued_per_user:
+            raise RequestError("seeds", f"{who} has {mine} clip(s) waiting and asks for {adding} more; the limit is "
+                                        f"{self.max_queued_per_user} waiting per user: wait for some, or cancel them")
+        if len(waiting) + adding > self.max_queued:
+            raise RequestError("seeds", f"the queue is full ({len(waiting)} clips waiting, at most {self.max_queued}); "
+                                        "try again when some have finished")
+
+    def _next_job(self) -> str | None:
+        """Round robin over authors: the oldest queued job of the author after the one served last, so
+        one user's 64-clip sweep does not keep everyone else waiting."""
+        with self._lock:
+            queued = [j for j in self._order if (st := self._states.get(j)) is not None and st.status == "queued"]
+            if not queued:
+                return None
+            authors: list = []
+            for j in queued:
+                a = self._states[j].author
+                if a not in authors:
+                    authors.append(a)
+            ring = sorted(authors, key=lambda a: (a is None, a or ""))
+            if self._last_author in ring:
+                ring = ring[ring.index(self._last_author) + 1:] + ring[: ring.index(self._last_author) + 1]
+            pick = ring[0]
+            self._last_author = pick
+            return next(j for j in queued if self._states[j].author == pick)
 
     # ---- observation and control ----------------------------------------------------------------
     def status(self, job_id: str) -> JobStatus:
@@ -286,9 +328,12 @@ class JobService:
     # ---- the worker -----------------------------------------------------------------------------
     def _run_worker(self) -> None:
         while True:
-            job_id = self._queue.get()
-            if job_id is None:
+            token = self._queue.get()
+            if token is None:
                 return
+            job_id = self._next_job()
+            if job_id is None:  # its job ran with an earlier batch, or was cancelled
+                continue
             with self._lock:
                 state = self._states.get(job_id)
                 if state is None or state.status != "queued":  # finished, or taken with its batch

@@ -251,3 +251,36 @@ def test_a_refused_mask_leaves_no_input_behind(studio, sample_video, tmp_path):
     with pytest.raises(RequestError, match="mask"):
         studio.jobs.submit(InpaintRequest(prompt="x", video=str(sample_video), mask=str(wrong)))
     assert len([p for p in inputs.rglob("*") if p.is_file()]) == 1
+
+
+def test_jobs_of_different_authors_take_turns(settings, registry, backend):
+    from studio.wiring import build_studio
+
+    backend.step_delay = 0.01
+    studio = build_studio(settings, registry, start=False)
+    try:
+        ann = [studio.jobs.submit(TextToVideoRequest(prompt="a", seed=i, steps=2), author="ann").job_ids[0]
+               for i in range(4)]
+        bob = [studio.jobs.submit(TextToVideoRequest(prompt="b", seed=i, steps=2), author="bob").job_ids[0]
+               for i in range(2)]
+        studio.jobs.start()
+        studio.jobs.wait(ann + bob, timeout=60)
+        with studio.jobs._session_factory() as session:
+            from storage.models import Job
+
+            order = [j.author for j in session.query(Job).order_by(Job.started_at).all()]
+        assert order == ["ann", "bob", "ann", "bob", "ann", "ann"]  # not all of ann's first
+    finally:
+        studio.close()
+
+
+def test_queue_caps_are_refused_with_a_message(studio):
+    studio.jobs.max_queued_per_user = 3
+    studio.jobs.max_queued = 5
+    with pytest.raises(RequestError, match="ann has 0 clip.* asks for 4 more; the limit is 3 waiting per user"):
+        studio.jobs.submit(TextToVideoRequest(prompt="x", steps=2), 4, author="ann")
+    studio.jobs.stop()  # nothing runs: the clips stay waiting
+    studio.jobs.submit(TextToVideoRequest(prompt="x", steps=2), 3, author="ann")
+    with pytest.raises(RequestError, match=r"the queue is full \(3 clips waiting, at most 5\)"):
+        studio.jobs.submit(TextToVideoRequest(prompt="x", steps=2), 3, author="bob")
+    assert len(studio.jobs.submit(TextToVideoRequest(prompt="x", steps=2), 2, author="bob").job_ids) == 2
