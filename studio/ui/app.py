@@ -92,6 +92,7 @@ CSS = """
 .studio-tag { display: inline-block; margin-left: 4px; padding: 0 4px; border-radius: 4px;
   background: var(--background-fill-secondary); }
 .studio-mini { max-width: 120px; }
+.studio-mode { font-size: 0.9em; padding: 0 3px; border-radius: 3px; background: var(--color-accent-soft); }
 .studio-ab-stage { position: relative; display: inline-block; }
 .studio-ab-stage video { display: block; width: 320px; }
 .studio-ab-b { position: absolute; top: 0; left: 0; clip-path: inset(0 0 0 50%); }

@@ -56,7 +56,8 @@ def _tile(v: "ClipView", stacked: int = 0) -> str:
     return (f"<figure class='studio-tile' data-clip='{v.id}' title='{title}'>"
             f"<video src='{file_url(v.video)}' muted loop playsinline preload='metadata'></video>"
             f"<input type='checkbox' class='studio-pick' aria-label='Select clip {v.id[:8]}'>{badge}"
-            f"<figcaption>{star}<b>{html.escape(v.prompt[:60])}</b><br>{html.escape(describe(v))}{tags}"
+            f"<figcaption>{star}<span class='studio-mode'>{MODE_NAMES.get(v.mode, v.mode)}</span> "
+            f"<b>{html.escape(v.prompt[:60])}</b><br>{html.escape(describe(v))}{tags}"
             f"</figcaption></figure>")
 
 
@@ -111,7 +112,8 @@ def compare_html(views: list["ClipView"]) -> str:
     for v in views:
         label = " · ".join(f"{DIFF_LABELS[k]} {_shown(getattr(v, k))[:40]}" for k in keys)
         cells.append((label, v))
-    rows = [cells[i:i + 3] for i in range(0, len(cells), 3)]
+    per_row = 2 if len(cells) in (2, 4) else 3  # 2x2 for four, not 3+1
+    rows = [cells[i:i + per_row] for i in range(0, len(cells), per_row)]
     table = "".join(
         "<tr>" + "".join(f"<td><video src='{file_url(v.video)}' data-fps='{v.fps}' data-clip='{v.id}' muted "
                          f"playsinline preload='auto'></video><div class='studio-diff'>{html.escape(label)}</div></td>"

@@ -297,7 +297,8 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
 
     outputs = [tab.status, tab.preview, tab.results, tab.used_seed, tab.jobs]
     tab.generate.click(run, inputs=widget_inputs, outputs=outputs, concurrency_limit=None,
-                       api_visibility="private", show_progress="minimal")
+                       api_visibility="private", show_progress="minimal",
+                       show_progress_on=[tab.status])  # one progress bar, over the status line only
 
     def cancel(job_ids):
         studio.cancel(job_ids or [])
