@@ -7,6 +7,9 @@ Refused input is logged in one line and answered with the message, never a trace
 # No `from __future__ import annotations` here: Gradio reads these annotations to type the API page.
 
 import logging
+import os
+import tempfile
+from pathlib import Path
 from typing import Any, Optional
 
 import gradio as gr
@@ -27,8 +30,24 @@ def _refuse(endpoint: str, e: Exception) -> gr.Error:
     return gr.Error(str(e), print_exception=False)
 
 
-def _media_path(value: Any) -> Any:
-    return value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
+def _media_path(name: str, value: Any) -> Any:
+    """The file of a media parameter, which must be an upload of this server (`handle_file` in
+    gradio_client): a plain server path, or a dict naming one, would let any caller read any image or
+    video on the server through the studio's inputs."""
+    path = value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
+    if path in (None, ""):
+        return path
+    if not isinstance(path, str) or "\x00" in path:
+        raise RequestError(name, "is not a file")
+    uploads = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    try:
+        inside = Path(path).resolve().is_relative_to(uploads)
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        raise RequestError(name, "upload the file with the request (gradio_client: handle_file(...)); "
+                                 "paths on the server are not accepted")
+    return path
 
 
 def register_api(studio: StudioFacade) -> None:
@@ -36,11 +55,11 @@ def register_api(studio: StudioFacade) -> None:
             clip: str = "", frame: Optional[int] = None, request: Optional[gr.Request] = None
             ) -> tuple[FileData, Clips]:
         http = request
-        values = {k: _media_path(v) if k in ("image", "video", "mask") else v for k, v in values.items()}
-        values["model_id"] = values.get("model_id") or None
-        if values.get("strength") is None:
-            values.pop("strength", None)
         try:
+            values = {k: _media_path(k, v) if k in ("image", "video", "mask") else v for k, v in values.items()}
+            values["model_id"] = values.get("model_id") or None
+            if values.get("strength") is None:
+                values.pop("strength", None)
             if clip:
                 placeholder = {"image": "-", "video": "-"}
                 request = request_from_widgets(mode, {**placeholder, **values})

@@ -184,3 +184,20 @@ def test_an_uploaded_page_is_never_rendered(client, tmp_path):
     status, headers = _get(f"{base}/gradio_api/file={stored}")
     assert status == 404 or ("attachment" in headers.get("content-disposition", "")
                              and not headers.get("content-type", "").startswith("text/html"))
+
+
+@pytest.mark.parametrize("shape", ["plain", "dict", "filedata"])
+def test_a_server_path_as_media_is_refused(client, tmp_path, sample_image, shape):
+    import shutil
+
+    c, studio = client
+    secret = tmp_path / "elsewhere" / "secret.png"
+    secret.parent.mkdir()
+    shutil.copyfile(sample_image, secret)
+    value = {"plain": str(secret), "dict": {"path": str(secret)},
+             "filedata": {"path": str(secret), "meta": {"_type": "gradio.FileData"}}}[shape]
+    answer = _raw_call(c.src.rstrip("/"), "image_to_video", ["go", value])
+    assert "event: error" in answer, answer
+    assert studio.gallery.list() == []
+    inputs = studio.settings.data_dir / "inputs"
+    assert not inputs.exists() or not any(p.is_file() for p in inputs.rglob("*"))  # nothing was copied in
