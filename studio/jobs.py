@@ -188,7 +188,10 @@ class JobService:
         if not request.model_id:
             request = dataclasses.replace(request, model_id=self.registry.default_id)
             sweep = dataclasses.replace(sweep, request=request)
-        base_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+        seed = request.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+            raise RequestError("seed", f"{seed!r} is not an integer from 0 to {MAX_SEED}")
+        base_seed = seed if seed is not None else secrets.randbelow(2**32)
         seeds = tuple(base_seed + i for i in range(sweep.seeds))
         if seeds[-1] > MAX_SEED:
             raise RequestError("seed", f"{base_seed} leaves no room for {sweep.seeds} consecutive seeds")
