@@ -14,6 +14,14 @@ from studio.clips import clip_json, recipe_json
 from studio.facade import FROM_CLIP
 
 EXIT_BAD_ARGS = 2
+
+
+def _no_models():  # type: ignore[no-untyped-def]
+    """For commands that only read and edit the gallery or the users: no model registry to build (building
+    it imports the diffusers catalog and torch, seconds of a command that runs in a fraction of one)."""
+    from pipelines.contract import ModelRegistry
+
+    return ModelRegistry({}, default_id="none")
 EXIT_FAILED = 1
 
 
@@ -264,7 +272,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     from studio.facade import GalleryQuery, QueryError
     from studio.wiring import build_studio
 
-    built = build_studio(_settings(args), start=False)
+    built = build_studio(_settings(args), _no_models(), start=False)
     studio = built.facade
     c = args.gallery_command
     try:
@@ -322,7 +330,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def _count_users(settings) -> int:  # type: ignore[no-untyped-def]
     from studio.wiring import build_studio
 
-    built = build_studio(settings, start=False)
+    built = build_studio(settings, _no_models(), start=False)
     try:
         return built.accounts.count()
     finally:
@@ -344,7 +352,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     from studio.facade import QueryError
     from studio.wiring import build_studio
 
-    built = build_studio(_settings(args), start=False)
+    built = build_studio(_settings(args), _no_models(), start=False)
     accounts = built.accounts
     try:
         c = args.users_command
