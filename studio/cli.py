@@ -14,6 +14,7 @@ from studio.clips import clip_json, recipe_json
 from studio.facade import FROM_CLIP
 
 EXIT_BAD_ARGS = 2
+EXIT_FAILED = 1
 
 
 def _no_models():  # type: ignore[no-untyped-def]
@@ -22,7 +23,6 @@ def _no_models():  # type: ignore[no-untyped-def]
     from pipelines.contract import ModelRegistry
 
     return ModelRegistry({}, default_id="none")
-EXIT_FAILED = 1
 
 
 class OneLineParser(argparse.ArgumentParser):
