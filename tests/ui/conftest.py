@@ -17,9 +17,17 @@ def app_url(settings, registry, tmp_path, monkeypatch):
     from studio.ui.app import serve
     from studio.wiring import build_studio
 
-    settings = dataclasses.replace(settings, port=free_port())
     studio = build_studio(settings, registry)
-    demo = serve(studio.facade)
+    for attempt in range(3):  # a free port can be taken between finding it and binding it
+        studio.settings = dataclasses.replace(settings, port=free_port())
+        try:
+            demo = serve(studio.facade)
+            break
+        except OSError:
+            if attempt == 2:
+                studio.close()
+                raise
+    settings = studio.settings
     try:
         yield f"http://127.0.0.1:{settings.port}/", studio
     finally:

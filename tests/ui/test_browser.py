@@ -21,8 +21,8 @@ def page(app_url, backend, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.set_default_timeout(30_000)
-        pg.goto(url)
-        pg.wait_for_selector("#t2v-prompt textarea")
+        pg.goto(url, timeout=60_000)
+        pg.wait_for_selector("#t2v-prompt textarea", timeout=60_000)  # a loaded machine takes a while
         pg.backend = backend
         yield pg, studio
         browser.close()
