@@ -152,7 +152,7 @@ class FileStore:
         if target.exists():
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, lambda tmp: tmp.write_bytes(data))
+        atomic_write(target, lambda tmp: tmp.write_bytes(data))
         return True
 
     def remove_clip(self, clip_id: str) -> None:
@@ -217,7 +217,7 @@ class FileStore:
         if final.exists():
             return StoredInput(rel, sha)
         final.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(final, write)
+        atomic_write(final, write)
         return StoredInput(rel, sha, created=True)
 
     # ---- exports -----------------------------------------------------------------------------
@@ -229,17 +229,26 @@ class FileStore:
         video = self.root / self.clip_paths(clip_id).video
         if not video.is_file():
             raise FileNotFoundError(f"clip {clip_id} has no video file")
-        stem = _safe_stem(name) or clip_id
-        out = self._dir("exports") / clip_id / f"{stem}.{fmt}"
+        out = self.export_path(name or clip_id, fmt, clip_id)
         if out.is_file() and out.stat().st_mtime >= video.stat().st_mtime:
             return out
-        out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "mp4":
-            _atomic_write(out, lambda tmp: shutil.copyfile(video, tmp))
+            atomic_write(out, lambda tmp: shutil.copyfile(video, tmp))
             return out
         codec = self.codec
-        _atomic_write(out, lambda tmp: codec.convert(video, tmp, fmt))
+        atomic_write(out, lambda tmp: codec.convert(video, tmp, fmt))
         return out
+
+
+    def export_path(self, name: str, suffix: str, clip_id: str | None = None) -> Path:
+        """Where a download goes: exports/[<clip id>/]<name>.<suffix>, the name made safe (its folder is
+        created; write it with `atomic_write`, so a crash leaves only a temporary file `sweep_temp` removes)."""
+        folder = self._dir("exports")
+        if clip_id is not None:
+            _check_clip_id(clip_id)
+            folder = folder / clip_id
+            folder.mkdir(exist_ok=True)
+        return folder / f"{_safe_stem(name) or 'export'}.{suffix}"
 
 
 def _safe_stem(name: str | None) -> str:
@@ -260,7 +269,7 @@ def _tmp_name(final: Path) -> Path:
     return final.with_name(f"{TMP_MARK}{uuid.uuid4().hex[:12]}-{final.name}")
 
 
-def _atomic_write(final: Path, write: Callable[[Path], Any]) -> None:
+def atomic_write(final: Path, write: Callable[[Path], Any]) -> None:
     tmp = _tmp_name(final)
     try:
         write(tmp)

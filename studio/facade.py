@@ -22,6 +22,7 @@ from pipelines.contract import (
     SweepRequest,
     request_from_params,
 )
+from storage.files import atomic_write
 from studio.accounts import Account, AccountService, NotAllowed
 from studio.gallery import ClipView, GalleryQuery, QueryError
 from studio.jobs import SweepSubmission
@@ -44,6 +45,12 @@ def read_recipe(path: str | Path) -> tuple[GenerationRequest, str | None]:
     """The recipe an mp4 made by this studio carries in its own metadata, and its clip id.
 
     The file may have been renamed, moved or downloaded again; RequestError if it carries no recipe."""
+    request, meta = _read_recipe_metadata(path)
+    return request, meta.get("clip_id") if isinstance(meta.get("clip_id"), str) else None
+
+
+def _read_recipe_metadata(path: str | Path) -> tuple[GenerationRequest, dict]:
+    """The request an mp4's metadata holds, and the whole metadata (read once)."""
     name = Path(path).name
     if not Path(path).is_file():
         raise RequestError("file", f"{name}: no such file")
@@ -58,8 +65,7 @@ def read_recipe(path: str | Path) -> tuple[GenerationRequest, str | None]:
         request = request_from_params(params)
     except (KeyError, TypeError, ValueError) as e:
         raise RequestError("file", f"{name}: its recipe cannot be read ({e})") from None
-    clip_id = meta.get("clip_id") if isinstance(meta.get("clip_id"), str) else None
-    return request, clip_id
+    return request, meta
 
 
 class StudioFacade:
@@ -216,7 +222,10 @@ class StudioFacade:
             return False
         return self._gallery.delete(clip_id)
 
-    def export_zip(self, clip_ids: list[str], out: Path) -> Path:
+    def export_zip(self, clip_ids: list[str], out: Path | None = None) -> Path:
+        """The clips as one zip at `out` (default: in the data dir's exports/, to download from the page)."""
+        if out is None:
+            out = self._files.export_path(f"clips-{len(clip_ids)}-{clip_ids[0][:8]}", "zip")
         return self._gallery.export_zip(clip_ids, out)
 
     def import_zip(self, path: Path) -> tuple[int, int]:
@@ -224,8 +233,7 @@ class StudioFacade:
 
     def import_mp4(self, path: str | Path) -> ClipView:
         """Add a clip to this gallery from an mp4 this studio made elsewhere (its recipe is in the file)."""
-        read_recipe(path)  # RequestError unless it carries a recipe
-        meta = read_mp4_metadata(path)
+        _, meta = _read_recipe_metadata(path)  # RequestError unless it carries a recipe
         try:
             frames, _ = read_video(path, self.settings.media_limits)
         except MediaError as e:
@@ -247,14 +255,8 @@ class StudioFacade:
     def export_chain(self, clip_id: str) -> Path:
         """An extended chain as one stitched mp4 (each continuation without its repeated first frame)."""
         views = self.chain(clip_id)
-        out = self._files.root / "exports" / clip_id / f"chain-{len(views)}-clips-{clip_id[:8]}.mp4"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(".partial-" + out.name)
-        try:
-            stitch([v.video for v in views], tmp)
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        out = self._files.export_path(f"chain-{len(views)}-clips-{clip_id[:8]}", "mp4", clip_id)
+        atomic_write(out, lambda tmp: stitch([v.video for v in views], tmp))
         return out
 
     def export(self, clip_id: str, fmt: str) -> Path:

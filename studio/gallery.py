@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from storage.files import FileStore, UnsafePathError
+from storage.files import FileStore, UnsafePathError, atomic_write
 from storage.models import Clip, ClipTag, utcnow
 from storage.repositories import GalleryQuery, GalleryRepository, NotFound, QueryError
 from pipelines.contract import GenerationRequest, request_from_params
@@ -179,17 +178,15 @@ class GalleryService:
                           if isinstance(meta, dict) and isinstance(meta.get("path"), str)]
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.partial")
-        try:
+
+        def write(tmp: Path) -> None:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
                 z.writestr("manifest.json", json.dumps({"format": EXPORT_FORMAT, "clips": entries}, indent=2,
                                                         ensure_ascii=False))
                 for rel in dict.fromkeys(files):
                     z.write(self.files.resolve(rel), rel)
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+
+        atomic_write(out, write)
         return out.resolve()
 
     def import_zip(self, path: Path) -> tuple[int, int]:

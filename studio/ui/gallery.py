@@ -253,14 +253,13 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
 
     def load(values: dict, request: gr.Request):
         try:
-            views, nxt = studio.search(_query(values, request))
+            q = _query(values, request)
+            views, nxt = studio.search(q)
         except QueryError as e:
             return {grid: f"<p class='studio-empty'>⚠️ {html.escape(str(e))}</p>", shown: [], cursor: None,
                     more: gr.update(visible=False)}
         models = studio.models_in_gallery()
-        q = _query(values, request)
-        filtered = bool(q.text or q.mode or q.model_id or q.tag or q.starred or q.seed is not None or q.author
-                        or q.cfg_min is not None or q.cfg_max is not None or q.since or q.until)
+        filtered = dataclasses.replace(q, sort="newest") != GalleryQuery(limit=q.limit)  # any filter set
         return {grid: tiles_html(views, filtered), shown: [v.id for v in views], cursor: nxt,
                 more: gr.update(visible=bool(nxt)),
                 model_filter: gr.update(choices=[("All models", "")] + [(m, m) for m in models])}
@@ -397,7 +396,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         ids = [i for i in _strip(text).split(",") if i]
         if not ids:
             raise gr.Error("select clips first (tick their boxes)")
-        out = studio.export_zip(ids, studio.settings.data_dir / "exports" / f"clips-{len(ids)}-{ids[0][:8]}.zip")
+        out = studio.export_zip(ids)
         return str(out), gr.Accordion(open=True)
 
     export_sel.click(do_export_zip, inputs=selection_box, outputs=[zip_out, zip_box], api_visibility="private")
