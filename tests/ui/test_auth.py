@@ -10,7 +10,7 @@ import pytest
 from gradio_client import Client
 
 from studio.accounts import MAX_FAILURES
-from tests.ui.conftest import free_port
+from tests.ui.conftest import launch
 
 PASSWORDS = {"ann": "ann-password", "bob": "bob-password", "vic": "vic-password"}
 
@@ -18,16 +18,14 @@ PASSWORDS = {"ann": "ann-password", "bob": "bob-password", "vic": "vic-password"
 @pytest.fixture
 def auth_app(settings, registry, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-tmp"))
-    from studio.ui.app import serve
     from studio.wiring import build_studio
 
-    settings = dataclasses.replace(settings, port=free_port(), auth=True)
-    studio = build_studio(settings, registry)
+    studio = build_studio(dataclasses.replace(settings, auth=True), registry)
     for name, role in (("ann", "admin"), ("bob", "member"), ("vic", "viewer")):
         studio.accounts.add(name, PASSWORDS[name], role)
-    demo = serve(studio.facade)
+    demo, url = launch(studio)
     try:
-        yield f"http://127.0.0.1:{settings.port}", studio
+        yield url, studio
     finally:
         demo.close()
         studio.close()

@@ -1,11 +1,10 @@
 """Every tab generates on the embedded default model, driven through a real Chromium."""
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
-from tests.ui.conftest import free_port
+from tests.ui.conftest import launch
 from tests.ui.test_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.browser
@@ -21,18 +20,16 @@ def embedded_page(settings, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-tmp"))
     from playwright.sync_api import sync_playwright
 
-    from studio.ui.app import serve
     from studio.wiring import build_studio
 
-    settings = dataclasses.replace(settings, port=free_port())
     studio = build_studio(settings)  # the app's own registry: the embedded model is the default
-    demo = serve(studio.facade)
+    demo, url = launch(studio)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             pg = browser.new_page(viewport={"width": 1400, "height": 1000})
             pg.set_default_timeout(60_000)
-            pg.goto(f"http://127.0.0.1:{settings.port}/")
+            pg.goto(url + "/")
             pg.wait_for_selector("#t2v-prompt textarea")
             yield pg, studio
             browser.close()
