@@ -217,7 +217,7 @@ def _error(message: object) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from studio.wiring import DataDirError, build_studio
+    from studio.wiring import build_studio
 
     try:
         request = _request_from_args(args)
@@ -235,11 +235,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if not probe.is_dir() or not os.access(probe, os.W_OK):
             _error(f"out: cannot write to {folder} ({probe} is {'not a folder' if not probe.is_dir() else 'read-only'})")
             return EXIT_BAD_ARGS
-    try:
-        built = build_studio(_settings(args), holder="studio generate")
-    except DataDirError as e:
-        _error(e)
-        return EXIT_BAD_ARGS
+    built = build_studio(_settings(args), holder="studio generate")  # DataDirError: one line, from main()
     studio = built.facade
     try:
         try:
@@ -401,7 +397,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from studio.settings import Settings
-    from studio.wiring import DataDirError, launch
+    from studio.wiring import launch
 
     settings = Settings.from_env(
         data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -418,11 +414,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _error(f"{exposed} would open the studio to anyone who reaches it, with no login: every clip could be seen "
                "and deleted; add --auth (with users from `studio users add`), or --allow-anonymous to do it anyway")
         return EXIT_BAD_ARGS
-    try:
-        launch(settings)
-    except DataDirError as e:
-        _error(e)
-        return EXIT_BAD_ARGS
+    launch(settings)  # DataDirError (busy, not writable): one line, from main()
     return 0
 
 
