@@ -198,7 +198,7 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
         widget_inputs.add(tab.mask_editor)
     name_of = {comp: name for name, comp in tab.fields.items()}
 
-    def run(values: dict, request: gr.Request, progress=gr.Progress()):
+    def run(values: dict, http: gr.Request, progress=gr.Progress()):
         fields = {name_of[c]: v for c, v in values.items() if c in name_of}
         branch = values.get(tab.branch) or None
         mode = "extend" if branch and branch.get("extend") and tab.mode == "i2v" else tab.mode
@@ -211,7 +211,7 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
             axes = _axes_from(values, tab.vary)
             sweep = SweepRequest(request, int(values[tab.seeds]), axes)
             parent = branch.get("clip") if branch else None
-            account = studio.account(signed_in(request))
+            account = studio.account(signed_in(http))
             submission = studio.submit_sweep(sweep, parent_id=parent, account=account)
         except (RequestError, ValueError, NotAllowed) as e:
             yield {tab.status: error_markdown(e), tab.jobs: []}

@@ -109,3 +109,29 @@ def test_every_handler_the_page_lists_is_refused_without_a_login(auth_app):
         assert status(url + "/gradio_api/queue/join", body) in (401, 403), fn_index
     for name in ("text_to_video", "list_clips", "get_clip", "delete_clip", "extend"):
         assert status(url + f"/gradio_api/call/{name}", json.dumps({"data": []}).encode()) in (401, 403), name
+
+
+@pytest.mark.browser
+def test_signed_in_on_the_page_a_member_generates_and_a_viewer_is_refused(auth_app):
+    from tests.ui.test_browser import ARGS, CHROMIUM
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    url, studio = auth_app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for name, words in (("vic", "viewers cannot generate"), ("bob", "Done: 1 of 1")):
+            pg = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            pg.set_default_timeout(60_000)
+            pg.goto(url + "/")
+            pg.fill("input[type=text]", name)
+            pg.fill("input[type=password]", PASSWORDS[name])
+            pg.click("button:has-text('Login')")
+            pg.fill("#t2v-prompt textarea", f"{name}'s circle")
+            pg.click("#t2v-generate")
+            pg.wait_for_function(f"() => document.querySelector('#t2v-status').innerText.includes({words!r})")
+        browser.close()
+    [clip] = studio.gallery.list()
+    assert clip.author == "bob" and clip.prompt == "bob's circle"
