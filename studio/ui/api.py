@@ -54,7 +54,6 @@ def register_api(studio: StudioFacade) -> None:
     def run(endpoint: str, mode: str, values: dict[str, Any], seeds: int, vary: Optional[list[str]],
             clip: str = "", frame: Optional[int] = None, request: Optional[gr.Request] = None
             ) -> tuple[FileData, Clips]:
-        http = request
         try:
             values = {k: _media_path(k, v) if k in ("image", "video", "mask") else v for k, v in values.items()}
             values["model_id"] = values.get("model_id") or None
@@ -62,17 +61,16 @@ def register_api(studio: StudioFacade) -> None:
                 values.pop("strength", None)
             if clip:
                 placeholder = {"image": "-", "video": "-"}
-                request = request_from_widgets(mode, {**placeholder, **values})
-                request = studio.from_clip(request, clip, frame)
+                wanted = studio.from_clip(request_from_widgets(mode, {**placeholder, **values}), clip, frame)
             else:
-                request = request_from_widgets(mode, values)
+                wanted = request_from_widgets(mode, values)
             if isinstance(vary, str):
                 vary = [vary] if vary else []
             axes = tuple(parse_axis(v) for v in (vary or []))
             if isinstance(seeds, bool) or not isinstance(seeds, int):
                 raise RequestError("seeds", f"{seeds!r} is not a whole number")
-            account = studio.account(signed_in(http))
-            submission = studio.submit_sweep(SweepRequest(request, seeds, axes), parent_id=clip or None,
+            account = studio.account(signed_in(request))  # `request` is the caller's HTTP request
+            submission = studio.submit_sweep(SweepRequest(wanted, seeds, axes), parent_id=clip or None,
                                              account=account)
         except (RequestError, ValueError, TypeError, NotAllowed) as e:
             raise _refuse(endpoint, e) from None
