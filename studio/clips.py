@@ -50,8 +50,9 @@ def clip_json(view: ClipView, **extra: Any) -> dict[str, Any]:
 
 def public_clip_json(view: ClipView) -> dict[str, Any]:
     """`clip_json` for callers of the web API: no server paths. (A dict with a `path` string would also be
-    taken for a file by Gradio and its client.) The video itself is the endpoint's first output."""
-    out = clip_json(view)
+    taken for a file by Gradio and its client.) The video itself is the endpoint's first output; `video_url`
+    and `thumb_url` are where the studio serves the clip by id, relative to its address."""
+    out = clip_json(view, video_url=f"/media/clip/{view.id}.mp4", thumb_url=f"/media/thumb/{view.id}.jpg")
     del out["path"]
     out["inputs"] = {name: {k: v for k, v in meta.items() if k != "path"} if isinstance(meta, dict) else None
                      for name, meta in view.inputs.items()}

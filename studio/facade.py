@@ -180,6 +180,13 @@ class StudioFacade:
     def clip(self, clip_id: str) -> ClipView | None:
         return self._gallery.get(clip_id)
 
+    def clip_file(self, kind: str, clip_id: str) -> Path | None:
+        """A clip's video ("clip") or thumbnail ("thumb"), for serving by id; None when there is no such clip."""
+        view = self.clip(clip_id)
+        if view is None:
+            return None
+        return view.video if kind == "clip" else view.thumb
+
     def resolve_clip_id(self, text: str) -> str | None:
         """A full clip id from an id or a unique prefix of one (the 8 characters the page shows), else None."""
         return self._gallery.resolve_id(text)

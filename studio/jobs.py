@@ -41,6 +41,8 @@ from studio.media import MediaService
 from storage.models import Clip, Job, utcnow
 from storage.repositories import GalleryRepository, JobRepository
 from storage.files import FileStore
+from storage.lease import DataDirError
+from storage.space import DiskSpace, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,9 @@ class JobService:
         self.max_queued_per_user = max_queued_per_user
         self.max_queued = max_queued
         self._last_author: object = _NOBODY  # whose job ran last: the next one goes to someone else
+        self.space = DiskSpace(files.root)
+        # finished jobs whose end could not be written (a full disk): written as soon as there is room
+        self._unrecorded: dict[str, tuple[str, str | None]] = {}
         self._queue: "queue.Queue[str | None]" = queue.Queue()
         self._order: list[str] = []  # job ids waiting or running, in order
         self._states: dict[str, JobState] = {}
@@ -134,6 +139,7 @@ class JobService:
         """Start the worker; re-queue jobs a previous run left queued or running."""
         if self._worker is not None:
             return
+        self._apply_journal()
         with self._session_factory() as session, session.begin():
             repo = JobRepository(session)
             interrupted = repo.list_by_status("running")  # the studio stopped (or was killed) while they ran
@@ -155,6 +161,9 @@ class JobService:
             ids = [(j.id, j.batch_id, j.author) for j in leftover]
         for job_id, batch_id, author in ids:
             self._enqueue(job_id, batch_id, author)
+        self.space.hold()
+        if (short := self.space.shortage()) is not None:
+            log.warning("%s", short[0].upper() + short[1:])
         self._worker = threading.Thread(target=self._run_worker, name="studio-worker", daemon=True)
         self._worker.start()
 
@@ -168,6 +177,7 @@ class JobService:
         self._queue.put(None)
         self._worker.join(timeout)
         self._worker = None
+        self._record_pending()
 
     # ---- submission -----------------------------------------------------------------------------
     def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None,
@@ -334,6 +344,7 @@ class JobService:
             token = self._queue.get()
             if token is None:
                 return
+            self._record_pending()
             job_id = self._next_job()
             if job_id is None:  # its job ran with an earlier batch, or was cancelled
                 continue
@@ -380,6 +391,9 @@ class JobService:
             return
         group.append(first)
         request = first.request
+        if (short := self.space.shortage()) is not None:  # refused before it runs, not after minutes of work
+            self._finish(job_id, "failed", error=short)
+            return
 
         import torch
 
@@ -499,17 +513,7 @@ class JobService:
 
     def _finish(self, job_id: str, status: str, *, clip_id: str | None = None, error: str | None = None) -> None:
         if status != "done":  # "done" was committed together with the clip row
-            try:
-                with self._session_factory() as session, session.begin():
-                    repo = JobRepository(session)
-                    job = repo.get(job_id)
-                    if job is not None and job.status not in TERMINAL:
-                        if status == "cancelled":
-                            repo.mark_cancelled(job_id)
-                        else:
-                            repo.mark_failed(job_id, error or "failed")
-            except Exception:
-                log.exception("could not mark job %s %s", job_id, status)
+            self._record(job_id, status, error)
         with self._lock:
             state = self._states.get(job_id)
             if state is not None:
@@ -519,6 +523,66 @@ class JobService:
                 self._retire_locked(job_id)
             if job_id in self._order:
                 self._order.remove(job_id)
+
+    def _record(self, job_id: str, status: str, error: str | None) -> bool:
+        """Write that a job ended (failed or cancelled). On a full disk, give up the reserve and try again;
+        if that fails too, keep it to write later, so the job is never taken for one still to run."""
+        for attempt in (1, 2):
+            try:
+                self._write_end(job_id, status, error)
+                self._unrecorded.pop(job_id, None)
+                return True
+            except Exception as e:
+                if attempt == 1 and is_disk_full(e) and self.space.release():
+                    log.warning("the disk is full: gave up the reserve to record that job %s %s", job_id, status)
+                    continue
+                if job_id not in self._unrecorded:
+                    journaled = self.space.journal(job_id, status, error)
+                    log.error("could not record that job %s %s (%s); %s", job_id, status, e,
+                              "journaled: the next start records it and does not run it again" if journaled
+                              else "it is written once there is room")
+                self._unrecorded[job_id] = (status, error)
+                return False
+        return False
+
+    def _apply_journal(self) -> None:
+        """At start: the ends a full disk kept out of the database (see storage.space), before any re-queue."""
+        entries = self.space.journaled()
+        if not entries:
+            return
+        for job_id, status, error in entries:
+            try:
+                self._write_end(job_id, status, error)
+            except Exception as e:
+                if is_disk_full(e):
+                    raise DataDirError("the data dir's disk is full: jobs that ended while it was full cannot be "
+                                       "recorded yet; free some space and start again") from None
+                raise
+            log.warning("job %s: recorded as %s from the journal (the disk was full when it ended)", job_id, status)
+        self.space.clear_journal()
+
+    def _write_end(self, job_id: str, status: str, error: str | None) -> None:
+        with self._session_factory() as session, session.begin():
+            repo = JobRepository(session)
+            job = repo.get(job_id)
+            if job is not None and job.status not in TERMINAL:
+                if status == "cancelled":
+                    repo.mark_cancelled(job_id)
+                else:
+                    repo.mark_failed(job_id, error or "failed")
+
+    def _record_pending(self) -> None:
+        """Write the ends that a full disk kept from being written; take the reserve again once there is room."""
+        if not self._unrecorded:
+            if not self.space.reserve_path.exists() and self.space.shortage() is None:
+                self.space.hold()
+            return
+        for job_id, (status, error) in list(self._unrecorded.items()):
+            if not self._record(job_id, status, error):
+                return
+        self.space.clear_journal()  # everything it held is in the database now
+        if self.space.shortage() is None:
+            self.space.hold()
 
     def _retire_locked(self, job_id: str) -> None:
         """Keep the newest MAX_FINISHED_STATES finished states; older ones are read from the database."""

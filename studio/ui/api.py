@@ -18,7 +18,7 @@ from gradio import FileData
 from pipelines.contract import RequestError, SweepRequest, parse_axis
 from studio.clips import public_clip_json
 from studio.facade import GalleryQuery, NotAllowed, QueryError, StudioFacade
-from studio.ui.common import signed_in
+from studio.ui.common import base_url, media_url, signed_in
 from studio.ui.widgets import request_from_widgets
 
 log = logging.getLogger("studio.api")
@@ -80,7 +80,9 @@ def register_api(studio: StudioFacade) -> None:
             if s.status != "done":
                 raise gr.Error(f"job {s.job_id} {s.status}: {s.error or ''}", print_exception=False)
             clips.append(studio.clip(s.clip_id))
-        return FileData(path=str(clips[0].video)), [public_clip_json(v) for v in clips]
+        # the video by id (`/media/clip/<id>.mp4`), an absolute URL so that Gradio passes it on as it is
+        url = f"{base_url(request)}{media_url('clip', clips[0].id)}"
+        return FileData(path=url, url=url, orig_name=f"{clips[0].id}.mp4"), [public_clip_json(v) for v in clips]
 
     def text_to_video(prompt: str, negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
                       steps: Optional[int] = None, cfg_scale: Optional[float] = None, frames: Optional[int] = None,

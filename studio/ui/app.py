@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from studio.settings import Settings
 
 STATIC = Path(__file__).resolve().parent / "static"
-SERVED_FOLDERS = ("clips", "exports", "inputs")
+SERVED_FOLDERS = ("exports", "inputs")  # clips are served by id (security.SafeFiles), never by path
 MAX_LINK_IDS = 9
 
 
@@ -222,9 +222,9 @@ def serve(studio: "StudioFacade", *, block: bool = False) -> gr.Blocks:
         server_name=settings.host,
         server_port=settings.port,
         share=settings.share,
-        # clips, exports and inputs only: never the database, the lock or anything else of the data dir
+        # exports and inputs only: never the database, the lock or anything else of the data dir
         allowed_paths=[str(data / folder) for folder in SERVED_FOLDERS],
-        app_kwargs={"middleware": [Middleware(SafeFiles)]},
+        app_kwargs={"middleware": [Middleware(SafeFiles, media=studio.clip_file)]},
         # with accounts on, every route (page, handlers, API, uploads, files) needs a login
         auth=studio.login if studio.auth_required else None,
         auth_message="Sign in with the name and password `studio users add` gave you.",

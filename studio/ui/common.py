@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from studio.ui.security import media_url
+
 if TYPE_CHECKING:
     from pipelines.contract import ModelSpec
     from studio.facade import ClipView
@@ -35,11 +37,6 @@ def base_url(request: Any) -> str:
         return ""
     scheme = headers.get("x-forwarded-proto") or "http"
     return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
-
-
-def file_url(path: Path | str) -> str:
-    """The URL Gradio serves a file of the data dir at (the data dir is its only allowed path)."""
-    return "/gradio_api/file=" + html.escape(str(path), quote=True)
 
 
 def range_info(rng) -> str:  # type: ignore[no-untyped-def]
@@ -84,7 +81,7 @@ class GridCell:
 
 
 def _video(view: "ClipView", title: str) -> str:
-    return (f'<video src="{file_url(view.video)}" data-fps="{view.fps}" data-clip="{view.id}" muted playsinline '
+    return (f'<video src="{media_url("clip", view.id)}" data-fps="{view.fps}" data-clip="{view.id}" muted playsinline '
             f'preload="auto" title="{html.escape(title, quote=True)}"></video>')
 
 

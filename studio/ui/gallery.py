@@ -18,7 +18,7 @@ import gradio as gr
 from pipelines.contract import RequestError
 from studio.clips import describe
 from studio.facade import GalleryQuery, NotAllowed, QueryError
-from studio.ui.common import (MODE_NAMES, MODES, GridCell, axes_label, base_url, differing, file_url, grid_html,
+from studio.ui.common import (MODE_NAMES, MODES, GridCell, axes_label, base_url, differing, grid_html, media_url,
                               signed_in)
 from studio.ui.generate import ModeTab
 from studio.ui.widgets import widgets_from_request
@@ -54,7 +54,7 @@ def _tile(v: "ClipView", stacked: int = 0) -> str:
              f"{stacked} clips</button>") if stacked > 1 else ""
     title = html.escape(f"{v.prompt} — {describe(v)}", quote=True)
     return (f"<figure class='studio-tile' data-clip='{v.id}' title='{title}'>"
-            f"<video src='{file_url(v.video)}' muted loop playsinline preload='metadata'></video>"
+            f"<video src='{media_url('clip', v.id)}' muted loop playsinline preload='metadata'></video>"
             f"<input type='checkbox' class='studio-pick' aria-label='Select clip {v.id[:8]}'>{badge}"
             f"<figcaption>{star}<span class='studio-mode'>{MODE_NAMES.get(v.mode, v.mode)}</span> "
             f"<b>{html.escape(v.prompt[:60])}</b><br>{html.escape(describe(v))}{tags}"
@@ -94,12 +94,18 @@ def _summary(v: "ClipView") -> str:
             f"{v.created_at}")
 
 
+def _player(v: "ClipView") -> str:
+    """The detail's player: the clip by id (`/media/clip/<id>.mp4`), looping, with the browser's controls."""
+    return (f"<video src='{media_url('clip', v.id)}' data-fps='{v.fps}' data-clip='{v.id}' controls autoplay loop "
+            f"muted playsinline preload='auto' style='max-height:300px;width:100%'></video>")
+
+
 def _thumbs(views: list["ClipView"], label: str) -> str:
     if not views:
         return ""
     items = "".join(
         f"<figure class='studio-tile studio-mini' data-clip='{v.id}' title='{html.escape(v.prompt, quote=True)}'>"
-        f"<img src='{file_url(v.thumb)}' alt='clip {v.id[:8]}'><figcaption>{MODE_NAMES.get(v.mode, v.mode)} · "
+        f"<img src='{media_url('thumb', v.id)}' alt='clip {v.id[:8]}'><figcaption>{MODE_NAMES.get(v.mode, v.mode)} · "
         f"seed {v.seed}</figcaption></figure>" for v in views)
     return f"<div class='studio-lineage'><b>{label}</b><div class='studio-tiles'>{items}</div></div>"
 
@@ -115,7 +121,7 @@ def compare_html(views: list["ClipView"]) -> str:
     per_row = 2 if len(cells) in (2, 4) else 3  # 2x2 for four, not 3+1
     rows = [cells[i:i + per_row] for i in range(0, len(cells), per_row)]
     table = "".join(
-        "<tr>" + "".join(f"<td><video src='{file_url(v.video)}' data-fps='{v.fps}' data-clip='{v.id}' muted "
+        "<tr>" + "".join(f"<td><video src='{media_url('clip', v.id)}' data-fps='{v.fps}' data-clip='{v.id}' muted "
                          f"playsinline preload='auto'></video><div class='studio-diff'>{html.escape(label)}</div></td>"
                          for label, v in row) + "</tr>" for row in rows)
     same = [k for k in DIFF_LABELS if k not in diff]
@@ -129,8 +135,8 @@ def compare_html(views: list["ClipView"]) -> str:
     if len(views) == 2:
         a, b = views
         out += (f"<div class='studio-sync studio-ab' id='compare-ab' data-fps='{a.fps}'>"
-                f"<div class='studio-ab-stage'><video src='{file_url(a.video)}' data-fps='{a.fps}' muted playsinline "
-                f"preload='auto' class='studio-ab-a'></video><video src='{file_url(b.video)}' data-fps='{b.fps}' muted "
+                f"<div class='studio-ab-stage'><video src='{media_url('clip', a.id)}' data-fps='{a.fps}' muted playsinline "
+                f"preload='auto' class='studio-ab-a'></video><video src='{media_url('clip', b.id)}' data-fps='{b.fps}' muted "
                 f"playsinline preload='auto' class='studio-ab-b'></video></div>"
                 f"<label>A/B wipe <input type='range' min='0' max='100' value='50' class='studio-ab-wipe' "
                 f"aria-label='Wipe between A and B'></label>"
@@ -188,8 +194,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         selected = gr.State(None)
         with gr.Row(visible=False, elem_id="gallery-detail") as detail:
             with gr.Column(scale=1):
-                player = gr.Video(label="Clip", autoplay=True, loop=True, height=300, elem_id="gallery-player",
-                                  elem_classes=["pixelated"])
+                player = gr.HTML(elem_id="gallery-player", elem_classes=["pixelated"])
                 lineage = gr.HTML(elem_id="gallery-lineage")
             with gr.Column(scale=1):
                 info = gr.Markdown(elem_id="gallery-info")
@@ -299,7 +304,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             grid_part = grid_html([("same batch", [GridCell(b) for b in group])], [f"seed {b.seed}" for b in group],
                                   elem_id="gallery-batch-grid")
         lineage_html = _thumbs(studio.ancestors(view.id), "Made from") + _thumbs(studio.children(view.id), "Branches")
-        return {detail: gr.update(visible=True), selected: view.id, player: str(view.video), info: _summary(view),
+        return {detail: gr.update(visible=True), selected: view.id, player: _player(view), info: _summary(view),
                 recipe: {"params": view.params, "inputs": view.inputs, "manifest": view.manifest, "axes": view.axes},
                 download: None, siblings: grid_part, lineage: lineage_html,
                 star: "★ Starred" if view.starred else "☆ Star", tags: ", ".join(view.tags), note: view.note,

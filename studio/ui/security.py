@@ -1,62 +1,253 @@
 """What the web server hands out, narrowed (#14): an ASGI middleware in front of Gradio's app.
 
-- Files (`/gradio_api/file=...`) are served only when they are media or an export (mp4, webm, gif,
-  jpg, png, webp, zip): never the database, a sidecar, a lock or an uploaded page or script.
+- **Clips by id, never by path.** `/media/clip/<id>.mp4` and `/media/thumb/<id>.jpg` serve a finished
+  clip's video and thumbnail to whoever may see the gallery (signed in, when accounts are on); the clips
+  folder is not one of Gradio's allowed paths, so no URL of the page carries a server path to a clip.
+- Other files (`/gradio_api/file=...`: uploads, recalled inputs, exports) are served only when they are
+  media or an export (mp4, webm, gif, jpg, png, webp, zip): never the database, a sidecar, a lock or an
+  uploaded page or script.
+- **Uploads are checked by content**: a file Gradio accepted at `/gradio_api/upload` that is not an
+  image, a video or a zip (by its first bytes, whatever its name) is deleted and the upload answered 415
+  with the reason. A full disk answers 507 with one sentence instead of a traceback and a 500.
 - Every answer carries `X-Content-Type-Options: nosniff`; a served file that is not image or video is
   sent as an attachment, so a browser never renders it as a page.
-
-Gradio itself only serves files under the allowed paths (the data dir's clips/, exports/ and inputs/,
-and its own upload cache); this narrows what is inside them.
 """
 
 from __future__ import annotations
 
+import errno
+import inspect
+import json
+import logging
+import re
+from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
+
+log = logging.getLogger(__name__)
 
 SERVED_SUFFIXES = (".mp4", ".webm", ".gif", ".jpg", ".jpeg", ".png", ".webp", ".zip")
 INLINE_TYPES = (b"image/", b"video/")
 FILE_ROUTE = "/file="
+UPLOAD_ROUTE = "/gradio_api/upload"
+MEDIA_PREFIX = "/media/"
+MEDIA_ROUTE = re.compile(r"^/media/(clip|thumb)/([0-9a-f]{32})\.(mp4|jpg)$")
+# `/gradio_api/file=http://<host>/media/...`: how gradio_client downloads a file output given as a URL
+FILE_MEDIA_LINK = re.compile(r"/file=https?:/+[^/]+(/media/.*)$")
+MEDIA_KINDS = {"clip": ("mp4", "video/mp4"), "thumb": ("jpg", "image/jpeg")}
+MAX_UPLOAD_ANSWER = 1 << 20  # the upload route answers a list of paths: a few hundred bytes
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
+# (kind, clip id) -> the file to serve, or None when there is no such clip
+MediaLookup = Callable[[str, str], "Path | None"]
+
+
+def media_url(kind: str, clip_id: str) -> str:
+    """The URL a clip's video ("clip") or thumbnail ("thumb") is served at: by id, never by path."""
+    return f"{MEDIA_PREFIX}{kind}/{clip_id}.{MEDIA_KINDS[kind][0]}"
+
+
+def sniff(head: bytes) -> str | None:
+    """What a file is by its first bytes: "image", "video", "zip", or None for anything else."""
+    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")):
+        return "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
+        return "image"
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):  # mp4, mov, m4v, 3gp
+        return "video"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # matroska, webm
+        return "video"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "video"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    return None
+
+
+def is_disk_full(error: BaseException) -> bool:
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(error):
+            return True
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return False
 
 
 class SafeFiles:
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]):
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], media: MediaLookup | None = None):
         self.app = app
+        self.media = media
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = unquote(scope.get("path", ""))
+        if path.startswith(MEDIA_PREFIX):
+            await self._media(scope, receive, send, path)
+            return
+        linked = FILE_MEDIA_LINK.search(path)
+        if linked:  # gradio_client fetches a URL output through `file=<url>`: serve it by id, fetch nothing
+            await self._media(scope, receive, send, linked.group(1))
+            return
+        if path.rstrip("/") == UPLOAD_ROUTE and scope.get("method") == "POST":
+            await self._upload(scope, receive, send)
+            return
         is_file = FILE_ROUTE in path
         if is_file and not path.lower().endswith(SERVED_SUFFIXES):
-            await _not_found(send)
+            await _answer(send, 404, "Not found")
             return
+        await self.app(scope, receive, _safe_headers(send, is_file))
 
-        async def send_safely(message: dict) -> None:
+    async def _media(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        from starlette.responses import FileResponse
+
+        match = MEDIA_ROUTE.match(path)
+        if match is None or self.media is None or scope.get("method") not in ("GET", "HEAD"):
+            await _answer(send, 404, "Not found")
+            return
+        if not await _may_see(scope):
+            await _answer(send, 401, "Not authenticated")
+            return
+        kind, clip_id = match.group(1), match.group(2)
+        found = self.media(kind, clip_id)
+        if found is None or not found.is_file():
+            await _answer(send, 404, "Not found")
+            return
+        response = FileResponse(found, media_type=MEDIA_KINDS[kind][1],
+                                headers={"cache-control": "private, max-age=3600"})
+        await response(scope, receive, _safe_headers(send, False))
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Let Gradio store the upload, then look at what was stored: keep media, delete the rest."""
+        start: dict | None = None
+        body = bytearray()
+
+        async def hold(message: dict) -> None:
+            nonlocal start
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-content-type-options"]
-                headers.append((b"x-content-type-options", b"nosniff"))
-                if is_file:
-                    ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                    if not ctype.startswith(INLINE_TYPES):
-                        headers = [(k, v) for k, v in headers
-                                   if k.lower() not in (b"content-type", b"content-disposition")]
-                        headers += [(b"content-type", b"application/octet-stream"),
-                                    (b"content-disposition", b"attachment")]
-                message = {**message, "headers": headers}
-            await send(message)
+                start = message
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
 
-        await self.app(scope, receive, send_safely)
+        try:
+            await self.app(scope, receive, hold)
+        except Exception as e:
+            if is_disk_full(e):
+                log.error("an upload could not be stored: the disk is full")
+                await _answer(send, 507, "The server's disk is full: the upload was not stored. Try again later.")
+                return
+            raise
+        if start is None:
+            await _answer(send, 500, "The upload failed.")
+            return
+        if start["status"] == 200 and len(body) <= MAX_UPLOAD_ANSWER:
+            refused = _check_uploads(bytes(body))
+            if refused:
+                await _answer(send, 415, refused)
+                return
+        if start["status"] >= 500 and b"No space left" in body:
+            await _answer(send, 507, "The server's disk is full: the upload was not stored. Try again later.")
+            return
+        await _safe_headers(send, False)(start)
+        await send({"type": "http.response.body", "body": bytes(body)})
 
 
-async def _not_found(send: Send) -> None:
-    body = b'{"detail":"Not found"}'
-    await send({"type": "http.response.start", "status": 404,
+def _check_uploads(answer: bytes) -> str | None:
+    """Gradio answers an upload with the stored paths. If any is not media, delete them all and say why."""
+    try:
+        paths = json.loads(answer)
+    except ValueError:
+        return None
+    if not isinstance(paths, list):
+        return None
+    problem = None
+    for p in paths:
+        if not isinstance(p, str):
+            continue
+        try:
+            with open(p, "rb") as f:
+                head = f.read(16)
+        except OSError:
+            continue
+        if sniff(head) is None:
+            problem = (f"'{Path(p).name}' is not an image, a video or a zip (judged by its content, not its "
+                       "name); only those can be uploaded")
+            break
+    if problem is None:
+        return None
+    for p in paths:
+        if isinstance(p, str):
+            Path(p).unlink(missing_ok=True)
+            _remove_if_empty(Path(p).parent)
+    return problem
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # Gradio stores each upload in a folder of its own
+    except OSError:
+        pass
+
+
+async def _may_see(scope: Scope) -> bool:
+    """Whether the request may see the gallery: always without accounts, else when signed in (a Gradio
+    login cookie, or the user an auth dependency such as Sign in with Hugging Face names)."""
+    app = scope.get("app")
+    if app is None:
+        return False
+    auth, dependency = getattr(app, "auth", None), getattr(app, "auth_dependency", None)
+    if auth is None and dependency is None:
+        return True
+    if dependency is not None:
+        from starlette.requests import Request
+
+        user = dependency(Request(scope))
+        if inspect.isawaitable(user):
+            user = await user
+        return bool(user)
+    cookies = SimpleCookie()
+    for key, value in scope.get("headers", []):
+        if key == b"cookie":
+            try:
+                cookies.load(value.decode("latin-1"))
+            except Exception:
+                return False
+    cookie_id = getattr(app, "cookie_id", "")
+    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        morsel = cookies.get(name)
+        if morsel is not None and getattr(app, "tokens", {}).get(morsel.value):
+            return True
+    return False
+
+
+def _safe_headers(send: Send, is_file: bool) -> Send:
+    async def send_safely(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-content-type-options"]
+            headers.append((b"x-content-type-options", b"nosniff"))
+            if is_file:
+                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if not ctype.startswith(INLINE_TYPES):
+                    headers = [(k, v) for k, v in headers
+                               if k.lower() not in (b"content-type", b"content-disposition")]
+                    headers += [(b"content-type", b"application/octet-stream"),
+                                (b"content-disposition", b"attachment")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_safely
+
+
+async def _answer(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"x-content-type-options", b"nosniff")]})
     await send({"type": "http.response.body", "body": body})

@@ -1,5 +1,7 @@
 """The public Gradio API against a launched studio (test backend)."""
 
+from pathlib import Path
+
 import pytest
 from gradio_client import Client, handle_file
 
@@ -54,25 +56,30 @@ def test_bad_value_is_a_readable_error(client):
     assert studio.gallery.list() == []
 
 
-def test_files_are_served_from_the_data_dir_only(client, tmp_path):
+def test_clips_are_served_by_id_and_nothing_by_path(client, tmp_path):
     import urllib.error
     import urllib.request
 
     c, studio = client
     video, clips = c.predict(prompt="x", api_name="/text_to_video")
     base = c.src.rstrip("/")
-    inside = studio.gallery.get(clips[0]["id"]).video
+    view = studio.gallery.get(clips[0]["id"])
+    assert Path(video).read_bytes() == view.video.read_bytes()  # the client got the clip, through its id
     secret = tmp_path / "secret.txt"
     secret.write_text("do not serve")
 
-    def status(path):
+    def status(path, route="/gradio_api/file="):
         try:
-            with urllib.request.urlopen(f"{base}/gradio_api/file={path}") as r:
+            with urllib.request.urlopen(f"{base}{route}{path}") as r:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
 
-    assert status(inside) == 200
+    assert status(clips[0]["video_url"], "") == 200 and status(clips[0]["thumb_url"], "") == 200
+    assert status(f"/media/clip/{'0' * 32}.mp4", "") == 404  # no such clip
+    assert status(f"/media/clip/../gallery.db", "") == 404
+    assert status(view.video) in (403, 404)  # the clips folder is not served by path
+    assert status(view.video.with_suffix(".json")) in (403, 404)
     assert status(secret) in (403, 404)
     assert status("/etc/passwd") in (403, 404)
     assert status(f"{studio.settings.data_dir.resolve()}/../secret.txt") in (403, 404)
@@ -159,15 +166,16 @@ def test_the_database_sidecars_and_lock_are_never_served(client):
     _, [clip] = c.predict(prompt="x", api_name="/text_to_video")
     base, data = c.src.rstrip("/"), studio.settings.data_dir.resolve()
     view = studio.gallery.get(clip["id"])
-    status, headers = _get(f"{base}/gradio_api/file={view.video}")
+    status, headers = _get(f"{base}{clip['video_url']}")
     assert status == 200 and headers["content-type"].startswith("video/") and headers["x-content-type-options"] == "nosniff"
-    for path in (data / "gallery.db", data / "gallery.db-wal", data / ".writer.lock",
+    for path in (data / "gallery.db", data / "gallery.db-wal", data / ".writer.lock", view.video,
                  data / "clips" / f"{clip['id']}.json", view.video.with_suffix(".json")):
         assert _get(f"{base}/gradio_api/file={path}")[0] in (403, 404), path
 
 
-def test_an_uploaded_page_is_never_rendered(client, tmp_path):
+def test_an_uploaded_page_is_never_stored_or_rendered(client, tmp_path):
     import json as _json
+    import urllib.error
     import urllib.request
 
     c, studio = client
@@ -179,11 +187,29 @@ def test_an_uploaded_page_is_never_rendered(client, tmp_path):
             f"Content-Type: text/html\r\n\r\n{page.read_text()}\r\n--{boundary}--\r\n").encode()
     req = urllib.request.Request(f"{base}/gradio_api/upload", body,
                                  {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:  # judged by its content: not media, not stored
+        urllib.request.urlopen(req, timeout=30)
+    assert refused.value.code == 415 and "is not an image, a video or a zip" in refused.value.read().decode()
+    tmp = studio.settings.data_dir / "tmp"
+    assert not [p for p in tmp.rglob("*") if p.is_file() and p.name == "evil.html"]  # nothing left behind
+    # a page named as an image is judged by its content too
+    body = body.replace(b'filename="evil.html"', b'filename="cat.png"').replace(b"text/html", b"image/png")
+    req = urllib.request.Request(f"{base}/gradio_api/upload", body,
+                                 {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError, match="415"):
+        urllib.request.urlopen(req, timeout=30)
+    # a real image still uploads
+    png = (tmp_path / "ok.png")
+    from PIL import Image
+    Image.new("RGB", (8, 8), "red").save(png)
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"ok.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{base}/gradio_api/upload", body,
+                                 {"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(req, timeout=30) as r:
         [stored] = _json.loads(r.read())
     status, headers = _get(f"{base}/gradio_api/file={stored}")
-    assert status == 404 or ("attachment" in headers.get("content-disposition", "")
-                             and not headers.get("content-type", "").startswith("text/html"))
+    assert status == 200 and headers["content-type"].startswith("image/")
 
 
 @pytest.mark.parametrize("shape", ["plain", "dict", "filedata"])
