@@ -1,4 +1,4 @@
-"""Gallery organisation in storage: full-text search (SQLite FTS5), filters, keyset pages, stars, tags, notes,
+"""Gallery organisation in storage: full-text search (SQLite FTS5, PostgreSQL tsvector), filters, keyset pages, stars, tags, notes,
 lineage, and the migration that brings them to an existing gallery."""
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def test_full_text_search_matches_words_and_prefixes(repo):
     assert len(repo.search(GalleryQuery(text="blurry", limit=100)).clips) == 4  # negative prompt too
     # FTS5 syntax in the box is text, not a query: no error, no injection
     assert len(repo.search(GalleryQuery(text='red"* -(', limit=100)).clips) == 20
+    assert len(repo.search(GalleryQuery(text="red & !c:* |", limit=100)).clips) == 10  # nor PostgreSQL's tsquery
     assert repo.search(GalleryQuery(text="!!!")).clips == []
 
 
@@ -132,8 +133,8 @@ def test_lineage(repo, session):
     assert repo.ancestors(grandchild.id) == []  # a deleted parent ends the chain
 
 
-def test_migration_indexes_clips_made_before_it(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_migration_indexes_clips_made_before_it(blank_url):
+    engine = make_engine(blank_url)
     upgrade(engine, "0001")
     cols = ("id", "batch_id", "created_at", "mode", "model_id", "model_version", "prompt", "negative_prompt",
             "seed", "steps", "cfg_scale", "frames", "fps", "width", "height", "params", "manifest", "inputs",
@@ -150,3 +151,4 @@ def test_migration_indexes_clips_made_before_it(tmp_path):
     downgrade(engine, "0001")
     upgrade(engine)
     engine.dispose()
+
