@@ -3,6 +3,8 @@ lineage, and the migration that brings them to an existing gallery."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -152,3 +154,54 @@ def test_migration_indexes_clips_made_before_it(blank_url):
     upgrade(engine)
     engine.dispose()
 
+
+def _cursor(value, clip_id):
+    return base64.urlsafe_b64encode(json.dumps([value, clip_id]).encode()).decode().rstrip("=")
+
+
+def test_a_forged_cursor_is_refused(repo):
+    """PostgreSQL refused to compare a column with a value of another type (a server error); SQLite compared
+    anyway and gave a page. A cursor whose value cannot be one of the sort column's is refused on both."""
+    for sort, value in (("seed", "abc"), ("cfg", "abc"), ("seed", True), ("steps", 1.5), ("seed", None),
+                        ("seed", 2**63), ("steps", 2**31), ("cfg", [1]), ("cfg", 1e309), ("newest", 5)):
+        with pytest.raises(QueryError, match="after"):
+            repo.search(GalleryQuery(sort=sort, after=_cursor(value, "0" * 32)))
+    with pytest.raises(QueryError, match="after"):
+        repo.search(GalleryQuery(after=_cursor("2026-01-01T00:00:00+00:00", "a\x00b")))
+    for sort in ("seed", "cfg", "steps"):  # a real one still works
+        first = repo.search(GalleryQuery(sort=sort, limit=3))
+        assert repo.search(GalleryQuery(sort=sort, limit=3, after=first.next_cursor)).clips
+
+
+def test_text_no_database_can_hold(repo, session):
+    """PostgreSQL refuses NUL characters in text (SQLite stored them): they are refused naming the field, and
+    looking up an id that holds one finds nothing, on both backends."""
+    clip = repo.search(GalleryQuery(limit=1)).clips[0]
+    for change, field in ((lambda: repo.add_tags(clip.id, ["a\x00b"]), "tag"),
+                          (lambda: repo.remove_tags(clip.id, ["a\x00b"]), "tag"),
+                          (lambda: repo.set_note(clip.id, "a\x00b"), "note"),
+                          (lambda: repo.set_note(clip.id, "\ud800"), "note")):
+        with pytest.raises(QueryError, match=field):
+            change()
+    for field in ("mode", "model_id", "tag", "author", "sweep_id", "batch_id"):
+        with pytest.raises(QueryError, match=field):
+            repo.search(GalleryQuery(**{field: "a\x00b"}))
+    for bad in (2**63, -(2**63) - 1, "7", True):
+        with pytest.raises(QueryError, match="seed"):
+            repo.search(GalleryQuery(seed=bad))
+    with pytest.raises(QueryError, match="cfg_min"):
+        repo.search(GalleryQuery(cfg_min="2"))
+    assert repo.get("a\x00b") is None and repo.delete("a\x00b") is None and repo.resolve_prefix("abc\x00def") is None
+    with pytest.raises(NotFound):
+        repo.set_starred("a\x00b")
+    session.rollback()  # the session is still usable: nothing reached the database
+    assert repo.get(clip.id).tags == [] and repo.get(clip.id).note == ""
+
+
+def test_job_and_user_lookups_with_a_nul_find_nothing(session):
+    from storage.repositories import JobRepository, UserRepository
+
+    assert JobRepository(session).get("a\x00b") is None and UserRepository(session).get("a\x00b") is None
+    with pytest.raises(NotFound):
+        JobRepository(session).mark_failed("a\x00b", "x")
+    assert UserRepository(session).remove("a\x00b") is False
