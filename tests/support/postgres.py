@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 
-INSTALL_HINT = "scripts/setup.sh --test installs them"
+INSTALL_HINT = "scripts/setup.sh --test installs the test dependencies"
 
 
 def pg_bin(name: str) -> str | None:
