@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,9 +63,43 @@ class Page:
     next_cursor: str | None  # None on the last page
 
 
+def check_text(field: str, value: object) -> str:
+    """`value` if every database can hold it; else QueryError naming `field`. PostgreSQL refuses a NUL
+    character in any text (the whole statement fails) where SQLite stored it; a lone surrogate cannot be
+    encoded for either."""
+    if not isinstance(value, str):
+        raise QueryError(field, f"must be text, not {type(value).__name__}")
+    if "\x00" in value:
+        raise QueryError(field, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError(field, "contains an unpaired surrogate (text that is not valid Unicode)") from None
+    return value
+
+
+def _is_key(value: object) -> bool:
+    """Could a row have this text key? A NUL or a lone surrogate cannot be stored, so no row has it, and
+    asking PostgreSQL would fail the query instead of finding nothing."""
+    try:
+        check_text("id", value)
+    except QueryError:
+        return False
+    return True
+
+
+def _is_whole(value: object, bits: int) -> bool:
+    """A whole number a signed `bits`-bit column can hold (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def normalise_tag(tag: str) -> str:
     """Tags are free text, trimmed, inner whitespace collapsed, at most MAX_TAG_CHARS characters."""
-    clean = " ".join(str(tag).split())
+    clean = " ".join(check_text("tag", str(tag)).split())
     if not clean:
         raise QueryError("tag", "is empty")
     if len(clean) > MAX_TAG_CHARS:
@@ -92,7 +127,7 @@ class UserRepository:
         return user
 
     def get(self, name: str) -> User | None:
-        return self.session.get(User, name)
+        return self.session.get(User, name) if _is_key(name) else None
 
     def list(self) -> builtins.list[User]:
         return list(self.session.scalars(select(User).order_by(User.name)))
@@ -123,7 +158,7 @@ class JobRepository:
         return job
 
     def get(self, job_id: str) -> Job | None:
-        return self.session.get(Job, job_id)
+        return self.session.get(Job, job_id) if _is_key(job_id) else None
 
     def list_by_status(self, status: str) -> list[Job]:
         """Jobs with that status, oldest first (batch order within a batch)."""
@@ -182,7 +217,7 @@ class GalleryRepository:
         return clip
 
     def get(self, clip_id: str) -> Clip | None:
-        return self.session.get(Clip, clip_id)
+        return self.session.get(Clip, clip_id) if _is_key(clip_id) else None
 
     def list(
         self, mode: str | None = None, model_id: str | None = None, limit: int = 100, offset: int = 0
@@ -211,6 +246,15 @@ class GalleryRepository:
         return Page(rows, cursor)
 
     def _where(self, q: Select, query: GalleryQuery) -> Select:  # type: ignore[type-arg]
+        for name in ("mode", "model_id", "author", "sweep_id", "batch_id"):
+            if getattr(query, name) is not None:
+                check_text(name, getattr(query, name))
+        if query.seed is not None and not _is_whole(query.seed, 64):
+            raise QueryError("seed", f"{query.seed!r} is not a whole number a seed can be")
+        for name in ("cfg_min", "cfg_max"):
+            value = getattr(query, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise QueryError(name, f"{value!r} is not a number")
         q = _filtered(q, query.mode, query.model_id)
         if query.text.strip():
             q = q.where(self._matches(query.text))
@@ -261,7 +305,7 @@ class GalleryRepository:
 
     def set_note(self, clip_id: str, note: str) -> Clip:
         clip = self._require(clip_id)
-        clip.note = str(note)
+        clip.note = check_text("note", str(note))
         self.session.flush()
         return clip
 
@@ -352,13 +396,27 @@ def _encode_cursor(value, clip_id: str) -> str:  # type: ignore[no-untyped-def]
     return base64.urlsafe_b64encode(json.dumps([raw, clip_id]).encode()).decode().rstrip("=")
 
 
+# what a cursor's value must be for each sort column: the column's type and range. PostgreSQL refuses to
+# compare a column with a value of another type (a server error); SQLite compared anyway.
+_CURSOR_VALUE_OK: dict[str, Callable[[object], bool]] = {
+    "seed": lambda v: _is_whole(v, 64),
+    "steps": lambda v: _is_whole(v, 32),
+    "cfg_scale": _is_real,
+}
+
+
 def _decode_cursor(cursor: str, column):  # type: ignore[no-untyped-def]
     try:
         raw, clip_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value = datetime.fromisoformat(raw) if column.key == "created_at" else raw
-        if column.key == "created_at" and value.tzinfo is None:
-            raise ValueError("naive time")
-        if not isinstance(clip_id, str) or isinstance(value, (list, dict)):
+        if column.key == "created_at":
+            value = datetime.fromisoformat(raw)
+            if value.tzinfo is None:
+                raise ValueError("naive time")
+        elif _CURSOR_VALUE_OK[column.key](raw):
+            value = raw
+        else:
+            raise ValueError("not a value of the sort column")
+        if not _is_key(clip_id):
             raise ValueError("shape")
     except (ValueError, TypeError) as e:
         raise QueryError("after", f"{cursor[:40]!r} is not a cursor this gallery gave out") from e

@@ -1,4 +1,6 @@
-"""Shared fixtures: one torch thread, temp data dirs, a deterministic test backend, a built studio."""
+"""Shared fixtures: one torch thread, temp data dirs, a deterministic test backend, a built studio, and the
+database: SQLite in the data dir by default; PostgreSQL too where a folder or module asks for both
+(`pytest_generate_tests = parametrize_backends`, see tests/support/postgres.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,51 @@ def _one_torch_thread():
 
 from pipelines.contract import ModelRegistry, RegistryEntry  # noqa: E402
 from tests.support.fakes import TEST_SPEC, GradientBackend  # noqa: E402,F401
+from tests.support.postgres import PostgresCluster, missing_reason  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL cluster for the whole run, started by the first test that needs it."""
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A fresh PostgreSQL database at the migrations' head, for this test only (dropped after it)."""
+    name = postgres_cluster.create_database()
+    yield postgres_cluster.url(name)
+    postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
+def blank_postgres_url(postgres_cluster):
+    """A fresh PostgreSQL database with no tables at all (for migration tests), dropped after the test."""
+    name = postgres_cluster.create_database(blank=True)
+    yield postgres_cluster.url(name)
+    postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
+def db_backend(request) -> str:
+    """"sqlite" unless the test is parametrized over both backends (`parametrize_backends`)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database_url(request, db_backend):
+    """What `settings.database_url` is: None (the default, SQLite in the data dir) or a fresh PostgreSQL database."""
+    if db_backend == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return None
 
 
 @pytest.fixture
@@ -35,10 +82,10 @@ def registry(backend):
 
 
 @pytest.fixture
-def settings(tmp_path: Path):
+def settings(tmp_path: Path, database_url):
     from studio.settings import Settings
 
-    return Settings(data_dir=tmp_path / "data", device="cpu")
+    return Settings(data_dir=tmp_path / "data", device="cpu", database_url=database_url)
 
 
 @pytest.fixture

@@ -1,3 +1,6 @@
+"""Storage tests run on SQLite and on PostgreSQL (`[sqlite]`, `[postgresql]`): every test that takes the
+`engine`, `session` or `blank_url` fixture runs once per backend, each time on a fresh database."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -5,15 +8,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.db import make_engine, make_session_factory, upgrade
+from storage.db import default_database_url, make_engine, make_session_factory, upgrade
+from tests.support.postgres import parametrize_backends
+
+pytest_generate_tests = parametrize_backends
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    eng = make_engine(f"sqlite:///{tmp_path / 'gallery.db'}")
+def engine(tmp_path: Path, database_url):
+    """A migrated database: SQLite `gallery.db` in tmp_path, or a fresh PostgreSQL database."""
+    eng = make_engine(database_url or default_database_url(tmp_path))
     upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def blank_url(request, tmp_path: Path, db_backend) -> str:
+    """The URL of a database with no tables yet (for migration tests)."""
+    if db_backend == "postgresql":
+        return request.getfixturevalue("blank_postgres_url")
+    return default_database_url(tmp_path / "blank")
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""Gallery organisation in storage: full-text search (SQLite FTS5), filters, keyset pages, stars, tags, notes,
+"""Gallery organisation in storage: full-text search (SQLite FTS5, PostgreSQL tsvector), filters, keyset pages, stars, tags, notes,
 lineage, and the migration that brings them to an existing gallery."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -39,6 +41,7 @@ def test_full_text_search_matches_words_and_prefixes(repo):
     assert len(repo.search(GalleryQuery(text="blurry", limit=100)).clips) == 4  # negative prompt too
     # FTS5 syntax in the box is text, not a query: no error, no injection
     assert len(repo.search(GalleryQuery(text='red"* -(', limit=100)).clips) == 20
+    assert len(repo.search(GalleryQuery(text="red & !c:* |", limit=100)).clips) == 10  # nor PostgreSQL's tsquery
     assert repo.search(GalleryQuery(text="!!!")).clips == []
 
 
@@ -132,8 +135,8 @@ def test_lineage(repo, session):
     assert repo.ancestors(grandchild.id) == []  # a deleted parent ends the chain
 
 
-def test_migration_indexes_clips_made_before_it(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_migration_indexes_clips_made_before_it(blank_url):
+    engine = make_engine(blank_url)
     upgrade(engine, "0001")
     cols = ("id", "batch_id", "created_at", "mode", "model_id", "model_version", "prompt", "negative_prompt",
             "seed", "steps", "cfg_scale", "frames", "fps", "width", "height", "params", "manifest", "inputs",
@@ -150,3 +153,55 @@ def test_migration_indexes_clips_made_before_it(tmp_path):
     downgrade(engine, "0001")
     upgrade(engine)
     engine.dispose()
+
+
+def _cursor(value, clip_id):
+    return base64.urlsafe_b64encode(json.dumps([value, clip_id]).encode()).decode().rstrip("=")
+
+
+def test_a_forged_cursor_is_refused(repo):
+    """PostgreSQL refused to compare a column with a value of another type (a server error); SQLite compared
+    anyway and gave a page. A cursor whose value cannot be one of the sort column's is refused on both."""
+    for sort, value in (("seed", "abc"), ("cfg", "abc"), ("seed", True), ("steps", 1.5), ("seed", None),
+                        ("seed", 2**63), ("steps", 2**31), ("cfg", [1]), ("cfg", 1e309), ("newest", 5)):
+        with pytest.raises(QueryError, match="after"):
+            repo.search(GalleryQuery(sort=sort, after=_cursor(value, "0" * 32)))
+    with pytest.raises(QueryError, match="after"):
+        repo.search(GalleryQuery(after=_cursor("2026-01-01T00:00:00+00:00", "a\x00b")))
+    for sort in ("seed", "cfg", "steps"):  # a real one still works
+        first = repo.search(GalleryQuery(sort=sort, limit=3))
+        assert repo.search(GalleryQuery(sort=sort, limit=3, after=first.next_cursor)).clips
+
+
+def test_text_no_database_can_hold(repo, session):
+    """PostgreSQL refuses NUL characters in text (SQLite stored them): they are refused naming the field, and
+    looking up an id that holds one finds nothing, on both backends."""
+    clip = repo.search(GalleryQuery(limit=1)).clips[0]
+    for change, field in ((lambda: repo.add_tags(clip.id, ["a\x00b"]), "tag"),
+                          (lambda: repo.remove_tags(clip.id, ["a\x00b"]), "tag"),
+                          (lambda: repo.set_note(clip.id, "a\x00b"), "note"),
+                          (lambda: repo.set_note(clip.id, "\ud800"), "note")):
+        with pytest.raises(QueryError, match=field):
+            change()
+    for field in ("mode", "model_id", "tag", "author", "sweep_id", "batch_id"):
+        with pytest.raises(QueryError, match=field):
+            repo.search(GalleryQuery(**{field: "a\x00b"}))
+    for bad in (2**63, -(2**63) - 1, "7", True):
+        with pytest.raises(QueryError, match="seed"):
+            repo.search(GalleryQuery(seed=bad))
+    with pytest.raises(QueryError, match="cfg_min"):
+        repo.search(GalleryQuery(cfg_min="2"))
+    assert repo.get("a\x00b") is None and repo.delete("a\x00b") is None and repo.resolve_prefix("abc\x00def") is None
+    with pytest.raises(NotFound):
+        repo.set_starred("a\x00b")
+    session.rollback()  # the session is still usable: nothing reached the database
+    assert repo.get(clip.id).tags == [] and repo.get(clip.id).note == ""
+
+
+def test_job_and_user_lookups_with_a_nul_find_nothing(session):
+    from storage.repositories import JobRepository, UserRepository
+
+    assert JobRepository(session).get("a\x00b") is None and UserRepository(session).get("a\x00b") is None
+    with pytest.raises(NotFound):
+        JobRepository(session).mark_failed("a\x00b", "x")
+    assert UserRepository(session).remove("a\x00b") is False

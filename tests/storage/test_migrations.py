@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -10,8 +11,8 @@ from storage.db import current_revision, default_database_url, downgrade, head_r
 from storage.models import Base, include_name
 
 
-def test_upgrade_from_empty_creates_tables_and_columns(tmp_path: Path) -> None:
-    engine = make_engine(default_database_url(tmp_path))
+def test_upgrade_from_empty_creates_tables_and_columns(blank_url: str) -> None:
+    engine = make_engine(blank_url)
     assert current_revision(engine) is None
     upgrade(engine)
     assert current_revision(engine) == head_revision()
@@ -42,6 +43,13 @@ def test_models_match_migrations(engine) -> None:
 
 
 def test_downgrade_to_base_and_up_again(engine) -> None:
+    from storage.db import GalleryRepository, Job, JobRepository, make_session_factory
+    from tests.storage.test_repositories import make_clip
+
+    with make_session_factory(engine)() as s, s.begin():  # rows in every table: the downgrade takes them along
+        clip = GalleryRepository(s).add(make_clip(1))
+        GalleryRepository(s).add_tags(clip.id, ["keeper"])
+        JobRepository(s).add(Job(batch_id="b", mode="t2v", model_id="m", params={}, clip_id=clip.id))
     downgrade(engine)
     assert current_revision(engine) is None
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}, inspect(engine).get_table_names()
@@ -49,6 +57,7 @@ def test_downgrade_to_base_and_up_again(engine) -> None:
     assert {"jobs", "clips"} <= set(inspect(engine).get_table_names())
 
 
+@pytest.mark.sqlite_only("PRAGMAs are SQLite's own connection settings")
 def test_sqlite_pragmas(engine) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -1,4 +1,5 @@
-"""The job service end to end on the test backend: queue, progress, cancel, failure, persistence."""
+"""The job service end to end on the test backend: queue, progress, cancel, failure, persistence; each test that
+builds a studio (the `settings` fixture) runs on SQLite and on PostgreSQL (`[sqlite]`, `[postgresql]`)."""
 
 import json
 import threading
@@ -10,6 +11,9 @@ import pytest
 from pipelines.contract import ModelDefaults
 from pipelines.contract import ImageToVideoRequest, InpaintRequest, RequestError, TextToVideoRequest, VideoToVideoRequest
 from tests.support.fakes import TEST_SPEC
+from tests.support.postgres import parametrize_backends
+
+pytest_generate_tests = parametrize_backends
 
 T2V = dict(prompt="a red circle", model_id=TEST_SPEC.id)
 

@@ -19,6 +19,7 @@ from storage.lease import DataDirBusy
 from storage.models import Job
 from studio.cli import main
 from studio.wiring import build_studio
+from tests.support.postgres import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "assets" / "embedded" / "model.safetensors"
@@ -40,6 +41,7 @@ def test_one_writer_per_data_dir(settings, registry, capsys):
     again.close()
 
 
+@pytest.mark.parametrize("db_backend", BACKENDS, indirect=True)
 def test_start_removes_what_a_crash_left(settings, registry, caplog):
     studio = build_studio(settings, registry)
     sub = studio.facade.submit(TextToVideoRequest(prompt="a red circle", seed=1), 1)
@@ -65,6 +67,7 @@ def test_start_removes_what_a_crash_left(settings, registry, caplog):
         again.close()
 
 
+@pytest.mark.parametrize("db_backend", BACKENDS, indirect=True)
 def test_an_interrupted_job_runs_once_more_then_fails_with_a_message(settings, registry):
     studio = build_studio(settings, registry, start=False)
     params = dataclasses.replace(TextToVideoRequest(prompt="x"), model_id="test-gradient", seed=3, steps=2,
