@@ -97,9 +97,10 @@ class StudioFacade:
             raise NotAllowed("sign in first")
         return found
 
-    def check_generate(self, account: Account | None) -> None:
+    def check_generate(self, account: Account | None, doing: str = "generate") -> None:
+        """NotAllowed unless `account` may add clips (generate or import them): a member or an admin."""
         if account is not None and not account.can_generate:
-            raise NotAllowed(f"{account.name} is a viewer: viewers cannot generate")
+            raise NotAllowed(f"{account.name} is a viewer: viewers cannot {doing}")
 
     def check_change(self, account: Account | None, clip_id: str) -> ClipView:
         """The clip, if `account` may edit or delete it (its author, or an admin); NotAllowed otherwise."""
@@ -235,17 +236,26 @@ class StudioFacade:
             out = self._files.export_path(f"clips-{len(clip_ids)}-{clip_ids[0][:8]}", "zip")
         return self._gallery.export_zip(clip_ids, out)
 
-    def import_zip(self, path: Path) -> tuple[int, int]:
-        return self._gallery.import_zip(path)
+    def import_zip(self, path: Path, *, account: Account | None = None) -> tuple[int, int]:
+        """Add the clips of an exported zip: (added, already here).
 
-    def import_mp4(self, path: str | Path) -> ClipView:
-        """Add a clip to this gallery from an mp4 this studio made elsewhere (its recipe is in the file)."""
+        Importing adds clips, as generating does: with accounts on, `account` must be allowed to generate
+        and becomes the author of the clips it adds (whoever made them elsewhere, the importer owns these
+        copies). Without an account (the CLI, a studio without --auth) each clip keeps its recorded author."""
+        self.check_generate(account, "import clips")
+        return self._gallery.import_zip(path, author=account.name if account is not None else None)
+
+    def import_mp4(self, path: str | Path, *, account: Account | None = None) -> ClipView:
+        """Add a clip to this gallery from an mp4 this studio made elsewhere (its recipe is in the file).
+        Who may, and who becomes its author: as `import_zip`. A clip already here is returned unchanged."""
+        self.check_generate(account, "import clips")
         _, meta = _read_recipe_metadata(path)  # RequestError unless it carries a recipe
         try:
             frames, _ = read_video(path, self.settings.media_limits)
         except MediaError as e:
             raise RequestError("file", str(e)) from None
-        return self._gallery.import_mp4(Path(path), frames, meta)
+        return self._gallery.import_mp4(Path(path), frames, meta,
+                                        author=account.name if account is not None else None)
 
     def chain(self, clip_id: str) -> list[ClipView]:
         """The clip and the clips it extends, oldest first (just the clip when it extends nothing)."""

@@ -189,9 +189,10 @@ class GalleryService:
         atomic_write(out, write)
         return out.resolve()
 
-    def import_zip(self, path: Path) -> tuple[int, int]:
+    def import_zip(self, path: Path, *, author: str | None = None) -> tuple[int, int]:
         """Add the clips of an exported zip: (added, already here). A clip already in the gallery (same
-        id) is skipped, so importing twice adds nothing twice. QueryError for a zip that is not an export."""
+        id) is skipped, so importing twice adds nothing twice. QueryError for a zip that is not an export.
+        `author`: who the added clips belong to (None: the author each was exported with)."""
         try:
             z = zipfile.ZipFile(path)
         except (OSError, zipfile.BadZipFile) as e:
@@ -222,6 +223,8 @@ class GalleryService:
                             if self.files.place(rel, z.read(rel)) and rel.startswith("clips/"):
                                 placed.append(rel)
                         fields = {col: entry.get(col) for col in EXPORTED}
+                        if author is not None:
+                            fields["author"] = author
                         fields["created_at"] = datetime.fromisoformat(entry["created_at"])
                         clip = Clip(**fields)
                         clip.tag_rows = [ClipTag(tag=t) for t in entry.get("tags", [])]
@@ -235,9 +238,10 @@ class GalleryService:
                 added += 1
         return added, skipped
 
-    def import_mp4(self, path: Path, frames: Any, recipe: dict[str, Any]) -> ClipView:
+    def import_mp4(self, path: Path, frames: Any, recipe: dict[str, Any], *, author: str | None = None) -> ClipView:
         """Add a clip from an mp4 this studio made (its `recipe` read from the mp4's metadata, `frames`
-        decoded for the thumbnail). The clip keeps its id; if it is already here, nothing changes."""
+        decoded for the thumbnail). The clip keeps its id; if it is already here, nothing changes.
+        `author`: who the clip belongs to (None: the author its recipe names)."""
         clip_id = recipe.get("clip_id")
         params = recipe.get("params")
         if not isinstance(clip_id, str) or not isinstance(params, dict):
@@ -246,6 +250,8 @@ class GalleryService:
         if existing is not None:
             return existing
         request = request_from_params(params)
+        if author is not None:
+            recipe = {**recipe, "author": author}  # the sidecar says whose copy this is, as the row does
         saved = self.files.adopt_clip(clip_id, Path(path).read_bytes(), frames, recipe)
         try:
             created = recipe.get("created_at")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from studio.media.limits import MediaError, MediaLimits
+from studio.media.limits import MediaError, MediaLimits, reason
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -23,9 +23,10 @@ def open_image(path: Path, limits: MediaLimits) -> Image.Image:
     try:
         img = Image.open(path, formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as e:
-        raise MediaError(f"{path.name}: the image is far too large ({e})") from None
+        raise MediaError(f"{path.name}: the image is far too large ({reason(e, path)})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise MediaError(f"{path.name}: not an image file (supported: {', '.join(IMAGE_FORMATS)}; {e})") from None
+        raise MediaError(f"{path.name}: not an image file (supported: {', '.join(IMAGE_FORMATS)}; "
+                         f"{reason(e, path)})") from None
     w, h = img.size
     if w <= 0 or h <= 0 or w * h > limits.max_pixels:
         img.close()

@@ -7,6 +7,7 @@ decode and mask read, so the limit a user configures is the limit every reader e
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 
 class MediaError(ValueError):
@@ -29,6 +30,16 @@ class MediaLimits:
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024**2
+
+
+def reason(e: BaseException | str, path: Path) -> str:
+    """An exception's (or a tool's) text for a message, the file named by its name only: decoders (PIL's
+    "cannot identify image file '/srv/.../page.png'", ffmpeg's "/srv/.../x.mp4: Invalid data") spell out
+    the full path, which is the server's business, not the caller's."""
+    text = str(e)
+    for spelled in sorted({str(path), str(path.absolute()), str(path.resolve())}, key=len, reverse=True):
+        text = text.replace(spelled, path.name)
+    return text
 
 
 def mb(n: int) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import imageio_ffmpeg
 import numpy as np
 
-from studio.media.limits import MediaError, MediaLimits, mb
+from studio.media.limits import MediaError, MediaLimits, mb, reason
 
 MP4_CRF = 17  # visually lossless for these small clips
 MP4_PRESET = "veryfast"  # chosen for write speed: a clip is written after every generation
@@ -131,7 +131,7 @@ def write_mp4(frames: np.ndarray, fps: int | float, path: Path | str, metadata: 
     # status and message, and it does not poll for ffmpeg's exit (10 ms sleeps): measured faster
     proc = _ffmpeg(cmd, timeout=FFMPEG_TIMEOUT_S, stdin=np.ascontiguousarray(frames).data)
     if proc.returncode != 0:
-        raise MediaError(f"ffmpeg could not write {p.name}: {_first_line(proc.stderr)}")
+        raise MediaError(f"ffmpeg could not write {p.name}: {_first_line(proc.stderr, p)}")
 
 
 # ---- the recipe inside the mp4 -------------------------------------------------------------------
@@ -144,7 +144,7 @@ def read_mp4_metadata(path: Path | str) -> dict[str, Any]:
         raise MediaError(f"{p.name}: not an mp4 file")
     proc = _ffmpeg(["-i", str(p), "-f", "ffmetadata", "-"], timeout=60)
     if proc.returncode != 0:
-        raise MediaError(f"{p.name}: could not read the metadata ({_first_line(proc.stderr)})")
+        raise MediaError(f"{p.name}: could not read the metadata ({_first_line(proc.stderr, p)})")
     text = parse_ffmetadata(proc.stdout.decode("utf-8", "replace")).get("comment")
     if not text:
         return {}
@@ -205,8 +205,9 @@ def _ffmpeg(args: list[str], timeout: float, stdin: Any = None) -> subprocess.Co
         raise MediaError(f"ffmpeg took more than {timeout:g} s to read the file; it may be damaged") from None
 
 
-def _first_line(stderr: bytes) -> str:
-    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+def _first_line(stderr: bytes, p: Path) -> str:
+    """ffmpeg's first complaint, the file by its name only."""
+    lines = [ln.strip() for ln in reason(stderr.decode("utf-8", "replace"), p).splitlines() if ln.strip()]
     return lines[0][:200] if lines else "no error output"
 
 
@@ -266,7 +267,7 @@ def probe_video(path: Path | str, limits: MediaLimits) -> VideoInfo:
                     "-frames:v", str(cap), "-f", "null", "-"], timeout=FFMPEG_TIMEOUT_S)
     if proc.returncode != 0 or proc.stderr.strip():
         raise MediaError(f"{p.name}: the file is truncated or damaged; it does not decode to the end "
-                         f"({_first_line(proc.stderr)})")
+                         f"({_first_line(proc.stderr, p)})")
     frames = _progress_frames(proc.stdout.decode("utf-8", "replace"))
     if frames <= 0:
         raise MediaError(f"{p.name}: the video has no frames")
@@ -334,13 +335,18 @@ def read_video(path: Path | str, limits: MediaLimits, *, max_frames: int | None 
                 extra.append(frame)
             n += 1
     except (OSError, RuntimeError, StopIteration, IndexError, AttributeError) as e:
-        raise MediaError(f"{p.name}: decoding failed after {n} frames ({str(e).splitlines()[0][:200]})") from None
+        raise MediaError(f"{p.name}: decoding failed after {n} frames ({_decoder_said(e, p)})") from None
     finally:
         reader.close()
     if n == 0:
         raise MediaError(f"{p.name}: could not decode any frame; the file is truncated or damaged")
     frames = np.concatenate([out[: min(n, len(out))], np.stack(extra)]) if extra else out[:n]
     return frames, header.fps_or_guess(n)
+
+
+def _decoder_said(e: BaseException, p: Path) -> str:
+    """A decoder's complaint for a message: its first line, the file by its name only."""
+    return (reason(e, p).splitlines() or [type(e).__name__])[0][:200]
 
 
 def read_video_frames(path: Path | str, limits: MediaLimits, indices: Sequence[int],
@@ -374,7 +380,7 @@ def read_video_frames(path: Path | str, limits: MediaLimits, indices: Sequence[i
             if n > last:
                 break
     except (OSError, RuntimeError, StopIteration, IndexError, AttributeError) as e:
-        raise MediaError(f"{p.name}: decoding failed after {n} frames ({str(e).splitlines()[0][:200]})") from None
+        raise MediaError(f"{p.name}: decoding failed after {n} frames ({_decoder_said(e, p)})") from None
     finally:
         reader.close()
     if out is None or n <= last:

@@ -19,6 +19,7 @@ from pipelines.contract import RequestError, SweepRequest, parse_axis
 from studio.clips import public_clip_json
 from studio.facade import GalleryQuery, NotAllowed, QueryError, StudioFacade
 from studio.ui.common import base_url, media_url, signed_in
+from studio.ui.refusals import NOT_AN_UPLOAD
 from studio.ui.widgets import request_from_widgets
 
 log = logging.getLogger("studio.api")
@@ -45,8 +46,7 @@ def _media_path(name: str, value: Any) -> Any:
     except (OSError, ValueError):
         inside = False
     if not inside:
-        raise RequestError(name, "upload the file with the request (gradio_client: handle_file(...)); "
-                                 "paths on the server are not accepted")
+        raise RequestError(name, NOT_AN_UPLOAD)
     return path
 
 

@@ -18,6 +18,7 @@ from studio.ui.api import register_api
 from studio.ui.common import MODES
 from studio.ui.gallery import build_gallery
 from studio.ui.generate import ModeTab, build_mode_tab
+from studio.ui.refusals import StudioBlocks
 from studio.ui.security import SafeFiles
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ MAX_LINK_IDS = 9
 
 def build_ui(studio: "StudioFacade") -> gr.Blocks:
     # no calls home; uploads and served copies in the data dir's tmp/ are deleted after a day (checked hourly)
-    with gr.Blocks(title="Video Diffusion Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+    # StudioBlocks: a call Gradio refuses before a handler runs (a server path as a file) gets a message
+    with StudioBlocks(title="Video Diffusion Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown("## Video Diffusion Studio\nType a prompt, compare seeds side by side, recall any clip's recipe.",
                     elem_id="studio-title")
         tabs: dict[str, ModeTab] = {}

@@ -411,9 +411,9 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         if not path:
             return {zip_in: gr.update()}
         try:
-            added, skipped = studio.import_zip(Path(path))
-        except (QueryError, ValueError) as e:
-            raise gr.Error(str(e))
+            added, skipped = studio.import_zip(Path(path), account=studio.account(signed_in(request)))
+        except (QueryError, ValueError, NotAllowed) as e:
+            raise gr.Error(str(e), print_exception=False)
         gr.Info(f"Imported {added} clip(s); {skipped} were already here.")
         return {**load(values, request), zip_in: None}
 
@@ -524,13 +524,13 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
     dropped.upload(recall_dropped, inputs=dropped, outputs=recall_outputs + [dropped_info, import_dropped],
                    api_visibility="private")
 
-    def do_import_dropped(path):
+    def do_import_dropped(path, request: gr.Request):
         if not path:
             return {import_dropped: gr.update(visible=False)}
         try:
-            view = studio.import_mp4(path)
-        except (RequestError, QueryError) as e:
-            raise gr.Error(str(e))
+            view = studio.import_mp4(path, account=studio.account(signed_in(request)))
+        except (RequestError, QueryError, NotAllowed) as e:
+            raise gr.Error(str(e), print_exception=False)
         return {dropped_info: f"Imported clip `{view.id[:8]}` into the gallery.", import_dropped: gr.update(visible=False)}
 
     import_dropped.click(do_import_dropped, inputs=dropped, outputs=[dropped_info, import_dropped],

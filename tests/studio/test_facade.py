@@ -96,3 +96,51 @@ def test_downloads_are_named_from_the_recipe(studio):
     path = studio.facade.export(view.id, "mp4")
     assert path.name == "a-red-circle-moving-right-seed5-3steps-cfg2.mp4"
     assert path.read_bytes() == view.video.read_bytes()
+
+
+def test_importing_needs_a_role_that_may_generate_and_the_importer_becomes_the_author(settings, registry,
+                                                                                       tmp_path):
+    """Importing adds clips as generating does: a viewer may not; a member's imports are theirs (not the
+    exporter's, who may not even have an account here); the CLI (no account) keeps the recorded author."""
+    from studio.accounts import NotAllowed
+    from studio.wiring import build_studio
+
+    maker = build_studio(dataclasses.replace(settings, data_dir=tmp_path / "maker", auth=True), registry)
+    try:
+        maker.accounts.add("ann", "ann-password", "member")
+        ann = maker.accounts.get("ann")
+        zipped = maker.facade.clip(maker.facade.wait(maker.facade.submit(
+            TextToVideoRequest(prompt="zipped", steps=2), account=ann).job_ids)[0].clip_id)
+        dropped = maker.facade.clip(maker.facade.wait(maker.facade.submit(
+            TextToVideoRequest(prompt="dropped", steps=2), account=ann).job_ids)[0].clip_id)
+        archive = maker.facade.export_zip([zipped.id], tmp_path / "clips.zip")
+        mp4 = tmp_path / "dropped.mp4"
+        mp4.write_bytes(dropped.video.read_bytes())
+    finally:
+        maker.close()
+    assert zipped.author == dropped.author == "ann"
+
+    here = build_studio(dataclasses.replace(settings, data_dir=tmp_path / "here", auth=True), registry, start=False)
+    try:
+        here.accounts.add("vic", "vic-password", "viewer")
+        here.accounts.add("bob", "bob-password", "member")
+        vic, bob = here.accounts.get("vic"), here.accounts.get("bob")
+        with pytest.raises(NotAllowed, match="viewers cannot import"):
+            here.facade.import_zip(archive, account=vic)
+        with pytest.raises(NotAllowed, match="viewers cannot import"):
+            here.facade.import_mp4(mp4, account=vic)
+        assert here.gallery.list() == [] and not any((here.settings.data_dir / "clips").glob("*"))
+        assert here.facade.import_zip(archive, account=bob) == (1, 0)
+        assert here.facade.import_mp4(mp4, account=bob).author == "bob"
+        assert {v.id: v.author for v in here.gallery.list()} == {zipped.id: "bob", dropped.id: "bob"}
+        assert here.facade.import_zip(archive, account=here.accounts.get("bob")) == (0, 1)  # already here: as it was
+    finally:
+        here.close()
+
+    cli = build_studio(dataclasses.replace(settings, data_dir=tmp_path / "cli"), registry, start=False)
+    try:  # the local owner, no account: the clips keep who made them
+        assert cli.facade.import_zip(archive) == (1, 0)
+        assert cli.facade.import_mp4(mp4).author == "ann"
+        assert {v.author for v in cli.gallery.list()} == {"ann"}
+    finally:
+        cli.close()
