@@ -7,8 +7,6 @@ Refused input is logged in one line and answered with the message, never a trace
 # No `from __future__ import annotations` here: Gradio reads these annotations to type the API page.
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +17,7 @@ from pipelines.contract import RequestError, SweepRequest, parse_axis
 from studio.clips import public_clip_json
 from studio.facade import GalleryQuery, NotAllowed, QueryError, StudioFacade
 from studio.ui.common import base_url, media_url, signed_in
-from studio.ui.refusals import NOT_AN_UPLOAD
+from studio.ui.refusals import NOT_AN_UPLOAD, is_upload, upload_folder
 from studio.ui.widgets import request_from_widgets
 
 log = logging.getLogger("studio.api")
@@ -40,20 +38,37 @@ def _media_path(name: str, value: Any) -> Any:
         return path
     if not isinstance(path, str) or "\x00" in path:
         raise RequestError(name, "is not a file")
-    uploads = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
-    try:
-        inside = Path(path).resolve().is_relative_to(uploads)
-    except (OSError, ValueError):
-        inside = False
-    if not inside:
+    if not is_upload(path, upload_folder()):
         raise RequestError(name, NOT_AN_UPLOAD)
     return path
+
+
+def _drop_uploads(values: dict[str, Any]) -> None:
+    """An API call's uploads are its own: once the studio has taken its copy into inputs/ (or refused the
+    call), they are removed instead of waiting for the cache's daily sweep."""
+    uploads = upload_folder()
+    for name in ("image", "video", "mask"):
+        path = values.get(name)
+        if isinstance(path, str) and is_upload(path, uploads):
+            try:
+                Path(path).unlink(missing_ok=True)
+                Path(path).parent.rmdir()  # Gradio keeps each upload in a folder of its own
+            except OSError:
+                pass
 
 
 def register_api(studio: StudioFacade) -> None:
     def run(endpoint: str, mode: str, values: dict[str, Any], seeds: int, vary: Optional[list[str]],
             clip: str = "", frame: Optional[int] = None, request: Optional[gr.Request] = None
             ) -> tuple[FileData, Clips]:
+        try:
+            return _run(endpoint, mode, values, seeds, vary, clip, frame, request)
+        finally:
+            _drop_uploads({k: v.get("path") if isinstance(v, dict) else getattr(v, "path", v)
+                           for k, v in values.items() if k in ("image", "video", "mask")})
+
+    def _run(endpoint: str, mode: str, values: dict[str, Any], seeds: int, vary: Optional[list[str]],
+             clip: str, frame: Optional[int], request: Optional[gr.Request]) -> tuple[FileData, Clips]:
         try:
             values = {k: _media_path(k, v) if k in ("image", "video", "mask") else v for k, v in values.items()}
             values["model_id"] = values.get("model_id") or None

@@ -18,7 +18,7 @@ import gradio as gr
 from pipelines.contract import RequestError
 from studio.clips import describe
 from studio.facade import GalleryQuery, NotAllowed, QueryError
-from studio.ui.common import (MODE_NAMES, MODES, GridCell, axes_label, base_url, differing, grid_html, media_url,
+from studio.ui.common import (MODE_NAMES, GridCell, axes_label, base_url, differing, grid_html, media_url,
                               signed_in)
 from studio.ui.generate import ModeTab
 from studio.ui.widgets import widgets_from_request

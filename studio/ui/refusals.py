@@ -24,13 +24,13 @@ NOT_AN_UPLOAD = ("upload the file with the request (gradio_client: handle_file(.
                  "not accepted")
 
 
-def _upload_folder() -> Path:
+def upload_folder() -> Path:
     from gradio.utils import get_upload_folder
 
     return Path(get_upload_folder()).resolve()
 
 
-def _is_upload(path: Any, uploads: Path) -> bool:
+def is_upload(path: Any, uploads: Path) -> bool:
     if not isinstance(path, str) or "\x00" in path:
         return False
     try:
@@ -57,12 +57,12 @@ def refusal(block_fn: Any, inputs: list, e: Exception) -> str:
     if not isinstance(inputs, list) or len(inputs) < len(names):
         got = len(inputs) if isinstance(inputs, list) else type(inputs).__name__
         return f"expected {len(names)} values ({', '.join(names)}), got {got}"
-    uploads = _upload_folder()
+    uploads = upload_folder()
     for name, value in zip(names, inputs):
         bad: list[Any] = []
 
         def check(d: dict) -> dict:
-            if not _is_upload(d.get("path"), uploads):
+            if not is_upload(d.get("path"), uploads):
                 bad.append(d)
             return d
 
