@@ -20,6 +20,7 @@ from storage.models import ROLES, User
 from storage.repositories import QueryError, UserRepository
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+EXTERNAL = "!signed-in-elsewhere"  # the password hash of an account Hugging Face signs in: no password works
 MIN_PASSWORD = 8
 MAX_FAILURES = 5  # per user name within FAILURE_WINDOW_S; then logins of that name wait LOCKOUT_S
 FAILURE_WINDOW_S = 60.0
@@ -87,6 +88,26 @@ class AccountService:
         with self._session_factory() as session:
             user = UserRepository(session).get(name)
             return None if user is None else Account(user.name, user.role)
+
+    def sign_in_external(self, name: str, role: str) -> Account:
+        """Someone Hugging Face signed in: their account is made at the first sign-in, and its role follows
+        the Space's settings at every one. An account of that name made by `studio users add` keeps its role."""
+        _check_name(name)
+        _check_role(role)
+        with self._session_factory() as session:
+            user = UserRepository(session).get(name)
+            if user is not None and (user.password_hash != EXTERNAL or user.role == role):
+                return Account(user.name, user.role)
+        with self._session_factory() as session, session.begin():
+            repo = UserRepository(session)
+            user = repo.get(name)
+            if user is None:
+                repo.add(User(name=name, role=role, password_hash=EXTERNAL))
+            elif user.password_hash == EXTERNAL:
+                user.role = role
+            else:
+                return Account(user.name, user.role)
+        return Account(name, role)
 
     # ---- logging in ------------------------------------------------------------------------------
     def login(self, name: str, password: str) -> bool:

@@ -410,7 +410,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _error(f"--auth: {settings.data_dir} has no users yet; add one with: studio users add NAME --role admin")
             return EXIT_BAD_ARGS
     exposed = exposure(settings)
-    if exposed and not settings.auth and not args.allow_anonymous:
+    if exposed and not settings.accounts_on and not args.allow_anonymous:
         _error(f"{exposed} would open the studio to anyone who reaches it, with no login: every clip could be seen "
                "and deleted; add --auth (with users from `studio users add`), or --allow-anonymous to do it anyway")
         return EXIT_BAD_ARGS

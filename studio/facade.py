@@ -7,6 +7,7 @@ file store, the database or a backend. Paths handed out are absolute and inside 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -83,7 +84,28 @@ class StudioFacade:
     # ---- accounts -------------------------------------------------------------------------------
     @property
     def auth_required(self) -> bool:
-        return bool(self.settings.auth)
+        return self.settings.accounts_on
+
+    @property
+    def hf_login(self) -> bool:
+        return self.settings.hf_login
+
+    def sign_in_hf(self, oauth_info: dict | None) -> str | None:
+        """The user name of a Sign in with Hugging Face session (Gradio keeps `oauth_info` in it), with
+        their account made or its role brought up to date; None when not signed in, or signed in too long ago."""
+        if not self.settings.hf_login or self._accounts is None or not isinstance(oauth_info, dict):
+            return None
+        expires = oauth_info.get("expires_at")
+        if isinstance(expires, (int, float)) and expires < time.time():
+            return None
+        userinfo = oauth_info.get("userinfo") or {}
+        name = userinfo.get("preferred_username") if isinstance(userinfo, dict) else None
+        if not isinstance(name, str) or not name:
+            return None
+        try:
+            return self._accounts.sign_in_external(name, self.settings.role_for(name)).name
+        except QueryError:
+            return None  # a name the studio cannot take as an account name
 
     def login(self, name: str, password: str) -> bool:
         return self._accounts is not None and self._accounts.login(name, password)

@@ -44,6 +44,13 @@ class Settings:
     max_input_frames: int = 2000
     default_model: str | None = None
     auth: bool = False  # every route behind a login (`--auth`, STUDIO_AUTH=required)
+    # Sign in with Hugging Face instead of passwords: on a Space with `hf_oauth: true` (the platform sets
+    # SYSTEM=spaces and OAUTH_CLIENT_ID). Roles come from the Space's variables: STUDIO_ADMINS and
+    # STUDIO_MEMBERS (comma-separated names, `*` for everyone signed in); the Space's owner is an admin;
+    # everyone else who signs in is a viewer.
+    hf_login: bool = False
+    admins: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -58,8 +65,24 @@ class Settings:
             max_input_frames=int(env.get("STUDIO_MAX_INPUT_FRAMES", 2000)),
             default_model=env.get("STUDIO_DEFAULT_MODEL") or None,
             auth=env.get("STUDIO_AUTH", "").strip().lower() == "required",
+            hf_login=env.get("SYSTEM") == "spaces" and bool(env.get("OAUTH_CLIENT_ID")),
+            admins=_names(env.get("STUDIO_ADMINS", "")) + _names(env.get("SPACE_AUTHOR_NAME", "")),
+            members=_names(env.get("STUDIO_MEMBERS", "")),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def accounts_on(self) -> bool:
+        """Every route needs a signed-in user: passwords (`auth`) or Sign in with Hugging Face (`hf_login`)."""
+        return self.auth or self.hf_login
+
+    def role_for(self, name: str) -> str:
+        """The role of someone signed in with Hugging Face, from the Space's variables."""
+        if name in self.admins:
+            return "admin"
+        if name in self.members or "*" in self.members:
+            return "member"
+        return "viewer"
 
     @property
     def media_limits(self) -> "MediaLimits":
@@ -76,3 +99,7 @@ class Settings:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())

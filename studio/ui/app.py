@@ -34,8 +34,11 @@ def build_ui(studio: "StudioFacade") -> gr.Blocks:
     # no calls home; uploads and served copies in the data dir's tmp/ are deleted after a day (checked hourly)
     # StudioBlocks: a call Gradio refuses before a handler runs (a server path as a file) gets a message
     with StudioBlocks(title="Video Diffusion Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
-        gr.Markdown("## Video Diffusion Studio\nType a prompt, compare seeds side by side, recall any clip's recipe.",
-                    elem_id="studio-title")
+        with gr.Row(equal_height=True):
+            gr.Markdown("## Video Diffusion Studio\nType a prompt, compare seeds side by side, recall any clip's "
+                        "recipe.", elem_id="studio-title")
+            if studio.hf_login:  # signed in by Hugging Face: the button shows who, and signs out
+                gr.LoginButton(elem_id="studio-login", scale=0, min_width=220)
         tabs: dict[str, ModeTab] = {}
         with gr.Tabs(overflow_behavior="wrap") as container:  # on a phone, tabs wrap instead of hiding
             for mode, title in MODES.items():
@@ -227,8 +230,11 @@ def serve(studio: "StudioFacade", *, block: bool = False) -> gr.Blocks:
         # exports and inputs only: never the database, the lock or anything else of the data dir
         allowed_paths=[str(data / folder) for folder in SERVED_FOLDERS],
         app_kwargs={"middleware": [Middleware(SafeFiles, media=studio.clip_file)]},
-        # with accounts on, every route (page, handlers, API, uploads, files) needs a login
-        auth=studio.login if studio.auth_required else None,
+        # with accounts on, every route (page, handlers, API, uploads, files) needs a login: a password, or
+        # on a Space the Hugging Face session (a visitor who is not signed in is sent to sign in first)
+        auth=studio.login if studio.auth_required and not studio.hf_login else None,
+        auth_dependency=(lambda request: studio.sign_in_hf(request.session.get("oauth_info"))
+                         if "session" in request.scope else None) if studio.hf_login else None,
         auth_message="Sign in with the name and password `studio users add` gave you.",
         max_file_size=f"{settings.max_upload_mb}mb",
         prevent_thread_lock=not block,

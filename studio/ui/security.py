@@ -99,6 +99,9 @@ class SafeFiles:
         if path.rstrip("/") == UPLOAD_ROUTE and scope.get("method") == "POST":
             await self._upload(scope, receive, send)
             return
+        if path in ("/", "") and scope.get("method") == "GET" and await _must_sign_in_with_hf(scope):
+            await _redirect(send, _login_url(scope))
+            return
         is_file = FILE_ROUTE in path
         if is_file and not path.lower().endswith(SERVED_SUFFIXES):
             await _answer(send, 404, "Not found")
@@ -225,6 +228,28 @@ async def _may_see(scope: Scope) -> bool:
         if morsel is not None and getattr(app, "tokens", {}).get(morsel.value):
             return True
     return False
+
+
+async def _must_sign_in_with_hf(scope: Scope) -> bool:
+    """The page, asked for by someone not signed in, on a studio that signs in with Hugging Face."""
+    app = scope.get("app")
+    return getattr(app, "auth_dependency", None) is not None and not await _may_see(scope)
+
+
+def _login_url(scope: Scope) -> str:
+    """Sign in, then come back to the same page (a `?clip=` link stays a link to that clip)."""
+    from urllib.parse import quote
+
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = "/" + (f"?{query}" if query else "")
+    return "/login/huggingface?_target_url=" + quote(target, safe="")
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 302,
+                "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0"),
+                            (b"x-content-type-options", b"nosniff")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _safe_headers(send: Send, is_file: bool) -> Send:
