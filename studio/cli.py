@@ -410,9 +410,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _error(f"--auth: {settings.data_dir} has no users yet; add one with: studio users add NAME --role admin")
             return EXIT_BAD_ARGS
     exposed = exposure(settings)
-    if exposed and not settings.accounts_on and not args.allow_anonymous:
-        _error(f"{exposed} would open the studio to anyone who reaches it, with no login: every clip could be seen "
-               "and deleted; add --auth (with users from `studio users add`), or --allow-anonymous to do it anyway")
+    anonymous_ok = args.allow_anonymous or os.environ.get("STUDIO_ALLOW_ANONYMOUS", "") in ("1", "true")
+    if exposed and not settings.accounts_on and not anonymous_ok:
+        if os.environ.get("SYSTEM") == "spaces":
+            _error("this Space has no sign-in: put `hf_oauth: true` in the README's metadata (Sign in with Hugging "
+                   "Face), or set the Space variable STUDIO_ALLOW_ANONYMOUS=1 to let anyone generate and delete")
+        else:
+            _error(f"{exposed} would open the studio to anyone who reaches it, with no login: every clip could be "
+                   "seen and deleted; add --auth (with users from `studio users add`), or --allow-anonymous to do "
+                   "it anyway")
         return EXIT_BAD_ARGS
     launch(settings)  # DataDirError (busy, not writable): one line, from main()
     return 0

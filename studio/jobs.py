@@ -115,6 +115,7 @@ class JobService:
         library_versions: Callable[[], dict] | None = None,
         max_queued_per_user: int = MAX_QUEUED_PER_USER,
         max_queued: int = MAX_QUEUED,
+        runner: Callable | None = None,
     ):
         self.registry = registry
         self._session_factory = session_factory
@@ -123,6 +124,8 @@ class JobService:
         self._library_versions = library_versions or (lambda: {})
         self.max_queued_per_user = max_queued_per_user
         self.max_queued = max_queued
+        # runner(fn, request, *args): how a generation is called; ZeroGPU's `spaces.GPU` on such a Space
+        self._runner = runner or (lambda fn, request, *args: fn(*args))
         self._last_author: object = _NOBODY  # whose job ran last: the next one goes to someone else
         self.space = DiskSpace(files.root)
         # finished jobs whose end could not be written (a full disk): written as soon as there is room
@@ -423,10 +426,11 @@ class JobService:
 
             generators = [torch.Generator(device="cpu").manual_seed(g.request.seed) for g in group]
             if len(group) > 1:
-                outputs = list(batch([g.request.for_backend() for g in group], media, generators, on_step,
-                                     should_cancel))
+                outputs = list(self._runner(batch, request, [g.request.for_backend() for g in group], media,
+                                            generators, on_step, should_cancel))
             else:
-                outputs = [backend.generate(request.for_backend(), media, generators[0], on_step, should_cancel)]
+                outputs = [self._runner(backend.generate, request, request.for_backend(), media, generators[0],
+                                        on_step, should_cancel)]
         except Cancelled:
             for g in group:
                 self._finish(g.job_id, "cancelled")

@@ -49,14 +49,23 @@ class Settings:
     # STUDIO_MEMBERS (comma-separated names, `*` for everyone signed in); the Space's owner is an admin;
     # everyone else who signs in is a viewer.
     hf_login: bool = False
+    notice: str | None = None  # a line the page shows on top (a Space without persistent storage)
     admins: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        from studio.space import detect
+
         env = os.environ if env is None else env
+        space = detect(env)  # on a Hugging Face Space: where the platform expects it, data on its volume
+        data_dir = (Path(env["STUDIO_DATA_DIR"]) if env.get("STUDIO_DATA_DIR")
+                    else (space.data_dir if space is not None and space.data_dir else default_data_dir(env)))
         s = cls(
-            data_dir=Path(env["STUDIO_DATA_DIR"]) if env.get("STUDIO_DATA_DIR") else default_data_dir(env),
+            data_dir=data_dir,
+            host=space.host if space is not None else "127.0.0.1",
+            port=space.port if space is not None else DEFAULT_PORT,
+            notice=space.notice if space is not None else None,
             database_url=env.get("DATABASE_URL") or None,
             device=env.get("STUDIO_DEVICE", "auto"),
             torch_threads=int(env["STUDIO_TORCH_THREADS"]) if env.get("STUDIO_TORCH_THREADS") else None,

@@ -18,6 +18,8 @@ from storage.lease import DataDirBusy, DataDirError, DataDirLease
 from storage.repositories import GalleryRepository
 from studio.accounts import AccountService
 from studio.facade import StudioFacade
+from studio.space import detect as detect_space
+from studio.space import zero_gpu_runner
 from studio.gallery import GalleryService
 from studio.jobs import JobService
 from studio.media import MediaService
@@ -111,7 +113,8 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
             recover(files, session_factory)
         registry = registry or build_registry(settings)
         media = MediaService(files, settings.media_limits)
-        jobs = JobService(registry, session_factory, files, media, library_versions=library_versions)
+        jobs = JobService(registry, session_factory, files, media, library_versions=library_versions,
+                          runner=zero_gpu_runner(detect_space()))  # None off ZeroGPU: generation runs directly
         if start:
             jobs.start()
     except BaseException:

@@ -39,6 +39,8 @@ def build_ui(studio: "StudioFacade") -> gr.Blocks:
                         "recipe.", elem_id="studio-title")
             if studio.hf_login:  # signed in by Hugging Face: the button shows who, and signs out
                 gr.LoginButton(elem_id="studio-login", scale=0, min_width=220)
+        if studio.settings.notice:  # a Space without persistent storage says so, where everyone sees it
+            gr.Markdown(f"**{studio.settings.notice}**", elem_id="studio-notice")
         tabs: dict[str, ModeTab] = {}
         with gr.Tabs(overflow_behavior="wrap") as container:  # on a phone, tabs wrap instead of hiding
             for mode, title in MODES.items():
