@@ -171,6 +171,10 @@ class StudioFacade:
     def preview(self, job_id: str) -> np.ndarray | None:
         return self._jobs.preview(job_id)
 
+    def warm_up(self) -> None:
+        """Load the default model in the background (the page is up; the first clip need not wait)."""
+        self._jobs.warm_up()
+
     def wait(self, job_ids: Iterable[str], timeout: float | None = None) -> list[JobStatus]:
         return self._jobs.wait(job_ids, timeout)
 

@@ -182,6 +182,17 @@ class JobService:
         self._worker = None
         self._record_pending()
 
+    def warm_up(self) -> None:
+        """Load the default model (torch's import included) in the background, so that a served studio's
+        first clip does not wait for it; a model that cannot load is left to its first job to report."""
+        def load() -> None:
+            try:
+                self.registry.load(self.registry.default_id)
+            except Exception as e:  # not installed, say: its first job gives the whole message
+                log.info("did not load the default model ahead of time: %s", str(e).splitlines()[0][:200])
+
+        threading.Thread(target=load, name="studio-warm-up", daemon=True).start()
+
     # ---- submission -----------------------------------------------------------------------------
     def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None,
                author: str | None = None) -> Submission:

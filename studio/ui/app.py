@@ -239,11 +239,14 @@ def serve(studio: "StudioFacade", *, block: bool = False) -> gr.Blocks:
                          if "session" in request.scope else None) if studio.hf_login else None,
         auth_message="Sign in with the name and password `studio users add` gave you.",
         max_file_size=f"{settings.max_upload_mb}mb",
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         css=CSS,
         js=PAGE_JS,
         head=page_head(),
         footer_links=["api", "gradio"],
         quiet=not block,
     )
+    if block:  # the served studio: with the page up, load the default model while nobody waits for it
+        studio.warm_up()
+        demo.block_thread()
     return demo
