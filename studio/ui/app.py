@@ -38,7 +38,7 @@ def build_ui(studio: "StudioFacade") -> gr.Blocks:
             gr.Markdown("## Video Diffusion Studio\nType a prompt, compare seeds side by side, recall any clip's "
                         "recipe.", elem_id="studio-title")
             if studio.hf_login:  # signed in by Hugging Face: the button shows who, and signs out
-                gr.LoginButton(elem_id="studio-login", scale=0, min_width=220)
+                gr.LoginButton(elem_id="studio-login", scale=0, min_width=200, size="sm", icon=None)
         if studio.settings.notice:  # a Space without persistent storage says so, where everyone sees it
             gr.Markdown(f"**{studio.settings.notice}**", elem_id="studio-notice")
         tabs: dict[str, ModeTab] = {}

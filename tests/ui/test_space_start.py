@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.ui.conftest import free_port
+from tests.ui.test_browser import ARGS, CHROMIUM
 from tests.ui.test_hf_login import SPACE_ENV, session_cookie
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +105,22 @@ def test_app_py_on_a_space_without_storage_says_so(tmp_path):
     try:
         assert "no persistent storage" in texts(page_config(url, "owner"))
         assert (tmp_path / "home").is_dir()  # the data dir is the platform user's own, lost at restart
+        if CHROMIUM is None:
+            pytest.skip("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:  # what the signed-in owner sees in a browser
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            context = browser.new_context(viewport={"width": 1300, "height": 700})
+            context.add_cookies([{"name": "session", "value": session_cookie("owner"), "url": url}])
+            pg = context.new_page()
+            pg.goto(url + "/", timeout=60_000)
+            pg.wait_for_selector("#t2v-prompt textarea", timeout=60_000)
+            assert pg.locator("#studio-notice").inner_text().startswith("This Space has no persistent storage")
+            pg.wait_for_function("() => (document.querySelector('#studio-login') || {}).innerText"
+                                 "?.includes('owner')", timeout=20_000)  # "Logout (owner)", once the page asked
+            pg.screenshot(path=str(tmp_path / "space.png"))
+            browser.close()
     finally:
         stop(proc)
 
