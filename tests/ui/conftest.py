@@ -1,3 +1,4 @@
+import contextlib
 import dataclasses
 import socket
 
@@ -24,6 +25,35 @@ def launch(studio):
                 raise
 
 
+@contextlib.contextmanager
+def serving(studio):
+    """A built studio, served until the block ends; then the server and the studio are closed (the studio
+    too when the launch fails). Yields the URL without a trailing slash."""
+    try:
+        demo, url = launch(studio)
+    except BaseException:
+        studio.close()
+        raise
+    try:
+        yield url
+    finally:
+        demo.close()
+        studio.close()
+
+
+def test_registry():
+    """A registry of the test backend alone, for fixtures wider than one test (module scope)."""
+    from pipelines.contract import ModelRegistry, RegistryEntry
+    from tests.support.fakes import TEST_SPEC, GradientBackend
+
+    backend = GradientBackend()
+    return ModelRegistry({TEST_SPEC.id: RegistryEntry(TEST_SPEC, lambda device, profile: backend)},
+                         default_id=TEST_SPEC.id)
+
+
+test_registry.__test__ = False  # a helper, not a test
+
+
 @pytest.fixture
 def app_url(settings, registry, tmp_path, monkeypatch):
     """A launched studio on the test backend; yields its URL."""
@@ -31,13 +61,5 @@ def app_url(settings, registry, tmp_path, monkeypatch):
     from studio.wiring import build_studio
 
     studio = build_studio(settings, registry)
-    try:
-        demo, url = launch(studio)
-    except OSError:
-        studio.close()
-        raise
-    try:
+    with serving(studio) as url:
         yield url + "/", studio
-    finally:
-        demo.close()
-        studio.close()

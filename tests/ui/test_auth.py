@@ -10,7 +10,7 @@ import pytest
 from gradio_client import Client
 
 from studio.accounts import MAX_FAILURES
-from tests.ui.conftest import launch
+from tests.ui.conftest import serving
 
 PASSWORDS = {"ann": "ann-password", "bob": "bob-password", "vic": "vic-password"}
 
@@ -23,12 +23,8 @@ def auth_app(settings, registry, tmp_path, monkeypatch):
     studio = build_studio(dataclasses.replace(settings, auth=True), registry)
     for name, role in (("ann", "admin"), ("bob", "member"), ("vic", "viewer")):
         studio.accounts.add(name, PASSWORDS[name], role)
-    demo, url = launch(studio)
-    try:
+    with serving(studio) as url:
         yield url, studio
-    finally:
-        demo.close()
-        studio.close()
 
 
 def status(url: str, data: bytes | None = None) -> int:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.conftest import launch
+from tests.ui.conftest import serving
 from tests.ui.test_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.browser
@@ -23,19 +23,14 @@ def embedded_page(settings, tmp_path, monkeypatch):
     from studio.wiring import build_studio
 
     studio = build_studio(settings)  # the app's own registry: the embedded model is the default
-    demo, url = launch(studio)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-            pg.set_default_timeout(60_000)
-            pg.goto(url + "/")
-            pg.wait_for_selector("#t2v-prompt textarea")
-            yield pg, studio
-            browser.close()
-    finally:
-        demo.close()
-        studio.close()
+    with serving(studio) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        pg.goto(url + "/")
+        pg.wait_for_selector("#t2v-prompt textarea")
+        yield pg, studio
+        browser.close()
 
 
 def _generate(pg, mode: str, prompt: str) -> None:

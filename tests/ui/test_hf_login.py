@@ -11,7 +11,7 @@ import httpx
 import pytest
 from itsdangerous import TimestampSigner
 
-from tests.ui.conftest import launch
+from tests.ui.conftest import serving, test_registry
 
 SECRET = "space-oauth-secret"
 SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "owner/studio", "SPACE_AUTHOR_NAME": "owner",
@@ -33,14 +33,9 @@ def space(tmp_path_factory):
     import gradio.http_server
     import gradio.oauth
 
-    from pipelines.contract import ModelRegistry, RegistryEntry
     from studio.settings import Settings
     from studio.wiring import build_studio
-    from tests.support.fakes import TEST_SPEC, GradientBackend
 
-    backend = GradientBackend()
-    registry = ModelRegistry({TEST_SPEC.id: RegistryEntry(TEST_SPEC, lambda device, profile: backend)},
-                             default_id=TEST_SPEC.id)
     mp = pytest.MonkeyPatch()
     data = tmp_path_factory.mktemp("space") / "data"
     for k, v in {**SPACE_ENV, "GRADIO_TEMP_DIR": str(data / "tmp")}.items():
@@ -50,13 +45,11 @@ def space(tmp_path_factory):
     mp.setattr(gradio.http_server, "get_space", lambda: None)  # no hot reloader (needs the platform's `spaces`)
     settings = Settings.from_env(data_dir=data, device="cpu")
     assert settings.hf_login and settings.accounts_on
-    studio = build_studio(settings, registry)
-    demo, url = launch(studio)
+    studio = build_studio(settings, test_registry())
     try:
-        yield url, studio
+        with serving(studio) as url:
+            yield url, studio
     finally:
-        demo.close()
-        studio.close()
         mp.undo()
 
 

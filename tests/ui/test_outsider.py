@@ -23,7 +23,7 @@ from pipelines.contract import (
     VideoToVideoRequest,
 )
 from tests.support.hostile import corpus
-from tests.ui.conftest import launch
+from tests.ui.conftest import serving, test_registry
 
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "vic": "vic-password"}
 ENDPOINTS = {TextToVideoRequest: "text_to_video", ImageToVideoRequest: "image_to_video",
@@ -43,30 +43,17 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from pipelines.contract import ModelRegistry, RegistryEntry
     from studio.settings import Settings
     from studio.wiring import build_studio
-    from tests.support.fakes import TEST_SPEC, GradientBackend
 
     data = tmp_path_factory.mktemp("outsider") / "data"
-    backend = GradientBackend()
-    registry = ModelRegistry({TEST_SPEC.id: RegistryEntry(TEST_SPEC, lambda device, profile: backend)},
-                             default_id=TEST_SPEC.id)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(data / "tmp"))  # where `serve` puts uploads: the data dir's tmp/
-        studio = build_studio(Settings(data_dir=data, device="cpu", auth=True), registry)
+        studio = build_studio(Settings(data_dir=data, device="cpu", auth=True), test_registry())
         for name, role in (("alice", "member"), ("bob", "member"), ("vic", "viewer")):
             studio.accounts.add(name, PASSWORDS[name], role)
-        try:
-            demo, url = launch(studio)
-        except OSError:
-            studio.close()
-            raise
-        try:
+        with serving(studio) as url:
             yield Served(url, studio, data.resolve())
-        finally:
-            demo.close()
-            studio.close()
 
 
 class Session:
