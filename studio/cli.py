@@ -251,10 +251,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         failed = [s for s in statuses if s.status != "done"]
         clips = [studio.clip(s.clip_id) for s in statuses if s.status == "done"]
         copies = _copy_out(args.out, clips, [c.seed for c in clips]) if args.out and clips else []
+        said = studio.prompt_warnings(clips[0].model_id, clips[0].prompt) if clips else []
         if args.json:
-            rows = [clip_json(c, **({"out": str(copies[i])} if copies else {})) for i, c in enumerate(clips)]
+            rows = [clip_json(c, warnings=said, **({"out": str(copies[i])} if copies else {}))
+                    for i, c in enumerate(clips)]
             print(json.dumps(rows, indent=2))
         else:
+            for w in said:  # words the model did not follow: on stderr, the paths stay alone on stdout
+                print(f"warning: {w}", file=sys.stderr)
             for i, c in enumerate(clips):
                 print(copies[i] if copies else c.video)
         for s in failed:

@@ -2,7 +2,8 @@
 
 Keys: id, path, prompt, negative_prompt, seed, mode, model, model_version, cfg, cfg_scale (the same
 value, the name the older `generate --json` used), steps, frames, fps, width, height, strength,
-profile, inputs, starred, tags, note, sweep, axes, parent, batch_id, seconds, created_at.
+profile, inputs, starred, tags, note, sweep, axes, parent, batch_id, seconds, created_at; `generate --json`
+and the API's generation endpoints add `warnings` (words the model does not know, e.g. "unknown words: cat").
 """
 
 from __future__ import annotations

@@ -145,6 +145,13 @@ class StudioFacade:
         """UnknownModel / ModelLoadError for ids that name no model."""
         return self._registry.spec(model_id)
 
+    def prompt_warnings(self, model_id: str | None, prompt: str) -> list[str]:
+        """What the model will not follow in the prompt ("unknown words: cat, piano"); [] when it cannot tell."""
+        try:
+            return self._registry.prompt_warnings(model_id or self.default_model_id, prompt)
+        except Exception:  # an unknown model says so itself, where it is picked
+            return []
+
     def missing(self, model_id: str) -> str | None:
         """None when the model can run here, else what is missing and how to get it."""
         return self._registry.missing(model_id)

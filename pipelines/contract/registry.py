@@ -26,6 +26,8 @@ class RegistryEntry:
     # () -> None when the weights are here and the model can load, else a message that says what is
     # missing, ending with the command that fetches it on a line of its own. Cheap: no loading.
     missing: Callable[[], "str | None"] | None = None
+    # (prompt) -> what the model will not follow in it ("unknown words: cat, piano"); cheap, no loading
+    prompt_warnings: Callable[[str], "list[str]"] | None = None
 
 
 # A resolver turns an id that is not in the table (a local folder, a hub repo id) into an entry, or None.
@@ -78,6 +80,11 @@ class ModelRegistry:
         """None when `model_id` can be loaded here, else what is missing and the command that fetches it."""
         entry = self.entry(model_id)
         return entry.missing() if entry.missing is not None else None
+
+    def prompt_warnings(self, model_id: str, prompt: str) -> list[str]:
+        """What `model_id` will not follow in `prompt` (words it does not know); [] when it cannot tell."""
+        entry = self.entry(model_id)
+        return list(entry.prompt_warnings(prompt or "")) if entry.prompt_warnings is not None else []
 
     def load(self, model_id: str, profile: str | None = None) -> Backend:
         """Return the backend for `model_id` under `profile`, freeing whichever other one was loaded."""

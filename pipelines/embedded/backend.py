@@ -78,7 +78,20 @@ def embedded_entry(weights_dir: Path | None = None) -> RegistryEntry:
     def load(device: str, profile: str | None) -> "EmbeddedBackend":
         return EmbeddedBackend(wdir, device=device, spec=spec)
 
-    return RegistryEntry(spec=spec, load=load, missing=lambda: missing(wdir))
+    tokenizer: list = []  # the weights' own vocabulary and prompt length (config.json), read at the first prompt
+
+    def prompt_warnings(prompt: str) -> list[str]:
+        from pipelines.embedded.text import Tokenizer
+
+        if not tokenizer:
+            try:
+                meta = json.loads((wdir / CONFIG_FILE).read_text())
+                tokenizer.append(Tokenizer(meta["vocab"], max_len=int(meta[DENOISER_KEY]["text_len"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                return []  # no weights to ask: loading says what is missing
+        return tokenizer[0].warnings(prompt)
+
+    return RegistryEntry(spec=spec, load=load, missing=lambda: missing(wdir), prompt_warnings=prompt_warnings)
 
 
 class EmbeddedBackend:

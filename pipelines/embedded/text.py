@@ -63,6 +63,16 @@ class Tokenizer:
                 return self.index[ALIASES[cand]]
         return UNK
 
+    def warnings(self, text: str) -> list[str]:
+        """What the model will not read in a prompt: words it has never seen (they become <unk>), and words
+        past the last one it reads. Empty when it reads every word."""
+        words = split_words(text or "")
+        unknown = list(dict.fromkeys(w for w in words if self.word_id(w) == UNK))
+        out = [f"unknown words: {', '.join(unknown)}"] if unknown else []
+        if len(words) > self.max_len - 1:
+            out.append(f"only the first {self.max_len - 1} words are read; the rest is ignored")
+        return out
+
     def encode(self, text: str) -> list[int]:
         """<bos> + word ids, truncated to max_len. The empty prompt is just <bos> (the unconditional)."""
         ids = [BOS] + [self.word_id(w) for w in split_words(text or "")]

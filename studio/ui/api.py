@@ -97,7 +97,9 @@ def register_api(studio: StudioFacade) -> None:
             clips.append(studio.clip(s.clip_id))
         # the video by id (`/media/clip/<id>.mp4`), an absolute URL so that Gradio passes it on as it is
         url = f"{base_url(request)}{media_url('clip', clips[0].id)}"
-        return FileData(path=url, url=url, orig_name=f"{clips[0].id}.mp4"), [public_clip_json(v) for v in clips]
+        said = studio.prompt_warnings(clips[0].model_id, clips[0].prompt)  # words the model did not follow
+        return (FileData(path=url, url=url, orig_name=f"{clips[0].id}.mp4"),
+                [{**public_clip_json(v), "warnings": said} for v in clips])
 
     def text_to_video(prompt: str, negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
                       steps: Optional[int] = None, cfg_scale: Optional[float] = None, frames: Optional[int] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class ModeTab:
     jobs: gr.State | None = None
     branch: gr.State | None = None  # {"clip": id, "extend": bool} when the inputs came from a gallery clip
     branch_note: gr.Markdown | None = None
+    prompt_note: gr.Markdown | None = None
     settings: gr.Accordion | None = None
     generate: gr.Button | None = None
     cancel: gr.Button | None = None
@@ -77,6 +79,7 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
             f["prompt"] = gr.Textbox(label="Prompt (Ctrl+Enter generates)", lines=2,
                                      placeholder="a red circle moving right on a navy background",
                                      elem_id=f"{mode}-prompt", elem_classes=["studio-prompt"])
+            tab.prompt_note = gr.Markdown("", elem_id=f"{mode}-prompt-note")  # words the model will not follow
             if mode == "t2v":
                 gr.Examples(EXAMPLE_PROMPTS, inputs=[f["prompt"]], label="Try")
             f["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
@@ -118,6 +121,14 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
     tab.jobs = gr.State([])
     tab.branch = gr.State(None)
     dice.click(lambda: secrets.randbelow(2**31), outputs=f["seed"], api_visibility="private")
+
+    def note_prompt(model_id, prompt):  # before generating: what the model will not follow
+        said = studio.prompt_warnings(model_id, prompt) if isinstance(prompt, str) else []
+        return "".join(f"⚠ {html.escape(w)}  \n" for w in said)
+
+    for trigger in (f["prompt"].change, f["model_id"].change):
+        trigger(note_prompt, inputs=[f["model_id"], f["prompt"]], outputs=tab.prompt_note, show_progress="hidden",
+                trigger_mode="always_last", api_visibility="private")
     settings_widgets = [f[k] for k in SETTINGS if k in f]
 
     def on_model(model_id):

@@ -91,6 +91,7 @@ def test_a_sweep_through_the_api(client):
     assert len(clips) == 4 and len({k["sweep"] for k in clips}) == 1 and clips[0]["sweep"]
     assert sorted((k["axes"]["cfg"], k["seed"]) for k in clips) == [(2.0, 3), (2.0, 4), (4.0, 3), (4.0, 4)]
     assert "path" not in clips[0]  # no server paths for callers of the web API
+    assert clips[0]["warnings"] == []  # the test model names no words it does not know
     with pytest.raises(Exception, match="'zoom' is not an axis"):
         c.predict(prompt="x", vary=["zoom=2"], api_name="/text_to_video")
 

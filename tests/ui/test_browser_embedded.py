@@ -65,3 +65,13 @@ def test_all_four_tabs_on_the_embedded_model(embedded_page, sample_image, sample
     clips = studio.gallery.list()
     assert sorted(c.mode for c in clips) == ["i2v", "inpaint", "t2v", "v2v"]
     assert {c.model_id for c in clips} == {"embedded-shapes"}
+
+
+def test_words_the_model_does_not_know_are_named_before_generating(embedded_page):
+    pg, _ = embedded_page
+    pg.fill("#t2v-prompt textarea", "a cat playing piano")
+    pg.wait_for_function("() => document.querySelector('#t2v-prompt-note').innerText"
+                         ".includes('unknown words: cat, playing, piano')", timeout=30_000)
+    pg.fill("#t2v-prompt textarea", "a red circle moving right")
+    pg.wait_for_function("() => !document.querySelector('#t2v-prompt-note').innerText.includes('unknown')",
+                         timeout=30_000)
