@@ -33,7 +33,7 @@ from studio.ui.common import MODE_NAMES, axes_label, differing
 from studio.ui.security import signed_in_name
 
 if TYPE_CHECKING:
-    from studio.facade import ClipView, CommentView, ReviewView, StudioFacade
+    from studio.facade import ClipView, ReviewView, StudioFacade
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
