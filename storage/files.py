@@ -105,6 +105,43 @@ class FileStore:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    # ---- secrets -----------------------------------------------------------------------------
+    def secret(self, name: str, size: int = 32) -> bytes:
+        """A random key kept in `<root>/<name>.key` (what signs review links): made once, readable by this
+        user only (mode 0600), never served (the server serves clips by id and only exports/ and inputs/ by
+        path). Two processes starting at once agree on one key: it is written under a temporary name and
+        linked into place, which fails if the other was first."""
+        if not re.match(r"^[a-z0-9-]{1,32}$", name):
+            raise ValueError(f"secret name {name!r}")
+        final = self.root / f"{name}.key"
+        for _ in range(2):
+            try:
+                key = bytes.fromhex(final.read_text(encoding="ascii").strip())
+                if len(key) >= 16:
+                    return key
+                raise ValueError("too short")
+            except FileNotFoundError:
+                pass
+            except ValueError:
+                raise ValueError(f"{final.name} in the data dir is not a key this studio wrote; remove it "
+                                 "to make a new one (links made with the old key stop working)") from None
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = _tmp_name(final)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(os.urandom(size).hex() + "\n")
+                try:
+                    os.link(tmp, final)
+                except FileExistsError:
+                    pass  # another process made it first: read theirs
+                except OSError:  # a file system without hard links
+                    if not final.exists():
+                        os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"could not make {final.name} in the data dir")
+
     # ---- clips -------------------------------------------------------------------------------
     def save_clip(self, clip_id: str, frames: Any, fps: int, recipe: dict[str, Any]) -> SavedClip:
         """Write the video (recipe embedded), thumbnail and sidecar atomically: all three or none."""

@@ -17,12 +17,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    PrimaryKeyConstraint,
     Index,
     MetaData,
     String,
     Text,
     TypeDecorator,
     false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
@@ -117,6 +119,9 @@ class Clip(Base):
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
     axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a sweep cell's values, e.g. {"seed": 7, "cfg": 5.0}
     author: Mapped[str | None] = mapped_column(String(64), index=True)  # who made it (None: before accounts)
+    # reviewers' votes for it (review links): a count kept in step with `review_votes` by ReviewRepository, in
+    # the same transaction, so "most votes" sorts and pages by keyset over an index like the other sorts
+    votes: Mapped[int] = mapped_column(default=0, server_default="0")
     tag_rows: Mapped[list["ClipTag"]] = relationship(
         back_populates="clip", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
         order_by="ClipTag.tag",
@@ -128,6 +133,7 @@ class Clip(Base):
         Index("ix_clips_mode", "mode", "created_at", "id"),
         Index("ix_clips_model_id", "model_id", "created_at", "id"),
         Index("ix_clips_starred", "starred", "created_at", "id"),
+        Index("ix_clips_votes", "votes", "id"),
     )
 
     @property
@@ -216,3 +222,72 @@ class Job(Base):
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, status={self.status!r}, batch={self.batch_id!r}#{self.batch_index})"
+
+
+REVIEW_KINDS = ("clip", "compare", "sweep", "batch")
+MAX_REVIEWER_CHARS = 64
+MAX_COMMENT_CHARS = 2000
+
+
+class Review(Base):
+    """A review link: some clips, shown read-only to whoever holds its token (`/review/<token>`).
+
+    `id` is the random half of the token; the other half is a signature the service computes from it with a
+    secret that is not in the database, so a row alone does not make a working link."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # clip, compare, sweep or batch
+    subject: Mapped[str | None] = mapped_column(String(64))  # the sweep or batch id it was made from
+    clip_ids: Mapped[list[str]] = mapped_column(JSON)  # in the order the page shows them
+    author: Mapped[str | None] = mapped_column(String(64), index=True)  # who shared it (None: no accounts)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    comments_allowed: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+    @validates("kind")
+    def _check_kind(self, _key: str, value: str) -> str:
+        if value not in REVIEW_KINDS:
+            raise ValueError(f"review kind {value!r} is not one of {', '.join(REVIEW_KINDS)}")
+        return value
+
+
+class ReviewComment(Base):
+    """A reviewer's comment on one clip of a review, optionally at a time in it. Stored as plain text."""
+
+    __tablename__ = "review_comments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    review_id: Mapped[str] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), index=True)
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(MAX_REVIEWER_CHARS))  # the name they gave, or their account's
+    account: Mapped[str | None] = mapped_column(String(64))  # set when they were signed in
+    text: Mapped[str] = mapped_column(Text)
+    at_seconds: Mapped[float | None]  # where in the clip (None: the whole clip)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved: Mapped[bool] = mapped_column(default=False, server_default=false())
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_review_comments_clip_id", "clip_id", "created_at"),)
+
+
+class ReviewVote(Base):
+    """One reviewer's vote for one clip: at most one per (clip, voter), whatever the link it came through.
+
+    `voter` says who, as the studio can tell: `account:<name>` for someone signed in (the same person on
+    every link), `guest:<review id>:<name, case-folded>` for a name typed on a link (a name is only a name
+    within the link it was typed on)."""
+
+    __tablename__ = "review_votes"
+
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"))
+    voter: Mapped[str] = mapped_column(String(160))
+    review_id: Mapped[str] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(MAX_REVIEWER_CHARS))  # the name shown
+    account: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (PrimaryKeyConstraint("clip_id", "voter"),)

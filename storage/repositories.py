@@ -13,8 +13,21 @@ from datetime import datetime
 
 from sqlalchemy import Select, and_, delete, exists, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
-from storage.models import FINISHED_STATUSES, JOB_STATUSES, MAX_TAG_CHARS, Clip, ClipTag, Job, User, utcnow
+from storage.models import (
+    FINISHED_STATUSES,
+    JOB_STATUSES,
+    MAX_TAG_CHARS,
+    Clip,
+    ClipTag,
+    Job,
+    Review,
+    ReviewComment,
+    ReviewVote,
+    User,
+    utcnow,
+)
 
 MAX_PAGE = 500
 # sort name -> (column, descending); ties broken by id in the same direction, so pages never overlap
@@ -24,6 +37,7 @@ SORTS = {
     "cfg": (Clip.cfg_scale, False),
     "steps": (Clip.steps, False),
     "seed": (Clip.seed, False),
+    "votes": (Clip.votes, True),  # most votes first (reviewers' votes through review links)
 }
 
 
@@ -52,6 +66,7 @@ class GalleryQuery:
     sweep_id: str | None = None
     batch_id: str | None = None
     author: str | None = None  # "Mine": the clips this user made
+    has_votes: bool | None = None  # True: clips reviewers voted for; False: clips without a vote
     sort: str = "newest"
     limit: int = 50
     after: str | None = None  # the cursor of the previous page (Page.next_cursor)
@@ -272,6 +287,8 @@ class GalleryRepository:
             q = q.where(Clip.created_at < query.until)
         if query.starred is not None:
             q = q.where(Clip.starred == query.starred)
+        if query.has_votes is not None:
+            q = q.where(Clip.votes > 0 if query.has_votes else Clip.votes == 0)
         if query.tag:
             tag = normalise_tag(query.tag)
             q = q.where(exists().where(ClipTag.clip_id == Clip.id, ClipTag.tag == tag))
@@ -402,6 +419,7 @@ _CURSOR_VALUE_OK: dict[str, Callable[[object], bool]] = {
     "seed": lambda v: _is_whole(v, 64),
     "steps": lambda v: _is_whole(v, 32),
     "cfg_scale": _is_real,
+    "votes": lambda v: _is_whole(v, 32),
 }
 
 
@@ -429,3 +447,136 @@ def _filtered(q: Select, mode: str | None, model_id: str | None) -> Select:  # t
     if model_id is not None:
         q = q.where(Clip.model_id == model_id)
     return q
+
+
+class ReviewRepository:
+    """Review links, their comments and votes. A vote changes `clips.votes` in the same flush, so the count the
+    gallery sorts by always equals the clip's rows in `review_votes`."""
+
+    def __init__(self, session: Session, clock: Callable[[], datetime] = utcnow):
+        self.session = session
+        self.clock = clock
+
+    def add(self, review: Review) -> Review:
+        if review.created_at is None:
+            review.created_at = self.clock()
+        self.session.add(review)
+        self.session.flush()
+        return review
+
+    def get(self, review_id: str) -> Review | None:
+        return self.session.get(Review, review_id) if _is_key(review_id) else None
+
+    def list(self, author: str | None = None, *, everyone: bool = False) -> builtins.list[Review]:
+        """Newest first: every review (`everyone`), or those `author` made."""
+        q = select(Review).order_by(Review.created_at.desc(), Review.id.desc())
+        if not everyone:
+            q = q.where(Review.author.is_(None) if author is None else Review.author == check_text("author", author))
+        return list(self.session.scalars(q))
+
+    def for_clip(self, clip_id: str) -> builtins.list[Review]:
+        """Reviews whose clips include this one (a JSON list: read and filtered here, reviews are few)."""
+        return [r for r in self.session.scalars(select(Review).order_by(Review.created_at))
+                if clip_id in (r.clip_ids or [])]
+
+    def revoke(self, review_id: str) -> Review:
+        review = self.get(review_id)
+        if review is None:
+            raise NotFound(f"no review {review_id!r}")
+        if review.revoked_at is None:
+            review.revoked_at = self.clock()
+            self.session.flush()
+        return review
+
+    # ---- comments --------------------------------------------------------------------------------
+    def add_comment(self, comment: ReviewComment) -> ReviewComment:
+        check_text("reviewer", comment.reviewer)
+        check_text("text", comment.text)
+        if comment.created_at is None:
+            comment.created_at = self.clock()
+        self.session.add(comment)
+        self.session.flush()
+        return comment
+
+    def comments(self, *, clip_id: str | None = None, review_id: str | None = None) -> builtins.list[ReviewComment]:
+        """Oldest first, of one clip and/or one review."""
+        q = select(ReviewComment).order_by(ReviewComment.created_at, ReviewComment.id)
+        for column, value in ((ReviewComment.clip_id, clip_id), (ReviewComment.review_id, review_id)):
+            if value is not None:
+                if not _is_key(value):
+                    return []
+                q = q.where(column == value)
+        return list(self.session.scalars(q))
+
+    def count_comments(self, review_id: str) -> int:
+        return self.session.scalar(select(func.count()).select_from(ReviewComment)
+                                   .where(ReviewComment.review_id == review_id)) or 0
+
+    def get_comment(self, comment_id: str) -> ReviewComment | None:
+        return self.session.get(ReviewComment, comment_id) if _is_key(comment_id) else None
+
+    def resolve(self, comment_id: str, resolved: bool = True, by: str | None = None) -> ReviewComment:
+        comment = self.get_comment(comment_id)
+        if comment is None:
+            raise NotFound(f"no comment {comment_id!r}")
+        comment.resolved = bool(resolved)
+        comment.resolved_at = self.clock() if resolved else None
+        comment.resolved_by = by if resolved else None
+        self.session.flush()
+        return comment
+
+    # ---- votes -----------------------------------------------------------------------------------
+    def set_vote(self, vote: ReviewVote, on: bool = True) -> bool:
+        """Cast (`on`) or take back the vote of `vote.voter` for `vote.clip_id`: one per voter and clip,
+        whatever link it comes through, so voting twice changes nothing. Returns whether the voter now votes
+        for the clip. `clips.votes` moves by one in the same statement order on every backend (an increment,
+        not a recount, so two votes committed at once both count); a second insert of the same vote at the
+        same time fails on the primary key (IntegrityError) instead of counting twice."""
+        check_text("voter", vote.voter)
+        check_text("reviewer", vote.reviewer)
+        if on:
+            if self.session.get(ReviewVote, (vote.clip_id, vote.voter)) is not None:
+                return True
+            if vote.created_at is None:
+                vote.created_at = self.clock()
+            self.session.add(vote)
+            self.session.flush()
+            delta = 1
+        else:
+            gone = self.session.execute(
+                delete(ReviewVote).where(ReviewVote.clip_id == vote.clip_id, ReviewVote.voter == vote.voter),
+                execution_options={"synchronize_session": "fetch"})
+            if not gone.rowcount:
+                return False
+            delta = -1
+        self.session.execute(update(Clip).where(Clip.id == vote.clip_id).values(votes=Clip.votes + delta),
+                             execution_options={"synchronize_session": False})
+        loaded = self.session.identity_map.get(identity_key(Clip, vote.clip_id))
+        if loaded is not None:
+            self.session.expire(loaded, ["votes"])
+        return on
+
+    def votes(self, *, clip_id: str | None = None, review_id: str | None = None) -> builtins.list[ReviewVote]:
+        """Oldest first, for one clip and/or cast through one review."""
+        q = select(ReviewVote).order_by(ReviewVote.created_at, ReviewVote.voter)
+        for column, value in ((ReviewVote.clip_id, clip_id), (ReviewVote.review_id, review_id)):
+            if value is not None:
+                if not _is_key(value):
+                    return []
+                q = q.where(column == value)
+        return list(self.session.scalars(q))
+
+    def voted(self, voter: str, clip_ids: Sequence[str]) -> set[str]:
+        """Which of these clips `voter` votes for."""
+        ids = [c for c in clip_ids if _is_key(c)]
+        if not ids or not _is_key(voter):
+            return set()
+        q = select(ReviewVote.clip_id).where(ReviewVote.voter == voter, ReviewVote.clip_id.in_(ids))
+        return set(self.session.scalars(q))
+
+    def vote_counts(self, clip_ids: Sequence[str]) -> dict[str, int]:
+        """{clip id: votes} for these clips (every voter, through any link)."""
+        ids = [c for c in clip_ids if _is_key(c)]
+        if not ids:
+            return {}
+        return dict(self.session.execute(select(Clip.id, Clip.votes).where(Clip.id.in_(ids))).all())

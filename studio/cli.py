@@ -122,6 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
     for leaf in (lst, show, star, tag, note, delete, export, imp):
         leaf.add_argument("--data-dir", default=None)
 
+    share = sub.add_parser("share", help="review links: some clips, read-only, for people without a login")
+    ssub = share.add_subparsers(dest="share_command", required=True, parser_class=OneLineParser)
+    s_make = ssub.add_parser("create", help="a link to a clip, a comparison, a sweep or a batch")
+    what = s_make.add_mutually_exclusive_group(required=True)
+    what.add_argument("--clip", metavar="ID", help="one clip")
+    what.add_argument("--compare", metavar="ID,ID,...", help="2 to 9 clips, side by side in lock-step")
+    what.add_argument("--sweep", metavar="ID", help="every clip of a sweep")
+    what.add_argument("--batch", metavar="ID", help="every clip of a batch (one request's seeds)")
+    s_make.add_argument("--expires", default=None, metavar="SPAN",
+                        help="7d, 12h or 30m (default: the link works until revoked)")
+    s_make.add_argument("--no-comments", action="store_true", help="reviewers may vote but not comment")
+    s_make.add_argument("--base-url", default=None, help="the studio's address in the printed URL (default: "
+                        "STUDIO_PUBLIC_URL, else http://127.0.0.1:7860)")
+    s_make.add_argument("--json", action="store_true", help='print {"url", "token", "expires"}')
+    s_list = ssub.add_parser("list", help="every review link, newest first")
+    s_list.add_argument("--base-url", default=None)
+    s_list.add_argument("--json", action="store_true")
+    s_rev = ssub.add_parser("revoke", help="close a link for good (it answers 404 from then on)")
+    s_rev.add_argument("token", help="the link's token (or its whole URL)")
+    for leaf in (s_make, s_list, s_rev):
+        leaf.add_argument("--data-dir", default=None)
+
     users = sub.add_parser("users", help="accounts for `studio serve --auth`")
     usub = users.add_subparsers(dest="users_command", required=True, parser_class=OneLineParser)
     u_add = usub.add_parser("add", help="add a user; the password is read from standard input (asked twice on a terminal)")
@@ -302,11 +324,20 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             return EXIT_BAD_ARGS
         if c == "show":
             children = studio.children(view.id)
+            shown = clip_json(view, children=[k.id for k in children],
+                              comments=[comment.to_json() for comment in studio.clip_comments(view.id)],
+                              voters=[{"reviewer": v.reviewer, "signed_in": v.signed_in, "created_at": v.created_at}
+                                      for v in studio.clip_votes(view.id)])
             if args.json:
-                print(json.dumps(clip_json(view, children=[k.id for k in children]), indent=2))
+                print(json.dumps(shown, indent=2, ensure_ascii=False))
             else:
-                for key, value in clip_json(view, children=[k.id for k in children]).items():
-                    print(f"{key:16} {value}")
+                for key, value in shown.items():
+                    if key not in ("comments", "voters"):
+                        print(f"{key:16} {value}")
+                for comment in shown["comments"]:
+                    at = f" at {comment['at']:.2f} s" if comment["at"] is not None else ""
+                    done = " [resolved]" if comment["resolved"] else ""
+                    print(f"comment          {comment['author']}{at}{done}: {comment['text']}")
             return 0
         if c == "star":
             studio.star(view.id, not args.off)
@@ -321,6 +352,60 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         print(view.id)
         return 0
     except (QueryError, RequestError, ValueError) as e:
+        _error(e)
+        return EXIT_BAD_ARGS
+    finally:
+        built.close()
+
+
+def _review_json(review, base: str) -> dict:  # type: ignore[no-untyped-def]
+    return {"url": f"{base}{review.path}", "token": review.token, "expires": review.expires_at, "kind": review.kind,
+            "subject": review.subject, "clips": list(review.clip_ids), "author": review.author,
+            "created_at": review.created_at, "comments": review.comments_allowed, "state": review.state,
+            "revoked_at": review.revoked_at}
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    from studio.facade import NotAllowed, QueryError, ReviewNotFound
+    from studio.wiring import build_studio
+
+    settings = _settings(args)
+    base = (getattr(args, "base_url", None) or settings.base_url).rstrip("/")
+    built = build_studio(settings, _no_models(), start=False)
+    studio = built.facade
+    try:
+        c = args.share_command
+        if c == "create":
+            if args.clip:
+                review = studio.share("clip", [args.clip], expires=args.expires, comments=not args.no_comments)
+            elif args.compare:
+                ids = [i.strip() for i in args.compare.split(",") if i.strip()]
+                review = studio.share("compare", ids, expires=args.expires, comments=not args.no_comments)
+            else:
+                kind = "sweep" if args.sweep else "batch"
+                review = studio.share(kind, subject=args.sweep or args.batch, expires=args.expires,
+                                      comments=not args.no_comments)
+            if args.json:
+                print(json.dumps({"url": f"{base}{review.path}", "token": review.token, "expires": review.expires_at}))
+            else:
+                print(f"{base}{review.path}")
+            return 0
+        if c == "list":
+            rows = [_review_json(r, base) for r in studio.reviews()]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                for r in rows:
+                    print(f"{r['token']}  {r['state']:7} {r['kind']:7} {len(r['clips']):2} clip(s)  "
+                          f"made {r['created_at']}  expires {r['expires'] or 'never'}")
+            return 0
+        review = studio.revoke_review(args.token)
+        print(f"revoked {review.token}")
+        return 0
+    except ReviewNotFound:
+        _error("no such review link (or its token was altered)")
+        return EXIT_BAD_ARGS
+    except (QueryError, NotAllowed) as e:
         _error(e)
         return EXIT_BAD_ARGS
     finally:
@@ -454,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     from studio.wiring import DataDirError
 
     commands = {"generate": cmd_generate, "serve": cmd_serve, "gallery": cmd_gallery, "recall": cmd_recall,
-                "users": cmd_users}
+                "users": cmd_users, "share": cmd_share}
     try:
         return commands[args.command](args)
     except DataDirError as e:  # a data dir that is not a folder, read-only, full, or busy: one line, exit 2

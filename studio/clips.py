@@ -2,8 +2,9 @@
 
 Keys: id, path, prompt, negative_prompt, seed, mode, model, model_version, cfg, cfg_scale (the same
 value, the name the older `generate --json` used), steps, frames, fps, width, height, strength,
-profile, inputs, starred, tags, note, sweep, axes, parent, batch_id, seconds, created_at; `generate --json`
-and the API's generation endpoints add `warnings` (words the model does not know, e.g. "unknown words: cat").
+profile, inputs, starred, tags, note, sweep, axes, parent, author, votes (reviewers' votes through review
+links), batch_id, seconds, created_at; `generate --json` and the API's generation endpoints add `warnings`
+(words the model does not know, e.g. "unknown words: cat").
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def clip_json(view: ClipView, **extra: Any) -> dict[str, Any]:
         "axes": view.axes,
         "parent": view.parent_id,
         "author": view.author,
+        "votes": view.votes,
         "batch_id": view.batch_id,
         "seconds": round(view.generation_seconds, 3),
         "created_at": view.created_at,
@@ -58,6 +60,17 @@ def public_clip_json(view: ClipView) -> dict[str, Any]:
     out["inputs"] = {name: {k: v for k, v in meta.items() if k != "path"} if isinstance(meta, dict) else None
                      for name, meta in view.inputs.items()}
     return out
+
+
+REVIEW_RECIPE = ("prompt", "negative_prompt", "seed", "mode", "model", "model_version", "cfg", "steps", "frames", "fps",
+                 "width", "height", "strength", "profile", "axes")
+
+
+def review_recipe(view: ClipView) -> dict[str, Any]:
+    """What a review link shows of a clip besides its video: the settings it was made with. No id, author,
+    note, tags, lineage, inputs or paths: a reviewer outside the studio learns the recipe and nothing else."""
+    full = clip_json(view)
+    return {key: full[key] for key in REVIEW_RECIPE}
 
 
 def recipe_json(request: GenerationRequest, clip_id: str | None = None) -> dict[str, Any]:

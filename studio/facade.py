@@ -27,6 +27,17 @@ from storage.files import atomic_write
 from studio.accounts import Account, AccountService, NotAllowed
 from studio.gallery import ClipView, GalleryQuery, QueryError
 from studio.jobs import SweepSubmission
+from studio.reviews import (
+    CommentsOff,
+    CommentView,
+    RateLimited,
+    ReviewError,
+    ReviewNotFound,
+    ReviewView,
+    VoteView,
+    duration,
+    parse_expiry,
+)
 from studio.media.export import stitch
 from studio.media.limits import MediaError
 from studio.media.video import read_mp4_metadata, read_video
@@ -37,6 +48,7 @@ if TYPE_CHECKING:
     from studio.gallery import GalleryService
     from studio.jobs import JobService, Submission
     from studio.media import MediaService
+    from studio.reviews import ReviewService
     from studio.settings import Settings
 
 FROM_CLIP = {"i2v": "image", "extend": "image", "v2v": "video", "inpaint": "video"}
@@ -72,9 +84,10 @@ def _read_recipe_metadata(path: str | Path) -> tuple[GenerationRequest, dict]:
 class StudioFacade:
     def __init__(self, settings: "Settings", registry: "ModelRegistry", jobs: "JobService",
                  gallery: "GalleryService", media: "MediaService", files: "FileStore",
-                 accounts: "AccountService | None" = None):
+                 accounts: "AccountService | None" = None, reviews: "ReviewService | None" = None):
         self.settings = settings
         self._accounts = accounts
+        self._reviews = reviews
         self._registry = registry
         self._jobs = jobs
         self._gallery = gallery
@@ -330,6 +343,121 @@ class StudioFacade:
                 changes[name] = str(self._files.resolve(value))
         return dataclasses.replace(request, **changes) if changes else request
 
+    # ---- review links ---------------------------------------------------------------------------
+    @property
+    def reviews_on(self) -> bool:
+        return self._reviews is not None
+
+    def _review_service(self) -> "ReviewService":
+        if self._reviews is None:
+            raise ReviewError("review", "review links are not set up in this studio")
+        return self._reviews
+
+    def share(self, kind: str, clip_ids: Iterable[str] = (), *, subject: str | None = None,
+              expires: str | None = None, comments: bool = True, account: Account | None = None) -> ReviewView:
+        """A review link to one clip (`clip`), 2 to 9 clips (`compare`), a sweep's or a batch's clips (`sweep`,
+        `batch`: `subject` is its id). Ids may be given by a unique prefix. `expires`: `7d`, `12h`, `30m` or None.
+
+        Who may: without accounts, anyone; a viewer never; a member only clips they made (a link shows a clip
+        outside the studio's login, which is the maker's call); an admin any clip. ReviewError names a bad value."""
+        reviews = self._review_service()
+        span = parse_expiry(expires)
+        if kind in ("sweep", "batch"):
+            if not subject or not isinstance(subject, str):
+                raise ReviewError(kind, f"give the {kind}'s id")
+            if kind == "sweep":
+                views, _ = self._gallery.search(GalleryQuery(sweep_id=subject, sort="oldest", limit=64))
+            else:
+                views = self._gallery.batch(subject)
+            if not views:
+                raise ReviewError(kind, f"no {kind} {subject[:40]!r}")
+        else:
+            views = []
+            for text in clip_ids:
+                view = self.clip(self.resolve_clip_id(str(text)) or str(text)) if text else None
+                if view is None:
+                    raise ReviewError("clips", f"no clip {str(text)[:40]!r}")
+                views.append(view)
+        if account is not None:
+            if account.role == "viewer":
+                raise NotAllowed(f"{account.name} is a viewer: viewers cannot share clips")
+            for view in views:
+                if not account.may_change(view.author):
+                    raise NotAllowed(f"only {view.author or 'an admin'} or an admin may share clip {view.id[:8]}")
+        return reviews.create(kind, [v.id for v in views], subject=subject, author=account.name if account else None,
+                              expires=span, comments=comments)
+
+    def reviews(self, *, account: Account | None = None) -> list[ReviewView]:
+        """Review links, newest first: all of them without accounts and for admins, else the account's own."""
+        if self._reviews is None:
+            return []
+        if account is None or account.role == "admin":
+            return self._reviews.list(everyone=True)
+        return self._reviews.list(account.name)
+
+    def find_review(self, token: str) -> ReviewView | None:
+        """A link by its token or URL (active, expired or revoked); None for no link or an altered token."""
+        return self._reviews.find(token) if self._reviews is not None else None
+
+    def revoke_review(self, token: str, *, account: Account | None = None) -> ReviewView:
+        """Close a link for good: its creator or an admin (anyone without accounts). ReviewNotFound if no link."""
+        reviews = self._review_service()
+        found = reviews.find(token)
+        if found is None:
+            raise ReviewNotFound("no such review link")
+        if account is not None and account.role != "admin" and account.name != found.author:
+            raise NotAllowed(f"only {found.author or 'an admin'} or an admin may revoke this link")
+        return reviews.revoke(token)
+
+    def open_review(self, token: str) -> ReviewView:
+        """An open link (ReviewNotFound for an altered, unknown, expired or revoked token)."""
+        return self._review_service().open(token)
+
+    def review_clips(self, review: ReviewView) -> list[ClipView | None]:
+        return self._review_service().clips(review)
+
+    def review_file(self, token: str, kind: str, position: int) -> Path | None:
+        """A video ("clip") or thumbnail ("thumb") of an open link's clip at `position`; None otherwise."""
+        try:
+            review = self.open_review(token)
+            view = self._review_service().clip_at(review, position)
+        except (ReviewNotFound, ReviewError):
+            return None
+        return view.video if kind == "clip" else view.thumb
+
+    def review_comment(self, token: str, position: object, name: object, text: object, at: object = None, *,
+                       signed_in_as: str | None = None) -> CommentView:
+        """A reviewer's comment through a link. `signed_in_as`: the studio account they are signed in with."""
+        return self._review_service().comment(token, position, name, text, at, account=signed_in_as)
+
+    def review_vote(self, token: str, position: object, name: object, on: object = True, *,
+                    signed_in_as: str | None = None) -> tuple[int, bool]:
+        return self._review_service().vote(token, position, name, on, account=signed_in_as)
+
+    def review_state(self, token: str, name: object = None, *, signed_in_as: str | None = None) -> dict:
+        return self._review_service().state(token, name, account=signed_in_as)
+
+    def clip_comments(self, clip_id: str) -> list[CommentView]:
+        """Every comment on the clip, through any link, oldest first."""
+        return self._reviews.comments(clip_id=clip_id) if self._reviews is not None else []
+
+    def clip_votes(self, clip_id: str) -> list[VoteView]:
+        return self._reviews.votes(clip_id=clip_id) if self._reviews is not None else []
+
+    def resolve_comment(self, comment_id: str, resolved: bool = True, *, account: Account | None = None) -> CommentView:
+        """Mark a comment resolved (or open again): whoever may change its clip, or the link's creator."""
+        reviews = self._review_service()
+        comment = reviews.get_comment(comment_id)
+        if comment is None:
+            raise KeyError(f"no comment {comment_id!r}")
+        if account is not None:
+            view = self.clip(comment.clip_id)
+            link = reviews.by_id(comment.review_id)
+            if not ((view is not None and account.may_change(view.author))
+                    or (link is not None and link.author == account.name and account.role != "viewer")):
+                raise NotAllowed(f"only {view.author if view else 'its author'} or an admin may resolve this comment")
+        return reviews.resolve(comment_id, resolved, account.name if account is not None else None)
+
     # ---- media ----------------------------------------------------------------------------------
     def first_frame(self, path: str) -> np.ndarray:
         """The first frame of an uploaded video (MediaError if it cannot be read within the limits)."""
@@ -340,4 +468,6 @@ class StudioFacade:
         return self._files.save_input_image(mask).path
 
 
-__all__ = ["FROM_CLIP", "Account", "NotAllowed", "ClipView", "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest", "ImageToVideoRequest"]
+__all__ = ["FROM_CLIP", "Account", "NotAllowed", "ClipView", "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest",
+           "ImageToVideoRequest", "CommentView", "CommentsOff", "RateLimited", "ReviewError", "ReviewNotFound",
+           "ReviewView", "VoteView", "duration"]

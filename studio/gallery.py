@@ -51,6 +51,7 @@ class ClipView:
     sweep_id: str | None = None
     axes: dict[str, Any] | None = None
     author: str | None = None
+    votes: int = 0  # reviewers' votes through review links
 
     @property
     def caption(self) -> str:
@@ -72,7 +73,7 @@ class GalleryService:
             video=self.files.resolve(c.video_path), thumb=self.files.resolve(c.thumb_path),
             params=dict(c.params), manifest=dict(c.manifest or {}), inputs=dict(c.inputs or {}),
             starred=bool(c.starred), tags=tuple(c.tags), note=c.note or "", parent_id=c.parent_id,
-            sweep_id=c.sweep_id, axes=dict(c.axes) if c.axes else None, author=c.author,
+            sweep_id=c.sweep_id, axes=dict(c.axes) if c.axes else None, author=c.author, votes=c.votes or 0,
         )
 
     def list(self, mode: str | None = None, model_id: str | None = None, limit: int = 100, offset: int = 0) -> list[ClipView]:

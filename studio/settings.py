@@ -52,6 +52,9 @@ class Settings:
     notice: str | None = None  # a line the page shows on top (a Space without persistent storage)
     admins: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
+    # where people reach the studio (`https://studio.example.com`), for links made outside a browser
+    # (`studio share create`); the page uses the address the browser used. None: http://<host>:<port>
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -77,6 +80,7 @@ class Settings:
             hf_login=env.get("SYSTEM") == "spaces" and bool(env.get("OAUTH_CLIENT_ID")),
             admins=_names(env.get("STUDIO_ADMINS", "")) + _names(env.get("SPACE_AUTHOR_NAME", "")),
             members=_names(env.get("STUDIO_MEMBERS", "")),
+            public_url=(env.get("STUDIO_PUBLIC_URL") or "").strip().rstrip("/") or None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -92,6 +96,14 @@ class Settings:
         if name in self.members or "*" in self.members:
             return "member"
         return "viewer"
+
+    @property
+    def base_url(self) -> str:
+        """The studio's address for links printed by the CLI: STUDIO_PUBLIC_URL, else where `serve` listens."""
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def media_limits(self) -> "MediaLimits":

@@ -24,6 +24,7 @@ from studio.gallery import GalleryService
 from studio.jobs import JobService
 from studio.media import MediaService
 from studio.media.codec import Mp4ClipCodec
+from studio.reviews import SECRET_NAME, ReviewService
 from studio.settings import Settings
 
 log = logging.getLogger("studio")
@@ -40,13 +41,14 @@ class Studio:
     engine: object
     media: MediaService
     accounts: AccountService
+    reviews: ReviewService
     lease: DataDirLease | None = None
 
     @property
     def facade(self) -> StudioFacade:
         """What the UI, CLI and API get: jobs, gallery, media and model specs, nothing more."""
         return StudioFacade(self.settings, self.registry, self.jobs, self.gallery, self.media, self.files,
-                            self.accounts)
+                            self.accounts, self.reviews)
 
     def close(self) -> None:
         self.jobs.stop()
@@ -115,14 +117,19 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
         media = MediaService(files, settings.media_limits)
         jobs = JobService(registry, session_factory, files, media, library_versions=library_versions,
                           runner=zero_gpu_runner(detect_space()))  # None off ZeroGPU: generation runs directly
+        gallery = GalleryService(session_factory, files)
+        try:
+            reviews = ReviewService(session_factory, gallery, files.secret(SECRET_NAME))
+        except (OSError, ValueError) as e:
+            raise DataDirError(f"cannot use the review links' key in {settings.data_dir}: {e}") from None
         if start:
             jobs.start()
     except BaseException:
         if lease is not None:
             lease.release()
         raise
-    return Studio(settings, registry, jobs, GalleryService(session_factory, files), files, engine, media,
-                  AccountService(session_factory), lease)
+    return Studio(settings, registry, jobs, gallery, files, engine, media, AccountService(session_factory), reviews,
+                  lease)
 
 
 def recover(files: FileStore, session_factory) -> None:  # type: ignore[no-untyped-def]

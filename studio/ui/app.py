@@ -19,6 +19,7 @@ from studio.ui.common import MODES
 from studio.ui.gallery import build_gallery
 from studio.ui.generate import ModeTab, build_mode_tab
 from studio.ui.refusals import StudioBlocks
+from studio.ui.review import ReviewRoutes
 from studio.ui.security import SafeFiles
 
 if TYPE_CHECKING:
@@ -105,6 +106,14 @@ CSS = """
 .studio-ab-b { position: absolute; top: 0; left: 0; clip-path: inset(0 0 0 50%); }
 .studio-ab-diff { display: block; width: 320px; max-width: 100%; margin-top: 4px; }
 .studio-ab label { display: inline-block; margin: 4px 12px 4px 0; }
+.studio-feedback { margin-top: 6px; font-size: 0.9em; }
+.studio-comments { list-style: none; padding: 0; margin: 4px 0; }
+.studio-comment { border-top: 1px solid var(--border-color-primary); padding: 3px 0; }
+.studio-comment.resolved { opacity: 0.6; }
+.studio-comment-text { white-space: pre-wrap; word-break: break-word; }
+.studio-guest { color: var(--body-text-color-subdued); }
+.studio-resolve, .studio-comment-at { font-size: 0.85em; padding: 0 4px; border: 1px solid var(--border-color-primary);
+  border-radius: 4px; }
 @media (max-width: 600px) { .studio-tiles { grid-template-columns: repeat(2, 1fr); } }
 """
 
@@ -129,6 +138,15 @@ PAGE_JS = """
     hidden('gallery-selection', picked.join(','));
   };
   document.addEventListener('click', (e) => {
+    // ---- review feedback in the detail: resolve a comment, or show the clip at a comment's time ----------
+    const resolve = e.target.closest('#gallery-feedback .studio-resolve');
+    if (resolve) { hidden('gallery-resolve', `${resolve.dataset.comment}:${resolve.dataset.resolved}`); return; }
+    const at = e.target.closest('#gallery-feedback .studio-comment-at');
+    if (at) {
+      const v = document.querySelector('#gallery-player video');
+      if (v) { v.pause(); v.currentTime = parseFloat(at.dataset.at); }
+      return;
+    }
     const toggle = e.target.closest('.studio-stack-toggle');
     if (toggle) { toggle.closest('.studio-stack').classList.toggle('open'); e.stopPropagation(); return; }
     const tile = e.target.closest('#gallery-grid .studio-tile, #gallery-lineage .studio-tile');
@@ -231,7 +249,8 @@ def serve(studio: "StudioFacade", *, block: bool = False) -> gr.Blocks:
         share=settings.share,
         # exports and inputs only: never the database, the lock or anything else of the data dir
         allowed_paths=[str(data / folder) for folder in SERVED_FOLDERS],
-        app_kwargs={"middleware": [Middleware(SafeFiles, media=studio.clip_file)]},
+        # review links (`/review/<token>`) are answered there too, before Gradio and its login
+        app_kwargs={"middleware": [Middleware(SafeFiles, media=studio.clip_file, reviews=ReviewRoutes(studio))]},
         # with accounts on, every route (page, handlers, API, uploads, files) needs a login: a password, or
         # on a Space the Hugging Face session (a visitor who is not signed in is sent to sign in first)
         auth=studio.login if studio.auth_required and not studio.hf_login else None,

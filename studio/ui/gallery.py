@@ -1,5 +1,7 @@
 """The gallery tab: search and filter, stacks, stars, tags and notes, a detail view with lineage, recall
 and branching, and comparison of any 2 to 9 clips in lock-step (with an A/B wipe and a difference view for two).
+Any clip, batch, sweep or comparison can be shared for review (a `/review/<token>` link, studio.ui.review); the
+detail shows what reviewers said (comments, resolvable, and votes), and the gallery sorts and filters by votes.
 
 Tiles are plain HTML; the page script (app.PAGE_JS) writes the opened clip and the selection into two
 hidden textboxes, whose `input` events reach the handlers here."""
@@ -17,7 +19,7 @@ import gradio as gr
 
 from pipelines.contract import RequestError
 from studio.clips import describe
-from studio.facade import GalleryQuery, NotAllowed, QueryError
+from studio.facade import GalleryQuery, NotAllowed, QueryError, ReviewNotFound
 from studio.ui.common import (MODE_NAMES, GridCell, axes_label, base_url, differing, grid_html, media_url,
                               signed_in)
 from studio.ui.generate import ModeTab
@@ -25,11 +27,13 @@ from studio.ui.widgets import widgets_from_request
 
 if TYPE_CHECKING:
     from studio.facade import StudioFacade
-    from studio.facade import ClipView
+    from studio.facade import ClipView, CommentView, ReviewView, VoteView
 
 PAGE = 60
 MAX_COMPARE = 9
-SORTS = [("Newest", "newest"), ("Oldest", "oldest"), ("CFG", "cfg"), ("Steps", "steps"), ("Seed", "seed")]
+SORTS = [("Newest", "newest"), ("Oldest", "oldest"), ("Most votes", "votes"), ("CFG", "cfg"), ("Steps", "steps"),
+         ("Seed", "seed")]
+EXPIRIES = [("Never", ""), ("1 hour", "1h"), ("1 day", "1d"), ("7 days", "7d"), ("30 days", "30d")]
 DIFF_LABELS = {"prompt": "prompt", "negative_prompt": "negative", "seed": "seed", "model_id": "model", "mode": "mode",
                "steps": "steps", "cfg_scale": "CFG", "frames": "frames", "fps": "fps", "width": "width",
                "height": "height", "strength": "strength", "profile": "profile"}
@@ -146,6 +150,43 @@ def compare_html(views: list["ClipView"]) -> str:
     return out
 
 
+def feedback_html(comments: list["CommentView"], votes: list["VoteView"]) -> str:
+    """What reviewers said about a clip through review links: its votes and comments (newest last), each
+    comment with a button that resolves it or opens it again. Every text is escaped."""
+    if not comments and not votes:
+        return "<p class='studio-empty'>No review feedback yet: <b>Share for review</b> makes a link for it.</p>"
+    names = ", ".join(html.escape(v.reviewer + ("" if v.signed_in else " (guest)")) for v in votes)
+    head = f"<b>Review feedback</b> · {len(votes)} vote{'' if len(votes) == 1 else 's'}" + (f" ({names})" if names else "")
+    items = []
+    for c in comments:
+        at = (f"<button type='button' class='studio-comment-at' data-at='{c.at:.3f}' title='Show the clip at this time'>"
+              f"{c.at:.2f} s</button> " if c.at is not None else "")
+        guest = "" if c.signed_in else " <span class='studio-guest'>(guest)</span>"
+        when = html.escape(c.created_at.replace("T", " ").replace("+00:00", " UTC"))
+        action = "Open again" if c.resolved else "Resolve"
+        state = " · resolved" + (f" by {html.escape(c.resolved_by)}" if c.resolved_by else "") if c.resolved else ""
+        items.append(
+            f"<li class='studio-comment{' resolved' if c.resolved else ''}' data-comment='{c.id}'>{at}"
+            f"<b>{html.escape(c.author)}</b>{guest} <small>{when}{state}</small> "
+            f"<button type='button' class='studio-resolve' data-comment='{c.id}' data-resolved='{0 if c.resolved else 1}'>"
+            f"{action}</button><div class='studio-comment-text'>{html.escape(c.text)}</div></li>")
+    body = f"<ol class='studio-comments'>{''.join(items)}</ol>" if items else ""
+    return f"<div class='studio-feedback'>{head}{body}</div>"
+
+
+def reviews_table(reviews: list["ReviewView"], base: str) -> str:
+    """The review links a user may see (their own; an admin's or without accounts: all), newest first."""
+    if not reviews:
+        return "No review links yet: open a clip or a comparison and **Share for review**."
+    rows = ["| made | what | clips | by | expires | state | link |", "|---|---|---|---|---|---|---|"]
+    for r in reviews:
+        link = f"`{base}{r.path}`" if r.state == "active" else "—"
+        what = r.kind + (f" `{r.subject[:8]}`" if r.subject else "")
+        rows.append(f"| {r.created_at[:16].replace('T', ' ')} | {what} | {len(r.clip_ids)} | {html.escape(r.author or '—')} | "
+                    f"{(r.expires_at or 'never')[:16].replace('T', ' ')} | {r.state} | {link} |")
+    return "\n".join(rows)
+
+
 def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_container: gr.Tabs) -> GalleryTab:
     with gr.Tab("Gallery", id="gallery") as gallery_tab:
         with gr.Row():
@@ -155,6 +196,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             model_filter = gr.Dropdown([("All models", "")], value="", label="Model", scale=2, elem_id="gallery-model")
             tag_filter = gr.Textbox(label="Tag", scale=1, elem_id="gallery-tag")
             starred_only = gr.Checkbox(label="Starred", scale=0, min_width=90, elem_id="gallery-starred")
+            has_votes = gr.Checkbox(label="Has votes", scale=0, min_width=110, elem_id="gallery-has-votes")
             mine = gr.Checkbox(label="Mine", scale=0, min_width=80, elem_id="gallery-mine",
                                visible=studio.auth_required)
             sort = gr.Dropdown(SORTS, value="newest", label="Sort", scale=1, elem_id="gallery-sort")
@@ -173,6 +215,12 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                                     interactive=False)
             export_sel = gr.Button("Export selected (zip)", scale=0, min_width=160, elem_id="gallery-export-zip",
                                    interactive=False)
+        with gr.Accordion("Review links", open=False, elem_id="gallery-reviews-box"):
+            reviews_list = gr.Markdown(elem_id="gallery-review-links")
+            with gr.Row():
+                revoke_pick = gr.Dropdown([], label="Revoke a link (it answers 404 from then on)", scale=3,
+                                          elem_id="gallery-revoke-pick")
+                revoke_btn = gr.Button("Revoke", variant="stop", scale=0, min_width=100, elem_id="gallery-revoke")
         with gr.Accordion("Export / import clips", open=False, elem_id="gallery-zip-box") as zip_box:
             with gr.Row():
                 zip_out = gr.File(label="Exported clips (tick clips, then Export selected)", interactive=False,
@@ -191,6 +239,15 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             compare_grid = gr.HTML(elem_id="compare-body", elem_classes=["pixelated"])
             compare_link = gr.Textbox(label="Link to this comparison", interactive=False, elem_id="compare-link",
                                       buttons=["copy"])
+            with gr.Row():
+                compare_expires = gr.Dropdown(EXPIRIES, value="7d", label="Review link expires", scale=1,
+                                              elem_id="compare-share-expires")
+                compare_comments = gr.Checkbox(value=True, label="Reviewers may comment", scale=1,
+                                               elem_id="compare-share-comments")
+                compare_share = gr.Button("Share for review", scale=0, min_width=150, elem_id="compare-share")
+            compare_share_link = gr.Textbox(label="Review link: these clips only, read-only, no login",
+                                            interactive=False, elem_id="compare-share-link", buttons=["copy"])
+            compare_subject = gr.State(None)  # what the view shows: {"kind": "compare", "ids": [...]} or a sweep
         selected = gr.State(None)
         with gr.Row(visible=False, elem_id="gallery-detail") as detail:
             with gr.Column(scale=1):
@@ -228,6 +285,19 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                 download = gr.File(label="Download", interactive=False, elem_id="gallery-download", height=80)
                 link = gr.Textbox(label="Link to this clip", interactive=False, elem_id="gallery-link", buttons=["copy"])
                 with gr.Row():
+                    share_expires = gr.Dropdown(EXPIRIES, value="7d", label="Review link expires", scale=1,
+                                                elem_id="gallery-share-expires")
+                    share_comments = gr.Checkbox(value=True, label="Reviewers may comment", scale=1,
+                                                 elem_id="gallery-share-comments")
+                with gr.Row():
+                    share = gr.Button("Share for review", elem_id="gallery-share")
+                    share_group = gr.Button("Share its batch for review", visible=False, elem_id="gallery-share-group")
+                share_link = gr.Textbox(label="Review link: read-only, no login, only what it shows", interactive=False,
+                                        elem_id="gallery-share-link", buttons=["copy"])
+                feedback = gr.HTML(elem_id="gallery-feedback")
+                resolve_box = gr.Textbox(elem_id="gallery-resolve", elem_classes=["studio-hidden"], show_label=False,
+                                         container=False)
+                with gr.Row():
                     delete = gr.Button("Delete", variant="stop", elem_id="gallery-delete")
                     confirm = gr.Button("Yes, delete it and its files", variant="stop", visible=False,
                                         elem_id="gallery-confirm-delete")
@@ -248,13 +318,24 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         return GalleryQuery(text=(v(search) or "").strip(), mode=v(mode_filter) or None,
                             model_id=v(model_filter) or None, tag=(v(tag_filter) or "").strip() or None,
                             starred=True if v(starred_only) else None, seed=None if seed is None else int(seed),
+                            has_votes=True if v(has_votes) else None,
                             cfg_min=v(cfg_min), cfg_max=v(cfg_max), since=_date("made from", v(since)),
                             until=_date("made before", v(until)),
                             author=signed_in(request) if v(mine) and signed_in(request) else None,
                             sort=v(sort) or "newest", limit=PAGE, after=after)
 
-    filters = {search, mode_filter, model_filter, tag_filter, starred_only, sort, seed_filter, cfg_min, cfg_max,
-               since, until, mine}
+    filters = {search, mode_filter, model_filter, tag_filter, starred_only, has_votes, sort, seed_filter, cfg_min,
+               cfg_max, since, until, mine}
+
+    def review_links(request) -> dict:  # type: ignore[no-untyped-def]
+        try:
+            links = studio.reviews(account=studio.account(signed_in(request)))
+        except NotAllowed:
+            links = []
+        active = [(f"{r.kind} · {len(r.clip_ids)} clip(s) · {r.created_at[:16].replace('T', ' ')} · {r.id[:8]}", r.token)
+                  for r in links if r.state == "active"]
+        return {reviews_list: reviews_table(links, base_url(request)),
+                revoke_pick: gr.update(choices=active, value=None)}
 
     def load(values: dict, request: gr.Request):
         try:
@@ -267,10 +348,11 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         filtered = dataclasses.replace(q, sort="newest") != GalleryQuery(limit=q.limit)  # any filter set
         return {grid: tiles_html(views, filtered), shown: [v.id for v in views], cursor: nxt,
                 more: gr.update(visible=bool(nxt)),
-                model_filter: gr.update(choices=[("All models", "")] + [(m, m) for m in models])}
+                model_filter: gr.update(choices=[("All models", "")] + [(m, m) for m in models]),
+                **review_links(request)}
 
-    list_outputs = [grid, shown, cursor, more, model_filter]
-    for trig in (refresh.click, mode_filter.change, model_filter.change, starred_only.change, sort.change,
+    list_outputs = [grid, shown, cursor, more, model_filter, reviews_list, revoke_pick]
+    for trig in (refresh.click, mode_filter.change, model_filter.change, starred_only.change, has_votes.change, sort.change,
                  mine.change, search.submit, tag_filter.submit, seed_filter.submit, cfg_min.submit, cfg_max.submit,
                  since.submit, until.submit, gallery_tab.select):
         trig(load, inputs=filters, outputs=list_outputs, api_visibility="private")
@@ -304,7 +386,10 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
             grid_part = grid_html([("same batch", [GridCell(b) for b in group])], [f"seed {b.seed}" for b in group],
                                   elem_id="gallery-batch-grid")
         lineage_html = _thumbs(studio.ancestors(view.id), "Made from") + _thumbs(studio.children(view.id), "Branches")
+        group_label = "Share its sweep for review" if view.sweep_id else "Share its batch for review"
         return {detail: gr.update(visible=True), selected: view.id, player: _player(view), info: _summary(view),
+                share_group: gr.update(visible=bool(view.sweep_id) or len(group) > 1, value=group_label),
+                share_link: "", feedback: feedback_html(studio.clip_comments(view.id), studio.clip_votes(view.id)),
                 recipe: {"params": view.params, "inputs": view.inputs, "manifest": view.manifest, "axes": view.axes},
                 download: None, siblings: grid_part, lineage: lineage_html,
                 star: "★ Starred" if view.starred else "☆ Star", tags: ", ".join(view.tags), note: view.note,
@@ -313,11 +398,68 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                 delete: gr.update(visible=True), confirm: gr.update(visible=False), keep: gr.update(visible=False)}
 
     detail_outputs = [detail, selected, player, info, recipe, download, siblings, lineage, star, tags, note, frame, link,
-                      delete, confirm, keep, chain_btn]
+                      delete, confirm, keep, chain_btn, share_group, share_link, feedback]
     def open_clicked(value, request: gr.Request):
         return show(_strip(value), request)
 
     open_box.change(open_clicked, inputs=open_box, outputs=detail_outputs, api_visibility="private")
+
+    # ---- review links -----------------------------------------------------------------------------
+    def make_link(request, kind: str, ids=(), subject=None, expires="", comments=True) -> str:  # type: ignore[no-untyped-def]
+        try:
+            review = studio.share(kind, list(ids), subject=subject, expires=expires or None, comments=bool(comments),
+                                  account=studio.account(signed_in(request)))
+        except (QueryError, NotAllowed) as e:
+            raise gr.Error(str(e), print_exception=False)
+        gr.Info("Review link made: whoever has it sees these clips (and nothing else) and may vote"
+                + (" and comment." if comments else "."))
+        return f"{base_url(request)}{review.path}"
+
+    def share_clip(clip_id, expires, comments, request: gr.Request):
+        if not clip_id:
+            return {share_link: gr.update()}
+        return {share_link: make_link(request, "clip", [clip_id], expires=expires, comments=comments),
+                **review_links(request)}
+
+    def share_clips_group(clip_id, expires, comments, request: gr.Request):
+        view = studio.clip(clip_id) if clip_id else None
+        if view is None:
+            return {share_link: gr.update()}
+        kind, subject = ("sweep", view.sweep_id) if view.sweep_id else ("batch", view.batch_id)
+        return {share_link: make_link(request, kind, subject=subject, expires=expires, comments=comments),
+                **review_links(request)}
+
+    share_outputs = [share_link, reviews_list, revoke_pick]
+    share.click(share_clip, inputs=[selected, share_expires, share_comments], outputs=share_outputs,
+                api_visibility="private")
+    share_group.click(share_clips_group, inputs=[selected, share_expires, share_comments], outputs=share_outputs,
+                      api_visibility="private")
+
+    def do_resolve(value, clip_id, request: gr.Request):
+        comment_id, _, want = _strip(value).partition(":")
+        if not comment_id or not clip_id:
+            return {feedback: gr.update()}
+        try:
+            studio.resolve_comment(comment_id, want != "0", account=studio.account(signed_in(request)))
+        except (KeyError, QueryError, NotAllowed) as e:
+            raise gr.Error(str(e).strip("'\""), print_exception=False)
+        return {feedback: feedback_html(studio.clip_comments(clip_id), studio.clip_votes(clip_id))}
+
+    resolve_box.change(do_resolve, inputs=[resolve_box, selected], outputs=feedback, api_visibility="private")
+
+    def do_revoke(token, request: gr.Request):
+        if not token:
+            raise gr.Error("pick a link to revoke first", print_exception=False)
+        try:
+            studio.revoke_review(token, account=studio.account(signed_in(request)))
+        except ReviewNotFound:
+            raise gr.Error("no such review link", print_exception=False)
+        except NotAllowed as e:
+            raise gr.Error(str(e), print_exception=False)
+        gr.Info("Link revoked: it answers 404 from now on.")
+        return review_links(request)
+
+    revoke_btn.click(do_revoke, inputs=revoke_pick, outputs=[reviews_list, revoke_pick], api_visibility="private")
 
     def toggle_star(clip_id, request: gr.Request):
         view = studio.clip(clip_id) if clip_id else None
@@ -556,20 +698,33 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
         views = [v for v in (studio.clip(i) for i in ids[:MAX_COMPARE]) if v is not None]
         if len(views) < 2:
             return {compare_view: gr.update(visible=bool(views)), compare_title: "Pick at least two clips to compare.",
-                    compare_grid: ""}
+                    compare_grid: "", compare_subject: None, compare_share_link: ""}
         return {compare_view: gr.update(visible=True),
                 compare_title: f"### Comparing {len(views)} clips (settings that differ are highlighted)",
-                compare_grid: compare_html(views), compare_link: f"{base_url(request)}/?compare=" + ",".join(v.id for v in views)}
+                compare_grid: compare_html(views), compare_link: f"{base_url(request)}/?compare=" + ",".join(v.id for v in views),
+                compare_subject: {"kind": "compare", "ids": [v.id for v in views]}, compare_share_link: ""}
 
-    compare_outputs = [compare_view, compare_title, compare_grid, compare_link]
+    compare_outputs = [compare_view, compare_title, compare_grid, compare_link, compare_subject, compare_share_link]
     compare_btn.click(compare, inputs=selection_box, outputs=compare_outputs, api_visibility="private")
 
     def sweep(sweep_id, request=None):  # type: ignore[no-untyped-def]
         body = sweep_html(studio, sweep_id)
         if not body:
-            return {compare_view: gr.update(visible=True), compare_title: f"No sweep {sweep_id!r}.", compare_grid: ""}
+            return {compare_view: gr.update(visible=True), compare_title: f"No sweep {sweep_id!r}.", compare_grid: "",
+                    compare_subject: None, compare_share_link: ""}
         return {compare_view: gr.update(visible=True), compare_title: f"### Sweep `{sweep_id[:8]}`",
-                compare_grid: body, compare_link: f"{base_url(request)}/?sweep={sweep_id}"}
+                compare_grid: body, compare_link: f"{base_url(request)}/?sweep={sweep_id}",
+                compare_subject: {"kind": "sweep", "subject": sweep_id}, compare_share_link: ""}
+
+    def share_compared(subject, expires, comments, request: gr.Request):
+        if not subject:
+            raise gr.Error("compare some clips (or open a sweep) first", print_exception=False)
+        url = make_link(request, subject["kind"], subject.get("ids", ()), subject=subject.get("subject"),
+                        expires=expires, comments=comments)
+        return {compare_share_link: url, **review_links(request)}
+
+    compare_share.click(share_compared, inputs=[compare_subject, compare_expires, compare_comments],
+                        outputs=[compare_share_link, reviews_list, revoke_pick], api_visibility="private")
 
     return GalleryTab(gallery_tab, open_box, selection_box, show, compare, sweep, detail_outputs, compare_outputs)
 

@@ -11,6 +11,9 @@
   with the reason. A full disk answers 507 with one sentence instead of a traceback and a 500.
 - Every answer carries `X-Content-Type-Options: nosniff`; a served file that is not image or video is
   sent as an attachment, so a browser never renders it as a page.
+- **Review links** (`/review/<token>...`, studio.ui.review) are answered here, before Gradio and without a
+  login even when accounts are on: the token is the key, and it opens only its own clips. Every other route
+  stays behind the login.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ INLINE_TYPES = (b"image/", b"video/")
 FILE_ROUTE = "/file="
 UPLOAD_ROUTE = "/gradio_api/upload"
 MEDIA_PREFIX = "/media/"
+REVIEW_PREFIX = "/review/"
 MEDIA_ROUTE = re.compile(r"^/media/(clip|thumb)/([0-9a-f]{32})\.(mp4|jpg)$")
 # `/gradio_api/file=http://<host>/media/...`: how gradio_client downloads a file output given as a URL
 FILE_MEDIA_LINK = re.compile(r"/file=https?:/+[^/]+(/media/.*)$")
@@ -43,6 +47,8 @@ Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 # (kind, clip id) -> the file to serve, or None when there is no such clip
 MediaLookup = Callable[[str, str], "Path | None"]
+# answers a `/review/...` request: (scope, receive, send, path)
+ReviewRoutes = Callable[[Scope, Receive, Send, str], Awaitable[None]]
 
 
 def media_url(kind: str, clip_id: str) -> str:
@@ -80,15 +86,23 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 class SafeFiles:
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], media: MediaLookup | None = None):
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], media: MediaLookup | None = None,
+                 reviews: ReviewRoutes | None = None):
         self.app = app
         self.media = media
+        self.reviews = reviews
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = unquote(scope.get("path", ""))
+        if path.startswith(REVIEW_PREFIX) or path == REVIEW_PREFIX.rstrip("/"):
+            if self.reviews is None:
+                await _answer(send, 404, "Not found")
+            else:
+                await self.reviews(scope, receive, send, path)
+            return
         if path.startswith(MEDIA_PREFIX):
             await self._media(scope, receive, send, path)
             return
@@ -208,26 +222,39 @@ async def _may_see(scope: Scope) -> bool:
     auth, dependency = getattr(app, "auth", None), getattr(app, "auth_dependency", None)
     if auth is None and dependency is None:
         return True
+    return await signed_in_name(scope) is not None
+
+
+async def signed_in_name(scope: Scope) -> str | None:
+    """The user a request is signed in as (a Gradio login cookie, or the user an auth dependency such as Sign in
+    with Hugging Face names); None without accounts or without a login."""
+    app = scope.get("app")
+    if app is None:
+        return None
+    auth, dependency = getattr(app, "auth", None), getattr(app, "auth_dependency", None)
     if dependency is not None:
         from starlette.requests import Request
 
         user = dependency(Request(scope))
         if inspect.isawaitable(user):
             user = await user
-        return bool(user)
+        return user if isinstance(user, str) and user else None
+    if auth is None:
+        return None
     cookies = SimpleCookie()
     for key, value in scope.get("headers", []):
         if key == b"cookie":
             try:
                 cookies.load(value.decode("latin-1"))
             except Exception:
-                return False
+                return None
     cookie_id = getattr(app, "cookie_id", "")
     for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
         morsel = cookies.get(name)
-        if morsel is not None and getattr(app, "tokens", {}).get(morsel.value):
-            return True
-    return False
+        user = getattr(app, "tokens", {}).get(morsel.value) if morsel is not None else None
+        if isinstance(user, str) and user:
+            return user
+    return None
 
 
 async def _must_sign_in_with_hf(scope: Scope) -> bool:

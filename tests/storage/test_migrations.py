@@ -25,7 +25,8 @@ def test_upgrade_from_empty_creates_tables_and_columns(blank_url: str) -> None:
     assert {"id", "job_id", "batch_id", "created_at", "mode", "model_id", "model_version", "prompt",
             "negative_prompt", "seed", "steps", "cfg_scale", "frames", "fps", "width", "height", "strength",
             "profile", "params", "manifest", "inputs", "video_path", "thumb_path", "sidecar_path",
-            "generation_seconds", "starred", "note", "parent_id", "sweep_id", "axes", "author"} == clips
+            "generation_seconds", "starred", "note", "parent_id", "sweep_id", "axes", "author", "votes"} == clips
+    assert {"reviews", "review_comments", "review_votes"} <= set(insp.get_table_names())
     fks = insp.get_foreign_keys("jobs")
     assert fks[0]["referred_table"] == "clips" and fks[0]["options"].get("ondelete") == "SET NULL"
     assert {"ix_jobs_status", "ix_jobs_batch_id"} <= {i["name"] for i in insp.get_indexes("jobs")}

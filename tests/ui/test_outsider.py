@@ -296,6 +296,30 @@ def test_another_user_cannot_change_a_clip_through_the_page(served, as_user, ali
     assert state_of(served, alices_clip) == before
 
 
+@pytest.mark.parametrize("who, words", [("bob", "only alice or an admin may share"),
+                                       ("vic", "viewers cannot share")])
+def test_another_user_cannot_share_alices_clip_or_resolve_its_comments(served, as_user, alices_clip, who, words):
+    """A review link shows a clip outside the login: only its maker (or an admin) may make one. Nor may another
+    user resolve the comments reviewers left on it, or revoke the maker's link."""
+    f = served.studio.facade
+    alice = served.studio.accounts.get("alice")
+    link = f.share("clip", [alices_clip], account=alice)
+    comment = f.review_comment(link.token, 0, "a reviewer", "the circle jumps")
+    user = as_user(who)
+    user.open_clip(alices_clip)
+    for elem_id in ("gallery-share", "gallery-share-group"):
+        error = refusal(user.handler(elem_id, "click"))
+        assert words in error, (elem_id, error)
+    error = refusal(user.handler("gallery-resolve", "change", **{"gallery-resolve": f"{comment.id}:1#1"}))
+    assert "may resolve" in error, error
+    error = refusal(user.handler("gallery-revoke", "click", **{"gallery-revoke-pick": link.token}))
+    # refused by Gradio already (not one of the links this user's list offers), else by the facade
+    assert "may revoke" in error or "not in the list of choices" in error, error
+    assert [r.id for r in f.reviews() if r.state == "active"] == [link.id]
+    assert f.clip_comments(alices_clip)[0].resolved is False
+    f.revoke_review(link.token, account=alice)
+
+
 def test_every_handler_of_the_page_leaves_another_users_clip_alone(served, as_user, alices_clip):
     """Not only the handlers listed above: bob opens alice's clip and fires every handler of the page
     with what the page would send. Alice's clip is unchanged afterwards, whatever each one answered."""
@@ -391,7 +415,7 @@ def test_malformed_calls_get_a_message_and_the_server_keeps_answering(served, as
     assert event == "error" and error.startswith("expected 12 values (prompt, negative_prompt,"), error
     fn = bob.fn_index("gallery-import-zip", "upload")
     msg = bob.join(fn, [])
-    assert refusal(msg).startswith("expected 13 values"), msg
+    assert refusal(msg).startswith("expected 14 values"), msg
     server_file = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
     msg = bob.join(fn, bob.defaults(fn, **{"gallery-import-zip": server_file}))
     assert refusal(msg).startswith("gallery-import-zip: upload the file with the request"), msg

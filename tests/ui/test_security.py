@@ -103,3 +103,32 @@ def test_clips_by_id_need_a_login_when_accounts_are_on(tmp_path):
     assert _call(open_app, f"/gradio_api/file=http://127.0.0.1:1/media/clip/{clip_id}.mp4")[0] == 200
     assert _call(locked, f"/gradio_api/file=http://evil.example/media/clip/{clip_id}.mp4")[0] == 401
     assert Path(video).exists()
+
+
+def test_review_routes_are_answered_before_gradio_and_its_login():
+    """`/review/...` goes to the review routes (which need no login: the token is the key), never to Gradio;
+    without review routes it is 404; a path that only starts alike is Gradio's. The routes learn who is signed in."""
+    import asyncio as _asyncio
+
+    from studio.ui.security import signed_in_name
+
+    seen = []
+
+    async def routes(scope, receive, send, path):
+        seen.append((path, await signed_in_name(scope)))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"review"})
+
+    locked = FakeGradio(auth=lambda u, p: True)
+    mw = SafeFiles(locked, reviews=routes)
+    mw.gradio = locked
+    assert _call(mw, "/review/abc.def")[:3:2] == (200, b"review")
+    assert _call(mw, "/review/abc.def/vote", "POST", headers=[(b"cookie", b"access-token-c=good")])[0] == 200
+    assert seen == [("/review/abc.def", None), ("/review/abc.def/vote", "ann")]
+    assert _call(mw, "/reviewers")[2] == b"[]"  # Gradio's (the fake answers every other path with [])
+    no_routes = SafeFiles(locked)
+    no_routes.gradio = locked
+    assert _call(no_routes, "/review/abc.def")[0] == 404
+    open_app = FakeGradio()
+    scope = {"type": "http", "headers": [(b"cookie", b"access-token-c=good")], "app": open_app}
+    assert _asyncio.run(signed_in_name(scope)) is None  # without accounts nobody is signed in
