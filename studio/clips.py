@@ -3,8 +3,10 @@
 Keys: id, path, prompt, negative_prompt, seed, mode, model, model_version, cfg, cfg_scale (the same
 value, the name the older `generate --json` used), steps, frames, fps, width, height, strength,
 profile, inputs, starred, tags, note, sweep, axes, parent, author, votes (reviewers' votes through review
-links), batch_id, seconds, created_at; `generate --json` and the API's generation endpoints add `warnings`
-(words the model does not know, e.g. "unknown words: cat").
+links), batch_id, seconds, created_at, interpolation (None, or for a clip made by frame interpolation
+{"factor", "method", "source", "source_fps", "source_frames"}: its `parent` is the source, `fps`/`frames` are
+its own, the other settings are the source's recipe); `generate --json` and the API's generation endpoints add
+`warnings` (words the model does not know, e.g. "unknown words: cat").
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def clip_json(view: ClipView, **extra: Any) -> dict[str, Any]:
         "batch_id": view.batch_id,
         "seconds": round(view.generation_seconds, 3),
         "created_at": view.created_at,
+        "interpolation": view.params.get("interpolation"),
     }
     out.update(extra)
     return out

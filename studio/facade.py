@@ -39,6 +39,7 @@ from studio.reviews import (
     parse_expiry,
 )
 from studio.media.export import stitch
+from studio.media.interpolate import DEFAULT_METHOD, FACTORS, METHODS, InterpolationRequest
 from studio.media.limits import MediaError
 from studio.media.video import read_mp4_metadata, read_video
 
@@ -184,6 +185,18 @@ class StudioFacade:
             return SweepSubmission("", (self._jobs.submit(sweep.request, sweep.seeds, parent_id=parent_id,
                                                           author=author),))
         return self._jobs.submit_sweep(sweep, parent_id=parent_id, author=author)
+
+    def interpolate(self, clip_id: str, factor: int, *, method: str = DEFAULT_METHOD,
+                    account: Account | None = None) -> "Submission":
+        """Queue a clip with `factor` (2 or 4) times the frame rate of gallery clip `clip_id` (an id or a unique
+        prefix), by optical flow: a new clip whose parent is the source, made like any other (viewers may not).
+        RequestError names a bad factor or method, a missing clip, or a result past the media limits."""
+        self.check_generate(account, "interpolate clips")
+        source = self.resolve_clip_id(clip_id) if isinstance(clip_id, str) and clip_id else None
+        if source is None:
+            raise RequestError("clip", f"no clip {clip_id!r} in the gallery")
+        return self._jobs.submit_interpolation(InterpolationRequest(source=source, factor=factor, method=method),
+                                               author=account.name if account is not None else None)
 
     def status(self, job_id: str) -> JobStatus:
         return self._jobs.status(job_id)
@@ -468,6 +481,8 @@ class StudioFacade:
         return self._files.save_input_image(mask).path
 
 
-__all__ = ["FROM_CLIP", "Account", "NotAllowed", "ClipView", "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest",
-           "ImageToVideoRequest", "CommentView", "CommentsOff", "RateLimited", "ReviewError", "ReviewNotFound",
-           "ReviewView", "VoteView", "duration"]
+INTERPOLATION_FACTORS, INTERPOLATION_METHODS = FACTORS, METHODS
+
+__all__ = ["FROM_CLIP", "INTERPOLATION_FACTORS", "INTERPOLATION_METHODS", "Account", "NotAllowed", "ClipView",
+           "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest", "ImageToVideoRequest", "CommentView",
+           "CommentsOff", "RateLimited", "ReviewError", "ReviewNotFound", "ReviewView", "VoteView", "duration"]

@@ -254,11 +254,19 @@ class GalleryService:
         if author is not None:
             recipe = {**recipe, "author": author}  # the sidecar says whose copy this is, as the row does
         saved = self.files.adopt_clip(clip_id, Path(path).read_bytes(), frames, recipe)
+        stored = request.to_params()
+        step = params.get("interpolation")
+        if isinstance(step, dict) and isinstance(step.get("factor"), int):  # made by frame interpolation
+            stored = {**stored, "interpolation": step}
+            src_fps = step.get("source_fps", stored.get("fps"))
+            fps = {"fps": src_fps * step["factor"]} if isinstance(src_fps, int) else {}
+        else:
+            fps = {}
         try:
             created = recipe.get("created_at")
             with self._session_factory() as session, session.begin():
                 GalleryRepository(session).add(Clip.from_params(
-                    request.to_params(), id=clip_id, job_id=None, batch_id=uuid.uuid4().hex,
+                    stored, **fps, id=clip_id, job_id=None, batch_id=uuid.uuid4().hex,
                     sweep_id=recipe.get("sweep"), axes=recipe.get("axes"), parent_id=recipe.get("parent"),
                     author=recipe.get("author") if isinstance(recipe.get("author"), str) else None,
                     created_at=datetime.fromisoformat(created) if isinstance(created, str) else utcnow(),

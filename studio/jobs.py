@@ -5,6 +5,10 @@ submit_sweep(): the same for every cell of a sweep (axes x seeds), all validated
 worker:         load backend, decode inputs, generate with progress + cancel, write files, then
                 commit the gallery row; if either fails, neither remains. The seeds of one cell (one
                 batch) go through the network together when the backend can batch (`generate_batch`).
+submit_interpolation(): a job kind with no model behind it (mode "interpolate"): the worker reads a gallery
+                clip, makes its frames 2x or 4x by optical flow (studio.media.interpolate) and saves the
+                result as a new clip, child of the source, through the same files-then-row path. It waits in
+                the same queue (round robin over authors), reports progress per frame pair and can be cancelled.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from pipelines.contract import (
     request_from_params,
 )
 from pipelines.contract.sweeps import AXES, MAX_SEEDS
-from studio.media import MediaService
+from studio.media import MediaError, MediaService
+from studio.media.interpolate import InterpolationRequest, check_output, interpolate
+from studio.media.video import read_video
 from storage.models import Clip, Job, utcnow
 from storage.repositories import GalleryRepository, JobRepository
 from storage.files import FileStore
@@ -204,6 +210,25 @@ class JobService:
                      author: str | None = None) -> SweepSubmission:
         """Every cell of the sweep gets the same seeds; nothing is queued unless every cell is valid."""
         return self._submit(sweep, sweep_ids=True, parent_id=parent_id, author=author)
+
+    def submit_interpolation(self, request: InterpolationRequest, *, author: str | None = None) -> Submission:
+        """Queue a job that makes `request.factor` times the frame rate of a gallery clip. Refused here
+        (RequestError) when the clip is missing or the result would pass the media limits."""
+        request.validate()
+        with self._session_factory() as session:
+            source = GalleryRepository(session).get(request.source)
+            if source is None:
+                raise RequestError("clip", f"no clip {request.source!r} in the gallery")
+            check_output(source.frames, source.width, source.height, source.fps, request.factor, self.media.limits)
+            seed, model_id = source.seed, source.model_id
+        self._check_room(author, 1)
+        job = Job(id=uuid.uuid4().hex, batch_id=uuid.uuid4().hex, batch_index=0, status="queued", mode=request.mode,
+                  model_id=model_id, params=request.to_params(), created_at=utcnow(), parent_id=request.source,
+                  author=author)
+        with self._session_factory() as session, session.begin():
+            JobRepository(session).add(job)
+        self._enqueue(job.id, job.batch_id, author)
+        return Submission(job.batch_id, (job.id,), (seed,))
 
     def _submit(self, sweep: SweepRequest, *, sweep_ids: bool, parent_id: str | None,
                 author: str | None = None) -> SweepSubmission:
@@ -382,7 +407,9 @@ class JobService:
             if job is None or job.status != "queued":
                 self._forget(job_id)
                 return None
-            request = request_from_params(job.params)
+            params = job.params or {}
+            request = (InterpolationRequest.from_params(params) if params.get("mode") == InterpolationRequest.mode
+                       else request_from_params(params))
             repo.mark_running(job_id)
             picked = _Picked(job_id, None, request, job.batch_id, job.sweep_id, dict(job.axes) if job.axes else None,
                              job.parent_id, job.author)
@@ -407,6 +434,9 @@ class JobService:
         request = first.request
         if (short := self.space.shortage()) is not None:  # refused before it runs, not after minutes of work
             self._finish(job_id, "failed", error=short)
+            return
+        if isinstance(request, InterpolationRequest):  # no model: frames from a clip, by optical flow
+            self._run_interpolation(first)
             return
 
         import torch
@@ -466,6 +496,64 @@ class JobService:
             if clip_id is not None:
                 self._finish(g.job_id, "done", clip_id=clip_id)
 
+    def _run_interpolation(self, job: "_Picked") -> None:
+        request: InterpolationRequest = job.request  # type: ignore[assignment]
+        state = job.state
+        t0 = time.perf_counter()
+        try:
+            with self._session_factory() as session:
+                source = GalleryRepository(session).get(request.source)
+                if source is None:
+                    raise RequestError("clip", f"clip {request.source} was deleted before it could be interpolated")
+                src = {k: getattr(source, k) for k in ("id", "video_path", "fps", "params", "manifest", "inputs",
+                                                        "model_id", "model_version")}
+            frames, _ = read_video(self.files.resolve(src["video_path"]), self.media.limits)
+
+            def on_pair(done: int, total: int) -> None:
+                with self._lock:
+                    state.step, state.total, state.last_step_at = done, total, time.monotonic()
+
+            out = interpolate(frames, request.factor, request.method, on_pair=on_pair,
+                              should_cancel=state.cancel.is_set)
+            del frames
+        except Cancelled:
+            self._finish(job.job_id, "cancelled")
+            return
+        except (RequestError, MediaError) as e:
+            self._finish(job.job_id, "failed", error=str(e))
+            return
+        except Exception as e:
+            log.exception("interpolation job %s failed", job.job_id)
+            self._finish(job.job_id, "failed", error=f"interpolation failed: {type(e).__name__}: {e}")
+            return
+        if state.cancel.is_set():
+            self._finish(job.job_id, "cancelled")
+            return
+        seconds = time.perf_counter() - t0
+        clip_id = uuid.uuid4().hex
+        fps = int(src["fps"]) * request.factor
+        step = {"factor": request.factor, "method": request.method, "source": src["id"],
+                "source_fps": int(src["fps"]), "source_frames": (len(out) - 1) // request.factor + 1}
+        previous = (src["params"] or {}).get("interpolation")
+        if previous:  # an interpolated clip interpolated again: keep the whole path back to the generation
+            step["previous"] = previous
+        # the source's recipe unchanged (recall gives back the request that generated the source) plus the step
+        params = {**src["params"], "interpolation": step}
+        manifest = {**(src["manifest"] or {}), "interpolation": {**step, **_opencv_version()}}
+        recipe = {
+            "clip_id": clip_id, "model": src["model_id"], "model_version": src["model_version"], "params": params,
+            "inputs": src["inputs"], "manifest": manifest, "sweep": None, "axes": None, "parent": src["id"],
+            "author": job.author, "created_at": utcnow().isoformat(), "interpolation": step,
+        }
+        row = lambda: Clip.from_params(  # noqa: E731
+            params, id=clip_id, job_id=job.job_id, batch_id=job.batch_id, sweep_id=None, axes=None,
+            parent_id=src["id"], author=job.author, created_at=utcnow(), model_id=src["model_id"],
+            model_version=src["model_version"], frames=int(out.shape[0]), fps=fps, width=int(out.shape[2]),
+            height=int(out.shape[1]), manifest=manifest, inputs=src["inputs"] or {}, generation_seconds=seconds,
+        )
+        if self._store(job.job_id, clip_id, out, fps, recipe, row) is not None:
+            self._finish(job.job_id, "done", clip_id=clip_id)
+
     def _save(self, job: "_Picked", backend: Backend, frames, seconds: float) -> str | None:
         """Write the files, then commit the row. If either fails, neither remains."""
         job_id, request = job.job_id, job.request
@@ -486,38 +574,41 @@ class JobService:
             "author": job.author,
             "created_at": utcnow().isoformat(),
         }
+        row = lambda: Clip.from_params(  # noqa: E731 (built once the files are written: frames checked)
+            request.to_params(),
+            id=clip_id,
+            job_id=job_id,
+            batch_id=job.batch_id,
+            sweep_id=job.sweep_id,
+            axes=job.axes,
+            parent_id=job.parent_id,
+            author=job.author,
+            created_at=utcnow(),
+            model_id=spec.id,
+            model_version=spec.version,
+            frames=int(frames.shape[0]),  # what was made, should a backend round a size
+            width=int(frames.shape[2]),
+            height=int(frames.shape[1]),
+            manifest=manifest,
+            inputs=inputs,
+            generation_seconds=seconds,
+        )
+        return self._store(job_id, clip_id, frames, request.fps, recipe, row)
+
+    def _store(self, job_id: str, clip_id: str, frames, fps: int, recipe: dict, row: Callable[[], Clip]) -> str | None:
+        """Write the files (atomically), then commit the gallery row (`row()`, its file paths filled in here)
+        and the job's end in one transaction. If either fails, neither remains."""
         try:
-            saved = self.files.save_clip(clip_id, frames, request.fps, recipe)
+            saved = self.files.save_clip(clip_id, frames, fps, recipe)
         except Exception as e:
             log.exception("could not write clip files for job %s", job_id)
             self._finish(job_id, "failed", error=f"could not write the clip: {e}")
             return None
         try:
+            clip = row()
+            clip.video_path, clip.thumb_path, clip.sidecar_path = saved.video, saved.thumb, saved.sidecar
             with self._session_factory() as session, session.begin():
-                GalleryRepository(session).add(
-                    Clip.from_params(
-                        request.to_params(),
-                        id=clip_id,
-                        job_id=job_id,
-                        batch_id=job.batch_id,
-                        sweep_id=job.sweep_id,
-                        axes=job.axes,
-                        parent_id=job.parent_id,
-                        author=job.author,
-                        created_at=utcnow(),
-                        model_id=spec.id,
-                        model_version=spec.version,
-                        frames=int(frames.shape[0]),  # what was made, should a backend round a size
-                        width=int(frames.shape[2]),
-                        height=int(frames.shape[1]),
-                        manifest=manifest,
-                        inputs=inputs,
-                        video_path=saved.video,
-                        thumb_path=saved.thumb,
-                        sidecar_path=saved.sidecar,
-                        generation_seconds=seconds,
-                    )
-                )
+                GalleryRepository(session).add(clip)
                 JobRepository(session).mark_done(job_id, clip_id)
         except Exception as e:
             log.exception("could not record clip for job %s", job_id)
@@ -629,6 +720,12 @@ class _Picked:
     axes: dict | None
     parent_id: str | None
     author: str | None = None
+
+
+def _opencv_version() -> dict:
+    import cv2
+
+    return {"opencv": cv2.__version__}
 
 
 def _safe_manifest(backend: Backend) -> dict:

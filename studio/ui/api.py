@@ -1,4 +1,4 @@
-"""The public API: one endpoint per mode plus `extend`, every parameter but the prompt and media with a default.
+"""The public API: one endpoint per mode plus `extend` and `interpolate_clip`, every parameter but the prompt and media with a default.
 
 Each returns the first clip's mp4 and a list of clips in the one clip JSON shape (`studio.clips.clip_json`).
 `vary` makes a sweep: a list of "NAME=VALUES" (e.g. ["cfg=3,5,7", "prompt=a red circle|a red square"]).
@@ -149,6 +149,23 @@ def register_api(studio: StudioFacade) -> None:
                    steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps), seeds, vary, clip, frame,
                    request=request)
 
+    def interpolate_clip(clip_id: str, factor: int = 2, request: gr.Request = None) -> tuple[FileData, Clips]:
+        """2x or 4x a gallery clip's frame rate by optical flow: a new clip whose parent is `clip_id`, with the
+        clip's recipe and the step (`interpolation`). Returns its mp4 and a list with its clip object."""
+        try:
+            if isinstance(factor, bool) or not isinstance(factor, int):
+                raise RequestError("factor", f"{factor!r} is not 2 or 4")
+            account = studio.account(signed_in(request))
+            submission = studio.interpolate(clip_id if isinstance(clip_id, str) else "", factor, account=account)
+        except (RequestError, ValueError, TypeError, NotAllowed) as e:
+            raise _refuse("interpolate_clip", e) from None
+        [status] = studio.wait(submission.job_ids)
+        if status.status != "done":
+            raise gr.Error(f"job {status.job_id} {status.status}: {status.error or ''}", print_exception=False)
+        view = studio.clip(status.clip_id)
+        url = f"{base_url(request)}{media_url('clip', view.id)}"
+        return FileData(path=url, url=url, orig_name=f"{view.id}.mp4"), [public_clip_json(view)]
+
     def list_clips(search: str = "", mine: bool = False, limit: int = 50, request: gr.Request = None) -> Clips:
         """The newest clips (optionally matching `search`, or only the caller's with `mine`)."""
         try:
@@ -180,5 +197,6 @@ def register_api(studio: StudioFacade) -> None:
         except NotAllowed as e:
             raise _refuse("delete_clip", e) from None
 
-    for fn in (text_to_video, image_to_video, video_to_video, inpaint, extend, list_clips, get_clip, delete_clip):
+    for fn in (text_to_video, image_to_video, video_to_video, inpaint, extend, interpolate_clip, list_clips, get_clip,
+               delete_clip):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)

@@ -92,6 +92,9 @@ def tiles_html(views: list["ClipView"], filtered: bool = True) -> str:
 
 def _summary(v: "ClipView") -> str:
     strength = f" · strength {v.strength:g}" if v.strength is not None else ""
+    step = v.params.get("interpolation")
+    if isinstance(step, dict):  # the source's recipe; its frames and fps are this clip's own
+        strength += f" · interpolated {step.get('factor')}x ({step.get('method')}) from `{str(step.get('source'))[:8]}`"
     return (f"**{MODE_NAMES.get(v.mode, v.mode)}** · `{v.model_id}@{v.model_version}` · seed **{v.seed}**"
             f"{' · ★' if v.starred else ''}<br>{html.escape(v.prompt)}<br>{v.steps} steps · CFG {v.cfg_scale:g}{strength}"
             f" · {v.frames} frames @ {v.fps} fps · {v.width}x{v.height} · made in {v.generation_seconds:.1f}s · "
@@ -277,6 +280,9 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                     extend = gr.Button("Extend", elem_id="gallery-extend")
                     restyle = gr.Button("Restyle", elem_id="gallery-restyle")
                     inpaint = gr.Button("Inpaint", elem_id="gallery-inpaint")
+                with gr.Row():
+                    interp2 = gr.Button("Interpolate 2x", elem_id="gallery-interpolate-2")
+                    interp4 = gr.Button("Interpolate 4x", elem_id="gallery-interpolate-4")
                 with gr.Row():
                     fmt = gr.Radio(["mp4", "webm", "gif"], value="mp4", label="Download as", elem_id="gallery-format")
                     export = gr.Button("Prepare download", elem_id="gallery-export")
@@ -650,6 +656,25 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
 
     for button, mode in ((animate, "i2v"), (extend, "extend"), (restyle, "v2v"), (inpaint, "inpaint")):
         button.click(branch_to(mode), inputs=[selected, frame], outputs=recall_outputs, api_visibility="private")
+
+    def interpolate_with(factor: int):
+        def handler(clip_id, request: gr.Request):
+            """A new clip with `factor` times the frame rate (a job in the queue); shown here when it is done."""
+            if not clip_id:
+                return {selected: gr.update()}
+            try:
+                submission = studio.interpolate(clip_id, factor, account=studio.account(signed_in(request)))
+            except (RequestError, NotAllowed) as e:
+                raise gr.Error(str(e), print_exception=False)
+            [status] = studio.wait(submission.job_ids)
+            if status.status != "done":
+                raise gr.Error(f"interpolation {status.status}: {status.error or ''}", print_exception=False)
+            gr.Info(f"Interpolated {factor}x: clip {status.clip_id[:8]}, a branch of {clip_id[:8]}.")
+            return show(status.clip_id, request)
+        return handler
+
+    for button, factor in ((interp2, 2), (interp4, 4)):
+        button.click(interpolate_with(factor), inputs=selected, outputs=detail_outputs, api_visibility="private")
 
     def recall_dropped(path):
         if not path:

@@ -47,6 +47,7 @@ class ModeTab:
     settings: gr.Accordion | None = None
     generate: gr.Button | None = None
     cancel: gr.Button | None = None
+    then_interpolate: gr.Dropdown | None = None  # 1 (off), 2 or 4: each clip made is then interpolated
 
 
 def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
@@ -109,6 +110,9 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
                     for name, label in (("frames", "Frames"), ("fps", "FPS"), ("width", "Width"), ("height", "Height")):
                         f[name] = gr.Number(precision=0, label=label, min_width=90, elem_id=f"{mode}-{name}", **p[name])
                 f["profile"] = gr.Dropdown(label="Speed / memory profile", elem_id=f"{mode}-profile", **p["profile"])
+                tab.then_interpolate = gr.Dropdown([("no", 1), ("×2 frame rate", 2), ("×4 frame rate", 4)], value=1,
+                                                   label="Then interpolate", elem_id=f"{mode}-then-interpolate",
+                                                   info="each clip made, by optical flow, as a branch of it")
             with gr.Row():
                 tab.generate = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                 tab.cancel = gr.Button("Cancel", variant="stop", elem_id=f"{mode}-cancel")
@@ -202,8 +206,26 @@ def _batch_eta(statuses, memo: dict) -> float | None:  # type: ignore[no-untyped
     return rest + -(-queued // max(1, size)) * per_group
 
 
+def _then_interpolate(studio: "StudioFacade", account, cells, views: dict, factor: int, summary: str):  # type: ignore[no-untyped-def]
+    """Interpolate every clip just made (jobs in the same queue); the summary and a result row per cell."""
+    made = {j: v for j, v in views.items() if v is not None}
+    try:
+        subs = {j: studio.interpolate(v.id, factor, account=account) for j, v in made.items()}
+    except (RequestError, NotAllowed) as e:
+        return f"{summary} ⚠️ Not interpolated: {e}", []
+    statuses = {j: s for j, sub in subs.items() for s in studio.wait(sub.job_ids)}
+    rows = []
+    for cell in cells:
+        row = [GridCell(studio.clip(statuses[j].clip_id)) if j in statuses and statuses[j].status == "done" else
+               GridCell(text=f"{statuses[j].status}: {statuses[j].error}" if j in statuses else "—")
+               for j in cell.job_ids]
+        rows.append(((axes_label(cell.axes) + " " if cell.axes else "") + f"×{factor} frame rate", row))
+    ok = sum(s.status == "done" for s in statuses.values())
+    return f"{summary} Interpolated {ok} of {len(made)} ×{factor} (as branches, in the gallery).", rows
+
+
 def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
-    widget_inputs = set(tab.fields.values()) | {tab.seeds, tab.jobs, tab.branch}
+    widget_inputs = set(tab.fields.values()) | {tab.seeds, tab.jobs, tab.branch, tab.then_interpolate}
     widget_inputs |= {w for pair in tab.vary for w in pair}
     if tab.mask_editor is not None:
         widget_inputs.add(tab.mask_editor)
@@ -238,6 +260,7 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
         shown_preview: dict[str, int] = {}
         eta_memo: dict = {}
         shown_done = -1
+        last_rows: list = []
         while True:
             statuses = {j: studio.status(j) for j in job_ids}
             finished = [s for s in statuses.values() if s.finished]
@@ -258,6 +281,7 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
                             row.append(GridCell(text=s.status if s.status != "failed" else f"failed: {s.error}"))
                     rows.append((axes_label(cell.axes), row))
                 update[tab.results] = grid_html(rows, columns, elem_id=f"{tab.mode}-grid")
+                last_rows = rows
             if len(finished) == len(job_ids):
                 if update:
                     yield update
@@ -304,6 +328,11 @@ def _wire_generation(studio: "StudioFacade", tab: ModeTab) -> None:
         if failed:
             more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
             summary = "⚠️ " + summary + " " + "; ".join(failed[:3]) + more
+        factor = int(values.get(tab.then_interpolate) or 1)
+        if factor > 1 and done and not cancelled:
+            yield {tab.status: f"{summary} Interpolating {done} clip(s) ×{factor}…", tab.preview: gr.update(visible=False)}
+            summary, rows = _then_interpolate(studio, account, cells, views, factor, summary)
+            yield {tab.results: grid_html(last_rows + rows, columns, elem_id=f"{tab.mode}-grid")}
         yield {tab.status: summary, tab.jobs: [], tab.preview: gr.update(value=None, visible=False)}
 
     outputs = [tab.status, tab.preview, tab.results, tab.used_seed, tab.jobs]

@@ -88,3 +88,42 @@ SECOND_SPEC = ModelSpec(
     defaults=ModelDefaults(steps=3, cfg_scale=4.0, frames=8, fps=8, width=32, height=32),
     limits=ModelLimits(steps=Range(1, 50), frames=Range(1, 32), width=Range(16, 64, 8), height=Range(16, 64, 8)),
 )
+
+
+SQUARE_SPEC = ModelSpec(
+    id="test-square",
+    version="1",
+    label="Moving square (tests only)",
+    family="test",
+    modes=("t2v", "i2v", "v2v", "inpaint"),
+    defaults=ModelDefaults(steps=1, cfg_scale=2.0, frames=4, fps=8, width=96, height=64),
+    limits=ModelLimits(steps=Range(1, 50), frames=Range(1, 32), width=Range(16, 512, 8), height=Range(16, 512, 8)),
+)
+SQUARE_BG, SQUARE_RGB = (30, 30, 30), (230, 200, 40)
+
+
+def moving_square(frames: int, height: int = 64, width: int = 96, *, size: int = 32, step: int = 8,
+                  x0: int = 8, y0: int = 16, background: np.ndarray | None = None, at: float = 0.0) -> np.ndarray:
+    """(frames, H, W, 3) uint8: a `size` square moving right `step` px a frame from (x0, y0), on a plain
+    background (or on `background`, (H, W, 3)). `at` shifts time: frame i shows the square at time i + at."""
+    out = np.empty((frames, height, width, 3), np.uint8)
+    out[:] = SQUARE_BG if background is None else background
+    for i in range(frames):
+        x = int(round(x0 + step * (i + at)))
+        out[i, y0:y0 + size, x:x + size] = SQUARE_RGB
+    return out
+
+
+@dataclass
+class SquareBackend(GradientBackend):
+    """Tests only: a square moving right 8 px a frame (for frame interpolation)."""
+
+    spec: ModelSpec = SQUARE_SPEC
+
+    def generate(self, request, media: MediaInputs, generator, on_step, should_cancel):
+        self.calls.append(request)
+        for i in range(request.steps):
+            if should_cancel():
+                raise Cancelled()
+            on_step(i + 1, request.steps, None)
+        return moving_square(request.frames, request.height, request.width)
