@@ -315,7 +315,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         view = studio.clip(status.clip_id)
         if args.json:
-            print(json.dumps(clip_json(view, children=[]), indent=2))  # the shape of `gallery show --json`
+            print(json.dumps(_shown(studio, view), indent=2, ensure_ascii=False))  # as `gallery show --json`
         else:
             print(view.video)
         return 0
@@ -356,11 +356,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             _error(f"no clip {args.id!r} in {built.settings.data_dir}")
             return EXIT_BAD_ARGS
         if c == "show":
-            children = studio.children(view.id)
-            shown = clip_json(view, children=[k.id for k in children],
-                              comments=[comment.to_json() for comment in studio.clip_comments(view.id)],
-                              voters=[{"reviewer": v.reviewer, "signed_in": v.signed_in, "created_at": v.created_at}
-                                      for v in studio.clip_votes(view.id)])
+            shown = _shown(studio, view)
             if args.json:
                 print(json.dumps(shown, indent=2, ensure_ascii=False))
             else:
@@ -515,6 +511,14 @@ def cmd_recall(args: argparse.Namespace) -> int:
             if key != "params":
                 print(f"{key:16} {value}")
     return 0
+
+
+def _shown(studio, view) -> dict:  # type: ignore[no-untyped-def]
+    """A clip as `gallery show --json` prints it: its JSON, children, review comments and voters."""
+    return clip_json(view, children=[k.id for k in studio.children(view.id)],
+                     comments=[comment.to_json() for comment in studio.clip_comments(view.id)],
+                     voters=[{"reviewer": v.reviewer, "signed_in": v.signed_in, "created_at": v.created_at}
+                             for v in studio.clip_votes(view.id)])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
