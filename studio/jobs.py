@@ -41,6 +41,7 @@ from pipelines.contract import (
     request_from_params,
 )
 from pipelines.contract.sweeps import AXES, MAX_SEEDS
+from studio.loras import LoraLibrary
 from studio.media import MediaError, MediaService
 from studio.media.interpolate import InterpolationRequest, check_output, interpolate
 from studio.media.video import read_video
@@ -122,8 +123,10 @@ class JobService:
         max_queued_per_user: int = MAX_QUEUED_PER_USER,
         max_queued: int = MAX_QUEUED,
         runner: Callable | None = None,
+        loras: LoraLibrary | None = None,
     ):
         self.registry = registry
+        self.loras = loras or LoraLibrary(files.root / "loras")
         self._session_factory = session_factory
         self.files = files
         self.media = media
@@ -283,12 +286,23 @@ class JobService:
                 raise RequestError("model_id", missing)
             resolved = request.resolve(spec, seed)
             resolved.validate(spec)
-            return resolved
+            return self._pin_loras(resolved)
         except RequestError as e:
             culprit = next((name for name in axes if AXES[name][0] == e.field), None)
             if culprit is None:
                 raise
             raise RequestError("vary", f"{culprit}={axes[culprit]!r}: {e}") from None
+
+    def _pin_loras(self, request: GenerationRequest) -> GenerationRequest:
+        """Each LoRA resolved to its file and sha256, and checked against the model (headers only), before queueing."""
+        if not request.loras:
+            return request
+        pinned = tuple(self.loras.pin(ref) for ref in request.loras)
+        for ref in pinned:
+            why = self.registry.check_lora(request.model_id, ref.name, ref.path or ref.name)
+            if why:
+                raise RequestError("loras", why)
+        return dataclasses.replace(request, loras=pinned)
 
     def _enqueue(self, job_id: str, batch_id: str, author: str | None = None) -> None:
         with self._lock:

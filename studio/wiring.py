@@ -18,6 +18,7 @@ from storage.lease import DataDirBusy, DataDirError, DataDirLease
 from storage.repositories import GalleryRepository
 from studio.accounts import AccountService
 from studio.facade import StudioFacade
+from studio.loras import LoraLibrary, lora_dir
 from studio.space import detect as detect_space
 from studio.space import zero_gpu_runner
 from studio.gallery import GalleryService
@@ -116,7 +117,8 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
         registry = registry or build_registry(settings)
         media = MediaService(files, settings.media_limits)
         jobs = JobService(registry, session_factory, files, media, library_versions=library_versions,
-                          runner=zero_gpu_runner(detect_space()))  # None off ZeroGPU: generation runs directly
+                          runner=zero_gpu_runner(detect_space()),  # None off ZeroGPU: generation runs directly
+                          loras=LoraLibrary(lora_dir(settings.data_dir)))
         gallery = GalleryService(session_factory, files)
         try:
             reviews = ReviewService(session_factory, gallery, files.secret(SECRET_NAME))

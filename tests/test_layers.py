@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("pipelines", "studio", "storage", "app")
 
 SERVICES = ["pipelines.contract", "storage", "studio.media", "studio.jobs", "studio.gallery", "studio.settings",
-            "studio.facade", "studio.clips", "studio.accounts", "studio.space", "studio.reviews"]
+            "studio.facade", "studio.clips", "studio.accounts", "studio.space", "studio.reviews",
+            "studio.loras"]
 # (module prefix, project modules it may import, third-party modules it must not import); first match wins
 RULES: list[tuple[str, list[str], list[str]]] = [
     ("pipelines.contract", ["pipelines.contract"], ["gradio", "sqlalchemy", "storage"]),

@@ -17,6 +17,7 @@ from pipelines.contract.backend import (
     is_out_of_memory,
 )
 from pipelines.contract.jobs import TERMINAL, JobStatus
+from pipelines.contract.loras import LoraRef, parse_lora
 from pipelines.contract.registry import ModelRegistry, RegistryEntry, Resolver, UnknownModel
 from pipelines.contract.requests import (
     DEFAULT_MODEL_ID,
@@ -38,7 +39,7 @@ from pipelines.contract.sweeps import AXES, MAX_SWEEP_CLIPS, Axis, Cell, SweepRe
 
 __all__ = [
     "Backend", "BatchBackend", "Cancelled", "MediaInputs", "ModelLoadError", "OutOfMemory", "StepCallback", "is_out_of_memory",
-    "TERMINAL", "JobStatus",
+    "TERMINAL", "JobStatus", "LoraRef", "parse_lora",
     "ModelRegistry", "RegistryEntry", "Resolver", "UnknownModel",
     "DEFAULT_MODEL_ID", "MAX_PROMPT_CHARS", "MAX_SEED", "PARAMS_SCHEMA_VERSION", "REQUEST_TYPES",
     "ExtendRequest", "GenerationRequest", "ImageToVideoRequest", "InpaintRequest", "RequestError", "TextToVideoRequest",

@@ -28,6 +28,9 @@ class RegistryEntry:
     missing: Callable[[], "str | None"] | None = None
     # (prompt) -> what the model will not follow in it ("unknown words: cat, piano"); cheap, no loading
     prompt_warnings: Callable[[str], "list[str]"] | None = None
+    # (LoRA name, path) -> None when the LoRA fits the model's denoiser, else why not; cheap (file headers only).
+    # None: the model takes no LoRAs.
+    check_lora: Callable[[str, str], "str | None"] | None = None
 
 
 # A resolver turns an id that is not in the table (a local folder, a hub repo id) into an entry, or None.
@@ -85,6 +88,13 @@ class ModelRegistry:
         """What `model_id` will not follow in `prompt` (words it does not know); [] when it cannot tell."""
         entry = self.entry(model_id)
         return list(entry.prompt_warnings(prompt or "")) if entry.prompt_warnings is not None else []
+
+    def check_lora(self, model_id: str, name: str, path: str) -> str | None:
+        """None when the LoRA file at `path` can be applied to `model_id`, else a message naming both."""
+        entry = self.entry(model_id)
+        if entry.check_lora is None:
+            return f"model {entry.spec.label} ({model_id}) does not take LoRAs; pick a diffusers model"
+        return entry.check_lora(name, path)
 
     def load(self, model_id: str, profile: str | None = None) -> Backend:
         """Return the backend for `model_id` under `profile`, freeing whichever other one was loaded."""

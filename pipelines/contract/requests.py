@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pipelines.contract.loras import MAX_LORAS, LoraRef
 from pipelines.contract.spec import ModelSpec, Range
 
 DEFAULT_MODEL_ID = ""  # "" = the registry's default model, filled in by the job service
@@ -44,6 +45,20 @@ class GenerationRequest:
     width: int | None = None
     height: int | None = None
     profile: str | None = None  # speed/memory profile; None = the model's first (or none)
+    # LoRAs applied to the denoiser, in order: (name, weight) pairs or LoraRef; the job service pins each file
+    loras: tuple[LoraRef, ...] = ()
+
+    def __post_init__(self) -> None:
+        loras = self.loras
+        if loras is None:
+            loras = ()
+        if isinstance(loras, (str, dict, LoraRef)):
+            loras = (loras,)
+        try:
+            value = tuple(LoraRef.of(x) for x in loras)
+        except TypeError:
+            value = loras  # validate() names it
+        object.__setattr__(self, "loras", value)
 
     # ---- resolution and validation -------------------------------------------------------
     def resolve(self, spec: ModelSpec, seed: int) -> "GenerationRequest":
@@ -91,6 +106,7 @@ class GenerationRequest:
             raise RequestError("model_id", f"{self.model_id!r} is not a model id")
         if self.profile is not None and not isinstance(self.profile, str):
             raise RequestError("profile", f"{self.profile!r} is not a profile name")
+        self.validate_loras()
         for name in self.media_fields:
             value = getattr(self, name)
             if not value:
@@ -102,6 +118,19 @@ class GenerationRequest:
             if s is not None and not (isinstance(s, (int, float)) and math.isfinite(s) and 0.0 <= s <= 1.0):
                 raise RequestError("strength", f"{s!r} is outside 0 to 1")
 
+    def validate_loras(self) -> None:
+        if not isinstance(self.loras, tuple) or not all(isinstance(x, LoraRef) for x in self.loras):
+            raise RequestError("loras", f"{self.loras!r} is not a list of (name, weight)")
+        if len(self.loras) > MAX_LORAS:
+            raise RequestError("loras", f"{len(self.loras)} LoRAs; at most {MAX_LORAS}")
+        names = [x.name for x in self.loras]
+        for ref in self.loras:
+            why = ref.problem()
+            if why:
+                raise RequestError("loras", why)
+            if names.count(ref.name) > 1:
+                raise RequestError("loras", f"{ref.name} is listed twice; give it once with the weight you want")
+
     def for_backend(self) -> "GenerationRequest":
         """The request a backend sees (studio-level modes such as extend map onto a backend mode)."""
         return self
@@ -110,6 +139,7 @@ class GenerationRequest:
     def to_params(self) -> dict[str, Any]:
         out = {"schema_version": PARAMS_SCHEMA_VERSION, "mode": self.mode}
         out.update(dataclasses.asdict(self))
+        out["loras"] = [{k: v for k, v in dataclasses.asdict(x).items() if v is not None} for x in self.loras]
         return out
 
 

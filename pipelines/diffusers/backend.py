@@ -27,6 +27,7 @@ from pipelines.contract import (
 from pipelines.diffusers import hub
 from pipelines.diffusers.blend import Blend
 from pipelines.diffusers.catalog import DEFAULT_PROFILE, CatalogModel
+from pipelines.diffusers.loras import LoraState
 from pipelines.diffusers.preview import StepHook
 from pipelines.diffusers.profiles import apply_profile, dtypes, set_cache
 
@@ -88,6 +89,7 @@ class DiffusersBackend:
         self._last: dict[str, Any] = {}
         self._given = None
         self._loaded_once = False
+        self._loras = LoraState()
 
     @property
     def pipeline(self):
@@ -256,6 +258,7 @@ class DiffusersBackend:
         too_big = False
         try:
             pipe = self.pipeline_for(mode)
+            self._loras.apply(pipe, getattr(request, "loras", ()), f"{self.spec.label} ({self.spec.id})")
             cached = set_cache(pipe, self.model, self.settings, self.profile.cache_threshold)
             kwargs, blend = self._call_kwargs(pipe, request, media, generators)
             hook = StepHook(self.family, request, on_step, should_cancel, blend, self.preview_every)
@@ -281,7 +284,7 @@ class DiffusersBackend:
             raise RuntimeError(f"{type(pipe).__name__} returned {len(clips)} clips for {n} seeds")
         self._last = {"mode": mode, "pipeline": type(pipe).__name__, "first_block_cache": cached,
                       "inpaint": ("latent-blend" if blend else "native") if mode == "inpaint" else None,
-                      "batch": n, "arguments": _scalars(kwargs),
+                      "batch": n, "arguments": _scalars(kwargs), "loras": list(self._loras.active),
                       "notes": self.family.notes(pipe, request, kwargs)}
         return clips
 
@@ -365,6 +368,7 @@ class DiffusersBackend:
     def unload(self) -> None:
         base, self._base = self._base, None
         self._pipes.clear()
+        self._loras.clear()
         self._offloaded_for = None
         if base is not None:
             try:

@@ -21,7 +21,17 @@ def _entry(model: CatalogModel, models_dir: Path | None, preview_every: int) -> 
         return DiffusersBackend(model, device=device, profile=profile, models_dir=models_dir,
                                 preview_every=preview_every)
 
-    return RegistryEntry(spec=model.spec, load=load, missing=lambda: hub.missing(model, models_dir))
+    def check_lora(name: str, path: str) -> str | None:
+        from pipelines.diffusers import loras
+
+        try:
+            folder, _ = hub.locate(model, models_dir)
+        except ModelLoadError:
+            folder = None
+        return loras.check(model, folder, name, path)
+
+    return RegistryEntry(spec=model.spec, load=load, missing=lambda: hub.missing(model, models_dir),
+                         check_lora=check_lora)
 
 
 def catalog_entries(

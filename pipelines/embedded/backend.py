@@ -237,6 +237,8 @@ class EmbeddedBackend:
 
     def _generate(self, request, media, generators, on_step, should_cancel):
         """One clip per generator (same request otherwise), as one batch through the denoiser."""
+        if getattr(request, "loras", ()):
+            raise ValueError(f"model {self.spec.id} does not take LoRAs; pick a diffusers model")
         import numpy as np
         import torch
 

@@ -1,0 +1,182 @@
+"""LoRAs on the tiny Wan, LTX and CogVideoX pipelines: tiny random LoRAs built in code (PEFT layout,
+`save_lora_weights`), applied by the backend with a weight, stacked, unloaded between jobs, refused when
+they do not fit; and through the job service: pinned (file name, sha256, weight) in the recipe, recalled."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.contract import LoraRef, RequestError, TextToVideoRequest, parse_lora, request_from_params
+from pipelines.contract.loras import describe, read_shapes
+from pipelines.diffusers import local_model_resolver
+from tests.support.tiny_diffusers import SIZE, TINY, build_tiny_kind
+from tests.support.tiny_loras import make_lora
+
+torch.set_num_threads(1)
+
+KINDS = ["wan-t2v", "ltx", "cogvideox-t2v"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """kind -> (folder, entry, backend, {lora name: path}) built once per module."""
+    root = tmp_path_factory.mktemp("tiny-loras")
+    made: dict = {}
+
+    def get(kind: str):
+        if kind not in made:
+            folder = build_tiny_kind(kind, root / kind)
+            entry = local_model_resolver(str(folder))
+            backend = entry.load("cpu", None)
+            loras = {
+                "a": make_lora(backend.pipeline, root / "loras" / kind / "a.safetensors", seed=1),
+                "b": make_lora(backend.pipeline, root / "loras" / kind / "b.safetensors", seed=2),
+                "wide": make_lora(backend.pipeline, root / "loras" / kind / "wide.safetensors", seed=3, widen=3),
+            }
+            made[kind] = (folder, entry, backend, loras)
+        return made[kind]
+
+    yield get
+    for _, _, backend, _ in made.values():
+        backend.unload()
+
+
+def _request(kind: str, loras=()) -> TextToVideoRequest:
+    return TextToVideoRequest(prompt="a red ball moves left", width=SIZE, height=SIZE, frames=TINY[kind].frames,
+                              steps=2, cfg_scale=2.0, fps=8, seed=1, model_id="tiny", loras=loras)
+
+
+def _run(backend, request) -> np.ndarray:
+    from pipelines.contract import MediaInputs
+
+    g = torch.Generator().manual_seed(request.seed)
+    return backend.generate(request, MediaInputs(), g, lambda *a: None, lambda: False)
+
+
+def _ref(path, weight: float) -> LoraRef:
+    return LoraRef(name=path.name, weight=weight, path=str(path), sha256=path.stem)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lora_changes_the_clip_weight_zero_is_the_base_and_two_stack(tiny, kind):
+    _, _, backend, loras = tiny(kind)
+    base = _run(backend, _request(kind))
+    a = _run(backend, _request(kind, (_ref(loras["a"], 1.0),)))
+    b = _run(backend, _request(kind, (_ref(loras["b"], 1.0),)))
+    zero = _run(backend, _request(kind, (_ref(loras["a"], 0.0),)))
+    both = _run(backend, _request(kind, (_ref(loras["a"], 1.0), _ref(loras["b"], 1.0))))
+    assert not np.array_equal(a, base)
+    assert np.array_equal(zero, base), "weight 0 gives the base output exactly"
+    assert not np.array_equal(both, a) and not np.array_equal(both, b) and not np.array_equal(a, b)
+    assert [x["name"] for x in backend.manifest()["last_run"]["loras"]] == ["a.safetensors", "b.safetensors"]
+    # the next job without LoRAs gets the base model back: nothing leaks between jobs
+    assert np.array_equal(_run(backend, _request(kind)), base)
+    assert backend.manifest()["last_run"]["loras"] == []
+    # replaced: a after b gives a's clip, not a stack
+    _run(backend, _request(kind, (_ref(loras["b"], 1.0),)))
+    assert np.array_equal(_run(backend, _request(kind, (_ref(loras["a"], 1.0),))), a)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_wrong_shape_lora_is_refused_naming_lora_and_model(tiny, kind):
+    folder, entry, backend, loras = tiny(kind)
+    assert entry.check_lora("a.safetensors", str(loras["a"])) is None
+    why = entry.check_lora("wide.safetensors", str(loras["wide"]))
+    assert why and "wide.safetensors" in why and str(folder) in why
+    # loaded anyway (no pre-check), the backend refuses it too and stays usable
+    with pytest.raises(ValueError, match="wide.safetensors"):
+        _run(backend, _request(kind, (_ref(loras["wide"], 1.0),)))
+    assert np.array_equal(_run(backend, _request(kind)), _run(backend, _request(kind)))
+
+
+def test_a_lora_of_another_family_is_refused(tiny):
+    _, wan_entry, _, _ = tiny("wan-t2v")
+    _, _, _, ltx_loras = tiny("ltx")
+    why = wan_entry.check_lora("ltx-a", str(ltx_loras["a"]))
+    assert why and "ltx-a" in why and "wan" in why
+
+
+def test_family_guess_and_rank_from_the_keys(tiny):
+    _, _, _, wan = tiny("wan-t2v")
+    assert describe(read_shapes(wan["a"])) == {"family": "wan", "rank": 2, "tensors": 16}
+
+
+def test_request_loras_are_validated_and_round_trip():
+    r = TextToVideoRequest(prompt="x", loras=[("style", 0.5), "detail:-1.5"])
+    assert r.loras == (LoraRef("style", 0.5), LoraRef("detail", -1.5))
+    assert parse_lora("/p/x.safetensors") == LoraRef("/p/x.safetensors", 1.0)
+    assert request_from_params(r.to_params()) == r
+    from pipelines.contract.spec import ModelDefaults, ModelSpec
+
+    spec = ModelSpec("m", "1", "M", "wan", ("t2v",), ModelDefaults(2, 5.0, 5, 8, 32, 32))
+    for bad, why in [((("a", float("nan")),), "not a number"), ((("a", 5.0),), "outside -4 to 4"),
+                     ((("a", 1.0), ("a", 2.0)), "twice"), ((("", 1.0),), "not a LoRA name")]:
+        with pytest.raises(RequestError, match=why):
+            dataclasses.replace(r, loras=bad).resolve(spec, 1).validate(spec)
+
+
+# ---- through the job service ---------------------------------------------------------------------------
+@pytest.fixture
+def lora_studio(settings, tiny, monkeypatch, tmp_path):
+    from studio.wiring import build_studio
+
+    folder, _, _, loras = tiny("wan-t2v")
+    lib = tmp_path / "lora-folder"
+    lib.mkdir()
+    for name in ("a", "b", "wide"):
+        (lib / f"{name}.safetensors").write_bytes(loras[name].read_bytes())
+    monkeypatch.setenv("STUDIO_LORA_DIR", str(lib))
+    s = build_studio(settings)
+    yield s, str(folder), lib
+    s.close()
+
+
+def test_job_records_each_lora_and_recall_reproduces(lora_studio):
+    s, model, lib = lora_studio
+    req = dataclasses.replace(_request("wan-t2v", (("a", 0.8), ("b.safetensors", 0.5))), model_id=model)
+    [st] = s.jobs.wait(s.jobs.submit(req).job_ids, timeout=120)
+    assert st.status == "done", st.error
+    clip = s.gallery.get(st.clip_id)
+    import hashlib
+
+    recorded = [{k: x[k] for k in ("name", "sha256", "weight")} for x in clip.params["loras"]]
+    assert recorded == [
+        {"name": "a.safetensors", "sha256": hashlib.sha256((lib / "a.safetensors").read_bytes()).hexdigest(),
+         "weight": 0.8},
+        {"name": "b.safetensors", "sha256": hashlib.sha256((lib / "b.safetensors").read_bytes()).hexdigest(),
+         "weight": 0.5},
+    ]
+    again = s.gallery.recall(st.clip_id)
+    [st2] = s.jobs.wait(s.jobs.submit(again).job_ids, timeout=120)
+    assert st2.status == "done", st2.error
+    from studio.media.video import read_video
+
+    one, _ = read_video(s.gallery.get(st.clip_id).video, s.media.limits)
+    two, _ = read_video(s.gallery.get(st2.clip_id).video, s.media.limits)
+    assert np.array_equal(one, two)
+    # a file changed since: recall refuses rather than silently differ
+    (lib / "a.safetensors").write_bytes((lib / "b.safetensors").read_bytes())
+    with pytest.raises(RequestError, match="changed"):
+        s.jobs.submit(again)
+
+
+def test_wrong_shape_or_unknown_lora_is_refused_before_the_job_runs(lora_studio):
+    s, model, _ = lora_studio
+    with pytest.raises(RequestError) as err:
+        s.jobs.submit(dataclasses.replace(_request("wan-t2v", (("wide", 1.0),)), model_id=model))
+    assert err.value.field == "loras" and "wide.safetensors" in str(err.value) and model in str(err.value)
+    with pytest.raises(RequestError, match="no LoRA 'nope'.*a.safetensors"):
+        s.jobs.submit(dataclasses.replace(_request("wan-t2v", (("nope", 1.0),)), model_id=model))
+
+
+def test_the_embedded_model_refuses_loras(lora_studio):
+    s, _, _ = lora_studio
+    with pytest.raises(RequestError, match="does not take LoRAs"):
+        s.jobs.submit(TextToVideoRequest(prompt="a red circle", model_id="embedded-shapes", loras=(("a", 1.0),)))
