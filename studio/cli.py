@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipelines.contract import REQUEST_TYPES, RequestError, SweepRequest, parse_axis
+from pipelines.contract import REQUEST_TYPES, RequestError, SweepRequest, parse_axis, parse_lora
 from studio.clips import clip_json, recipe_json
 from studio.facade import FROM_CLIP, INTERPOLATION_FACTORS, INTERPOLATION_METHODS
 
@@ -80,11 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vary", action="append", default=[], metavar="AXIS=VALUES",
                    help="sweep an axis (cfg, steps, strength, frames, model, prompt): --vary cfg=3,5,7, "
                    "--vary \"prompt=a red circle|a red square\"; at most two")
+    g.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME[:WEIGHT]",
+                   help="apply a LoRA (a .safetensors file in the LoRA folder, or a path), weight 1 unless given; "
+                   "repeat to stack")
     g.add_argument("--data-dir", default=None)
     g.add_argument("--out", default=None, help="also copy the mp4 here (a file, or a folder for several seeds)")
     g.add_argument("--json", action="store_true", help="print a JSON array, one object per clip")
     g.add_argument("--device", default=None)
     g.add_argument("--threads", type=int, default=None)
+
+    lo = sub.add_parser("loras", help="the LoRA folder (STUDIO_LORA_DIR, else <data dir>/loras)")
+    losub = lo.add_subparsers(dest="loras_command", required=True, parser_class=OneLineParser)
+    lo_list = losub.add_parser("list", help="each LoRA file with its family guess, rank and size")
+    lo_list.add_argument("--data-dir", default=None)
+    lo_list.add_argument("--json", action="store_true")
 
     gal = sub.add_parser("gallery", help="list, show, star, tag, note, delete, export and import clips")
     gsub = gal.add_subparsers(dest="gallery_command", required=True, parser_class=OneLineParser)
@@ -189,6 +198,7 @@ def _request_from_args(args: argparse.Namespace):
         width=args.width,
         height=args.height,
         profile=args.profile,
+        loras=tuple(parse_lora(x) for x in args.lora),
     )
     if args.model:
         fields["model_id"] = args.model
@@ -294,6 +304,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for s in failed:
             _error(f"job {s.job_id} {s.status}: {s.error or ''}".rstrip(": "))
         return EXIT_FAILED if failed else 0
+    finally:
+        built.close()
+
+
+def cmd_loras(args: argparse.Namespace) -> int:
+    from studio.wiring import build_studio
+
+    built = build_studio(_settings(args), _no_models(), start=False)
+    try:
+        rows = built.facade.loras()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print(f"no LoRAs in {built.facade.lora_folder}", file=sys.stderr)
+        else:
+            for r in rows:
+                rank = r.get("rank") if r.get("rank") is not None else "?"
+                print(f"{r['name']:40} {r.get('family') or '?':10} rank {rank:<4} {r['size'] / 1e6:.1f} MB"
+                      + (f"  ({r['error']})" if r.get("error") else ""))
+        return 0
     finally:
         built.close()
 
@@ -575,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from studio.wiring import DataDirError
 
-    commands = {"generate": cmd_generate, "serve": cmd_serve, "gallery": cmd_gallery, "recall": cmd_recall,
+    commands = {"loras": cmd_loras, "generate": cmd_generate, "serve": cmd_serve, "gallery": cmd_gallery, "recall": cmd_recall,
                 "users": cmd_users, "share": cmd_share, "interpolate": cmd_interpolate}
     try:
         return commands[args.command](args)

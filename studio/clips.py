@@ -2,7 +2,7 @@
 
 Keys: id, path, prompt, negative_prompt, seed, mode, model, model_version, cfg, cfg_scale (the same
 value, the name the older `generate --json` used), steps, frames, fps, width, height, strength,
-profile, inputs, starred, tags, note, sweep, axes, parent, author, votes (reviewers' votes through review
+profile, loras ([{"name", "sha256", "weight"}]), inputs, starred, tags, note, sweep, axes, parent, author, votes (reviewers' votes through review
 links), batch_id, seconds, created_at, interpolation (None, or for a clip made by frame interpolation
 {"factor", "method", "source", "source_fps", "source_frames"}: its `parent` is the source, `fps`/`frames` are
 its own, the other settings are the source's recipe); `generate --json` and the API's generation endpoints add
@@ -49,9 +49,16 @@ def clip_json(view: ClipView, **extra: Any) -> dict[str, Any]:
         "seconds": round(view.generation_seconds, 3),
         "created_at": view.created_at,
         "interpolation": view.params.get("interpolation"),
+        "loras": lora_json(view.params.get("loras")),
     }
     out.update(extra)
     return out
+
+
+def lora_json(loras) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """A clip's LoRAs as [{"name", "sha256", "weight"}], in the order they were applied."""
+    return [{"name": x.get("name"), "sha256": x.get("sha256"), "weight": x.get("weight")}
+            for x in (loras or []) if isinstance(x, dict)]
 
 
 def public_clip_json(view: ClipView) -> dict[str, Any]:
@@ -96,6 +103,7 @@ def recipe_json(request: GenerationRequest, clip_id: str | None = None) -> dict[
         "strength": getattr(request, "strength", None),
         "profile": request.profile,
         "inputs": {name: getattr(request, name) for name in request.media_fields},
+        "loras": lora_json(p.get("loras")),
         "params": p,
     }
     return out

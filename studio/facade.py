@@ -159,6 +159,18 @@ class StudioFacade:
         """UnknownModel / ModelLoadError for ids that name no model."""
         return self._registry.spec(model_id)
 
+    # ---- LoRAs -----------------------------------------------------------------------------------
+    @property
+    def lora_folder(self):  # type: ignore[no-untyped-def]
+        return self._jobs.loras.folder
+
+    def loras(self) -> list[dict]:
+        """The LoRA folder's files: name, family guess, rank, size (bytes)."""
+        return self._jobs.loras.list()
+
+    def lora_names(self) -> list[str]:
+        return self._jobs.loras.names()
+
     def prompt_warnings(self, model_id: str | None, prompt: str) -> list[str]:
         """What the model will not follow in the prompt ("unknown words: cat, piano"); [] when it cannot tell."""
         try:

@@ -180,3 +180,44 @@ def test_the_embedded_model_refuses_loras(lora_studio):
     s, _, _ = lora_studio
     with pytest.raises(RequestError, match="does not take LoRAs"):
         s.jobs.submit(TextToVideoRequest(prompt="a red circle", model_id="embedded-shapes", loras=(("a", 1.0),)))
+
+
+# ---- the CLI ---------------------------------------------------------------------------------------------
+def _cli(*args, data_dir, lora_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STUDIO_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "STUDIO_LORA_DIR": str(lora_dir)}
+    return subprocess.run([sys.executable, "-m", "studio.cli", *args, "--data-dir", str(data_dir)], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[2], env=env, timeout=300)
+
+
+def test_cli_generate_with_loras_and_loras_list(tiny, tmp_path):
+    import hashlib
+    import json
+
+    folder, _, _, loras = tiny("wan-t2v")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a.safetensors").write_bytes(loras["a"].read_bytes())
+    listed = _cli("loras", "list", "--json", data_dir=tmp_path / "data", lora_dir=lib)
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert row["name"] == "a.safetensors" and row["family"] == "wan" and row["rank"] == 2 and row["size"] > 0
+    text = _cli("loras", "list", data_dir=tmp_path / "data", lora_dir=lib)
+    assert "a.safetensors" in text.stdout and "wan" in text.stdout
+
+    out = _cli("generate", "--model", str(folder), "--prompt", "a red ball", "--steps", "2", "--frames", "5",
+               "--width", "32", "--height", "32", "--seed", "1", "--lora", "a:0.7", "--lora", f"{loras['b']}:-0.5",
+               "--json", data_dir=tmp_path / "data", lora_dir=lib)
+    assert out.returncode == 0, out.stderr
+    [clip] = json.loads(out.stdout)
+    assert clip["loras"] == [
+        {"name": "a.safetensors", "sha256": hashlib.sha256(loras["a"].read_bytes()).hexdigest(), "weight": 0.7},
+        {"name": str(loras["b"]), "sha256": hashlib.sha256(loras["b"].read_bytes()).hexdigest(), "weight": -0.5},
+    ]
+    bad = _cli("generate", "--model", str(folder), "--prompt", "x", "--lora", "a:9", data_dir=tmp_path / "data",
+               lora_dir=lib)
+    assert bad.returncode == 2 and "outside -4 to 4" in bad.stderr
