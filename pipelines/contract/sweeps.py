@@ -28,8 +28,9 @@ AXES: dict[str, tuple[str, type]] = {
     "frames": ("frames", int),
     "model": ("model_id", str),
     "prompt": ("prompt", str),
+    "lora_weight": ("loras", float),  # the first LoRA's weight (the request must name one)
 }
-_COST_ORDER = ("model", "frames", "steps", "prompt", "cfg", "strength")  # outermost first
+_COST_ORDER = ("model", "frames", "steps", "prompt", "lora_weight", "cfg", "strength")  # outermost first
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Axis:
 
 
 def parse_axis(text: str) -> Axis:
-    """`cfg=3,5,7`, `steps=10,20`, `model=a,b`, `prompt=a red circle|a red square` -> Axis. RequestError("vary")."""
+    """`cfg=3,5,7`, `steps=10,20`, `lora_weight=0,0.5,1`, `model=a,b`, `prompt=a red circle|a red square` -> Axis. RequestError("vary")."""
     name, sep, raw = str(text).partition("=")
     name = name.strip()
     if not sep:
@@ -107,6 +108,8 @@ class SweepRequest:
         for axis in self.axes:
             if axis.name == "strength" and not hasattr(self.request, "strength"):
                 raise RequestError("vary", f"strength is not a setting of {self.request.mode}")
+            if axis.name == "lora_weight" and not self.request.loras:
+                raise RequestError("vary", "lora_weight varies the first LoRA's weight; the request has no LoRA")
         total = self.seeds * math.prod(len(a.values) for a in self.axes)
         if total > MAX_SWEEP_CLIPS:
             raise RequestError("vary", f"{total} clips; a sweep makes at most {MAX_SWEEP_CLIPS}")
@@ -117,6 +120,9 @@ class SweepRequest:
         out = []
         for combo in itertools.product(*(a.values for a in ordered)):
             values = {a.name: v for a, v in zip(ordered, combo)}
-            changes = {AXES[name][0]: v for name, v in values.items()}
+            changes = {AXES[name][0]: v for name, v in values.items() if name != "lora_weight"}
+            if "lora_weight" in values:
+                first, *rest = self.request.loras
+                changes["loras"] = (dataclasses.replace(first, weight=values["lora_weight"]), *rest)
             out.append(Cell({a.name: values[a.name] for a in self.axes}, dataclasses.replace(self.request, **changes)))
         return out or [Cell({}, self.request)]

@@ -221,3 +221,31 @@ def test_cli_generate_with_loras_and_loras_list(tiny, tmp_path):
     bad = _cli("generate", "--model", str(folder), "--prompt", "x", "--lora", "a:9", data_dir=tmp_path / "data",
                lora_dir=lib)
     assert bad.returncode == 2 and "outside -4 to 4" in bad.stderr
+
+
+def test_sweep_axis_lora_weight_varies_the_first_loras_weight():
+    from pipelines.contract import SweepRequest, parse_axis
+
+    req = TextToVideoRequest(prompt="x", loras=(("a", 1.0), ("b", 0.5)))
+    sweep = SweepRequest(req, 1, (parse_axis("lora_weight=0,0.5,1"), parse_axis("cfg=3,5")))
+    sweep.validate()
+    cells = sweep.cells()
+    assert len(cells) == 6 and cells[0].axes == {"lora_weight": 0.0, "cfg": 3.0}
+    assert [c.request.loras[0].weight for c in cells[::2]] == [0.0, 0.5, 1.0]
+    assert all(c.request.loras[1] == LoraRef("b", 0.5) for c in cells)
+    with pytest.raises(RequestError, match="no LoRA"):
+        SweepRequest(TextToVideoRequest(prompt="x"), 1, (parse_axis("lora_weight=0,1"),)).validate()
+
+
+def test_lora_weight_sweep_through_the_job_service(lora_studio):
+    from pipelines.contract import SweepRequest, parse_axis
+
+    s, model, _ = lora_studio
+    req = dataclasses.replace(_request("wan-t2v", (("a", 1.0),)), model_id=model)
+    with pytest.raises(RequestError, match="lora_weight=9.0"):
+        s.jobs.submit_sweep(SweepRequest(req, 1, (parse_axis("lora_weight=0,9"),)))
+    sub = s.jobs.submit_sweep(SweepRequest(req, 1, (parse_axis("lora_weight=0,1"),)))
+    statuses = s.jobs.wait(sub.job_ids, timeout=120)
+    assert all(st.status == "done" for st in statuses), [st.error for st in statuses]
+    weights = [s.gallery.get(st.clip_id).params["loras"][0]["weight"] for st in statuses]
+    assert weights == [0.0, 1.0]
