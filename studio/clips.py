@@ -67,6 +67,8 @@ def public_clip_json(view: ClipView) -> dict[str, Any]:
     and `thumb_url` are where the studio serves the clip by id, relative to its address."""
     out = clip_json(view, video_url=f"/media/clip/{view.id}.mp4", thumb_url=f"/media/thumb/{view.id}.jpg")
     del out["path"]
+    for lora in out["loras"]:  # a LoRA given by path (the CLI): its file name only
+        lora["name"] = str(lora["name"] or "").replace("\\", "/").rsplit("/", 1)[-1]
     out["inputs"] = {name: {k: v for k, v in meta.items() if k != "path"} if isinstance(meta, dict) else None
                      for name, meta in view.inputs.items()}
     return out

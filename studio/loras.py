@@ -60,7 +60,7 @@ class LoraLibrary:
                     raise RequestError("loras", f"{name} is not a .safetensors file")
                 return c.resolve()
         known = ", ".join(self.names()) or "none"
-        raise RequestError("loras", f"no LoRA {name!r} in {self.folder} (it has: {known}) and no such file")
+        raise RequestError("loras", f"no LoRA {name!r} in the LoRA folder (it has: {known}) and no such file")
 
     def sha256(self, path: Path) -> str:
         st = path.stat()

@@ -2,6 +2,7 @@
 
 Each returns the first clip's mp4 and a list of clips in the one clip JSON shape (`studio.clips.clip_json`).
 `vary` makes a sweep: a list of "NAME=VALUES" (e.g. ["cfg=3,5,7", "prompt=a red circle|a red square"]).
+`loras`: LoRAs of the studio's LoRA folder by file name, each "name" (weight 1) or "name:weight" (e.g. ["style:0.8"]).
 Refused input is logged in one line and answered with the message, never a traceback.
 """
 # No `from __future__ import annotations` here: Gradio reads these annotations to type the API page.
@@ -104,49 +105,52 @@ def register_api(studio: StudioFacade) -> None:
     def text_to_video(prompt: str, negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
                       steps: Optional[int] = None, cfg_scale: Optional[float] = None, frames: Optional[int] = None,
                       fps: Optional[int] = None, width: Optional[int] = None, height: Optional[int] = None,
-                      vary: Optional[list[str]] = None, request: gr.Request = None) -> tuple[FileData, Clips]:
+                      vary: Optional[list[str]] = None, loras: Optional[list[str]] = None,
+                      request: gr.Request = None) -> tuple[FileData, Clips]:
         """Generate from a prompt. Returns the first clip's mp4 and a list describing every clip."""
         return run("text_to_video", "t2v", dict(prompt=prompt, negative_prompt=negative_prompt, model_id=model,
-                   seed=seed, steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps, width=width, height=height),
-                   seeds, vary, request=request)
+                   seed=seed, steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps, width=width, height=height,
+                   loras=loras), seeds, vary, request=request)
 
     def image_to_video(prompt: str, image: FileData, negative_prompt: str = "", model: str = "", seed: int = -1,
                        seeds: int = 1, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
                        frames: Optional[int] = None, fps: Optional[int] = None, width: Optional[int] = None,
                        height: Optional[int] = None, vary: Optional[list[str]] = None,
-                       request: gr.Request = None) -> tuple[FileData, Clips]:
+                       loras: Optional[list[str]] = None, request: gr.Request = None) -> tuple[FileData, Clips]:
         """Animate an image (the first frame) as the prompt says."""
         return run("image_to_video", "i2v", dict(prompt=prompt, image=image, negative_prompt=negative_prompt,
                    model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps, width=width,
-                   height=height), seeds, vary, request=request)
+                   height=height, loras=loras), seeds, vary, request=request)
 
     def video_to_video(prompt: str, video: FileData, strength: Optional[float] = None, negative_prompt: str = "",
                        model: str = "", seed: int = -1, seeds: int = 1, steps: Optional[int] = None,
                        cfg_scale: Optional[float] = None, frames: Optional[int] = None, fps: Optional[int] = None,
                        width: Optional[int] = None, height: Optional[int] = None,
-                       vary: Optional[list[str]] = None, request: gr.Request = None) -> tuple[FileData, Clips]:
+                       vary: Optional[list[str]] = None, loras: Optional[list[str]] = None,
+                      request: gr.Request = None) -> tuple[FileData, Clips]:
         """Restyle a video by a prompt; strength 0 returns the input, 1 ignores it (default: the model's)."""
         return run("video_to_video", "v2v", dict(prompt=prompt, video=video, strength=strength,
                    negative_prompt=negative_prompt, model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                   frames=frames, fps=fps, width=width, height=height), seeds, vary, request=request)
+                   frames=frames, fps=fps, width=width, height=height, loras=loras), seeds, vary, request=request)
 
     def inpaint(prompt: str, video: FileData, mask: FileData, strength: Optional[float] = None,
                 negative_prompt: str = "", model: str = "", seed: int = -1, seeds: int = 1,
                 steps: Optional[int] = None, cfg_scale: Optional[float] = None, frames: Optional[int] = None,
                 fps: Optional[int] = None, width: Optional[int] = None, height: Optional[int] = None,
-                vary: Optional[list[str]] = None, request: gr.Request = None) -> tuple[FileData, Clips]:
+                vary: Optional[list[str]] = None, loras: Optional[list[str]] = None,
+                      request: gr.Request = None) -> tuple[FileData, Clips]:
         """Regenerate the masked region (white = regenerate, black = keep) of a video by the prompt."""
         return run("inpaint", "inpaint", dict(prompt=prompt, video=video, mask=mask, strength=strength,
                    negative_prompt=negative_prompt, model_id=model, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                   frames=frames, fps=fps, width=width, height=height), seeds, vary, request=request)
+                   frames=frames, fps=fps, width=width, height=height, loras=loras), seeds, vary, request=request)
 
     def extend(prompt: str, clip: str, frame: Optional[int] = None, negative_prompt: str = "", model: str = "",
                seed: int = -1, seeds: int = 1, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
                frames: Optional[int] = None, fps: Optional[int] = None, vary: Optional[list[str]] = None,
-               request: gr.Request = None) -> tuple[FileData, Clips]:
+               loras: Optional[list[str]] = None, request: gr.Request = None) -> tuple[FileData, Clips]:
         """Continue a gallery clip: a new clip whose first frame is the clip's last (or `frame`)."""
         return run("extend", "extend", dict(prompt=prompt, negative_prompt=negative_prompt, model_id=model, seed=seed,
-                   steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps), seeds, vary, clip, frame,
+                   steps=steps, cfg_scale=cfg_scale, frames=frames, fps=fps, loras=loras), seeds, vary, clip, frame,
                    request=request)
 
     def interpolate_clip(clip_id: str, factor: int = 2, request: gr.Request = None) -> tuple[FileData, Clips]:

@@ -101,6 +101,14 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
                     values = gr.Textbox(label=f"Values {i}", placeholder=AXIS_HINTS[i - 1], scale=2, min_width=140,
                                         elem_id=f"{mode}-vary{i}-values")
                     tab.vary.append((axis, values))
+            with gr.Row():
+                f["loras"] = gr.Dropdown(choices=studio.lora_names(), value=[], multiselect=True,
+                                         allow_custom_value=True, label="LoRAs", scale=3, min_width=160,
+                                         info=f"files in {studio.lora_folder}; type name:weight for a weight of its own",
+                                         elem_id=f"{mode}-loras")
+                f["lora_weight"] = gr.Slider(-2.0, 2.0, value=1.0, step=0.05, label="LoRA weight", scale=2,
+                                             min_width=120, info="for each LoRA without its own",
+                                             elem_id=f"{mode}-lora-weight")
             with gr.Accordion("Settings", open=False, elem_id=f"{mode}-settings") as tab.settings:
                 with gr.Row():
                     f["steps"] = gr.Number(precision=0, label="Steps", elem_id=f"{mode}-steps", min_width=90,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.contract import REQUEST_TYPES, GenerationRequest, RequestError
+from pipelines.contract import REQUEST_TYPES, GenerationRequest, LoraRef, RequestError, parse_lora
 
 # request field -> widget key, for the fields every tab shares
 SHARED_FIELDS = ("model_id", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "frames", "fps",
@@ -73,7 +73,32 @@ def request_from_widgets(mode: str, values: dict[str, Any]) -> GenerationRequest
         fields[name] = str(values[name])
     if "strength" in values and values["strength"] is not None:
         fields["strength"] = _float("strength", values["strength"])
+    if values.get("loras"):
+        fields["loras"] = loras_from_widgets(values["loras"], values.get("lora_weight"))
     return cls(**fields)
+
+
+def loras_from_widgets(value: Any, weight: Any = None) -> tuple[LoraRef, ...]:
+    """The LoRA picker's value (names in the LoRA folder, each optionally 'name:weight', or one string of
+    them separated by commas) and the weight for those without their own -> LoraRefs. Paths are refused
+    here: the UI and the API pick from the folder only (a path is the CLI's, on its own machine)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise RequestError("loras", f"{value!r} is not a list of LoRA names")
+    default = 1.0 if weight is None or weight == "" else _float("loras", weight)
+    out = []
+    for item in value:
+        if not isinstance(item, str):
+            raise RequestError("loras", f"{item!r} is not a LoRA name")
+        ref = parse_lora(item)
+        if "/" in ref.name or "\\" in ref.name or ref.name.startswith((".", "~")):
+            raise RequestError("loras", f"{ref.name!r}: pick a LoRA of the LoRA folder by its file name")
+        explicit = item.strip() != ref.name
+        out.append(ref if explicit else LoraRef(ref.name, default))
+    return tuple(out)
 
 
 def widgets_from_request(request: GenerationRequest) -> dict[str, Any]:
@@ -84,6 +109,9 @@ def widgets_from_request(request: GenerationRequest) -> dict[str, Any]:
         out[name] = getattr(request, name)
     if hasattr(request, "strength"):
         out["strength"] = getattr(request, "strength")
+    # each LoRA with its own weight (a recalled clip's file name: the picker takes it as it is)
+    out["loras"] = [f"{r.name.replace(chr(92), '/').rsplit('/', 1)[-1]}:{r.weight:g}" for r in request.loras]
+    out["lora_weight"] = 1.0
     return out
 
 

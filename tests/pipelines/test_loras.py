@@ -249,3 +249,31 @@ def test_lora_weight_sweep_through_the_job_service(lora_studio):
     assert all(st.status == "done" for st in statuses), [st.error for st in statuses]
     weights = [s.gallery.get(st.clip_id).params["loras"][0]["weight"] for st in statuses]
     assert weights == [0.0, 1.0]
+
+
+def test_ui_widgets_make_and_recall_loras():
+    from studio.ui.widgets import loras_from_widgets, request_from_widgets, widgets_from_request
+
+    assert loras_from_widgets(["a.safetensors", "b:0.25"], 0.5) == (LoraRef("a.safetensors", 0.5), LoraRef("b", 0.25))
+    assert loras_from_widgets("a, b:2") == (LoraRef("a", 1.0), LoraRef("b", 2.0))
+    with pytest.raises(RequestError, match="LoRA folder"):
+        loras_from_widgets(["../x.safetensors"])
+    req = request_from_widgets("t2v", {"prompt": "x", "loras": ["a:0.5"], "lora_weight": 1.0})
+    values = widgets_from_request(dataclasses.replace(req, loras=(LoraRef("/p/q/a.safetensors", 0.5),)))
+    assert values["loras"] == ["a.safetensors:0.5"] and values["lora_weight"] == 1.0
+    assert request_from_widgets("t2v", values).loras == (LoraRef("a.safetensors", 0.5),)
+
+
+def test_generation_tabs_offer_the_folder_loras(studio, settings):
+    import gradio as gr
+
+    from studio.ui.app import build_ui
+
+    folder = settings.data_dir / "loras"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "style.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    blocks = build_ui(studio.facade)
+    pickers = {b.elem_id: b for b in blocks.blocks.values() if isinstance(b, gr.Dropdown)
+               and (b.elem_id or "").endswith("-loras")}
+    assert set(pickers) == {"t2v-loras", "i2v-loras", "v2v-loras", "inpaint-loras"}
+    assert [c[0] for c in pickers["t2v-loras"].choices] == ["style.safetensors"]

@@ -228,3 +228,18 @@ def test_a_server_path_as_media_is_refused(client, tmp_path, sample_image, shape
     assert studio.gallery.list() == []
     inputs = studio.settings.data_dir / "inputs"
     assert not inputs.exists() or not any(p.is_file() for p in inputs.rglob("*"))  # nothing was copied in
+
+
+def test_loras_parameter_reaches_the_job_service(client, settings):
+    c, _ = client
+    folder = settings.data_dir / "loras"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "style.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(Exception, match="does not take LoRAs"):  # the test model is no diffusers model
+        c.predict(prompt="x", loras=["style:0.5"], api_name="/text_to_video")
+    with pytest.raises(Exception, match="no LoRA 'nope'.*style.safetensors"):
+        c.predict(prompt="x", loras=["nope"], api_name="/text_to_video")
+    with pytest.raises(Exception, match="pick a LoRA of the LoRA folder"):  # no server paths from callers
+        c.predict(prompt="x", loras=["/etc/passwd"], api_name="/text_to_video")
+    with pytest.raises(Exception, match="outside -4 to 4"):
+        c.predict(prompt="x", loras=["style:9"], api_name="/text_to_video")
