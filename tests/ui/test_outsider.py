@@ -411,8 +411,8 @@ def test_a_viewer_cannot_import_by_the_handlers_names_either(served, as_user, ex
 
 def test_malformed_calls_get_a_message_and_the_server_keeps_answering(served, as_user):
     bob = as_user("bob")
-    event, error = bob.call_raw("text_to_video", ["a red circle"])  # 1 of 12 values
-    assert event == "error" and error.startswith("expected 12 values (prompt, negative_prompt,"), error
+    event, error = bob.call_raw("text_to_video", ["a red circle"])  # 1 of 13 values
+    assert event == "error" and error.startswith("expected 13 values (prompt, negative_prompt,"), error
     fn = bob.fn_index("gallery-import-zip", "upload")
     msg = bob.join(fn, [])
     assert refusal(msg).startswith("expected 14 values"), msg
