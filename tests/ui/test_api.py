@@ -143,7 +143,7 @@ def _raw_call(base: str, name: str, data: list) -> str:
 ])
 def test_raw_json_of_the_wrong_type_gets_a_message_naming_the_field(client, position, value, field):
     c, studio = client
-    data = ["a red circle", "", "", -1, 1, None, None, None, None, None, None, None]
+    data = ["a red circle", "", "", -1, 1, None, None, None, None, None, None, None, None]
     data[position] = value
     answer = _raw_call(c.src.rstrip("/"), "text_to_video", data)
     assert "event: error" in answer and field in answer, answer

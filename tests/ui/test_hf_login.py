@@ -61,7 +61,7 @@ def client(url: str, name: str | None = None, **kw) -> httpx.Client:
 
 
 def generate(c: httpx.Client) -> tuple[str, object]:
-    body = {"data": ["a red circle", "", "", 1, 1, 2, None, None, None, None, None, None]}
+    body = {"data": ["a red circle", "", "", 1, 1, 2, None, None, None, None, None, None, None]}
     r = c.post("/gradio_api/call/text_to_video", json=body)
     if r.status_code != 200:
         return "http", r.status_code
