@@ -171,6 +171,14 @@ class StudioFacade:
     def lora_names(self) -> list[str]:
         return self._jobs.loras.names()
 
+    def lora_recommended(self, picked) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
+        """(the first picked LoRA with a sidecar `<lora>.json`, its {"steps", "cfg"}), or ("", {})."""
+        for item in picked or []:
+            rec = self._jobs.loras.recommended(str(item)) if isinstance(item, str) else {}
+            if rec:
+                return str(item).split(":")[0], rec
+        return "", {}
+
     def prompt_warnings(self, model_id: str | None, prompt: str) -> list[str]:
         """What the model will not follow in the prompt ("unknown words: cat, piano"); [] when it cannot tell."""
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -40,12 +42,30 @@ class LoraLibrary:
         """Each file: name, family guess (from key names), rank, size in bytes (error when unreadable)."""
         out = []
         for p in self.files():
-            row: dict = {"name": p.name, "size": p.stat().st_size}
+            row: dict = {"name": p.name, "size": p.stat().st_size, "recommended": self.recommended(p.name)}
             try:
                 row.update({k: v for k, v in describe(read_shapes(p)).items() if k != "tensors"})
             except (OSError, ValueError) as e:
                 row.update({"family": None, "rank": None, "error": str(e)})
             out.append(row)
+        return out
+
+    def recommended(self, name: str) -> dict:
+        """The sidecar `<lora>.json` next to a folder file: {"steps": int, "cfg": float} (what it has of them)."""
+        stem = Path(str(name).split(":")[0]).name.removesuffix(SUFFIX)
+        path = self.folder / f"{stem}.json"
+        try:
+            raw = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < 65536 else {}
+        except (OSError, ValueError):
+            return {}
+        out: dict = {}
+        if not isinstance(raw, dict):
+            return out
+        steps, cfg = raw.get("steps"), raw.get("cfg", raw.get("cfg_scale"))
+        if isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 1000:
+            out["steps"] = steps
+        if isinstance(cfg, (int, float)) and not isinstance(cfg, bool) and math.isfinite(cfg) and 0 <= cfg <= 100:
+            out["cfg"] = float(cfg)
         return out
 
     def path_of(self, name: str) -> Path:

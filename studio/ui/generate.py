@@ -109,6 +109,9 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
                 f["lora_weight"] = gr.Slider(-2.0, 2.0, value=1.0, step=0.05, label="LoRA weight", scale=2,
                                              min_width=120, info="for each LoRA without its own",
                                              elem_id=f"{mode}-lora-weight")
+            with gr.Row():
+                lora_note = gr.Markdown("", elem_id=f"{mode}-lora-note")
+                use_rec = gr.Button("Use recommended", size="sm", scale=0, visible=False, elem_id=f"{mode}-lora-use")
             with gr.Accordion("Settings", open=False, elem_id=f"{mode}-settings") as tab.settings:
                 with gr.Row():
                     f["steps"] = gr.Number(precision=0, label="Steps", elem_id=f"{mode}-steps", min_width=90,
@@ -156,6 +159,22 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
         return {f[name]: gr.update(**props[name]) for name in SETTINGS if name in f}
 
     f["model_id"].change(on_model, inputs=f["model_id"], outputs=settings_widgets, api_visibility="private")
+
+    def on_loras(picked):  # a LoRA's sidecar (<lora>.json) recommends steps and CFG: offered, not imposed
+        name, rec = studio.lora_recommended(picked)
+        if not rec:
+            return "", gr.update(visible=False)
+        said = ", ".join(f"{v} steps" if k == "steps" else f"CFG {v:g}" for k, v in rec.items())
+        return f"{html.escape(name)} recommends {said}.", gr.update(visible=True)
+
+    def use_recommended(picked):
+        _, rec = studio.lora_recommended(picked)
+        return {f["steps"]: rec.get("steps", gr.update()), f["cfg_scale"]: rec.get("cfg", gr.update()),
+                tab.settings: gr.Accordion(open=True)}
+
+    f["loras"].change(on_loras, inputs=f["loras"], outputs=[lora_note, use_rec], api_visibility="private")
+    use_rec.click(use_recommended, inputs=f["loras"], outputs=[f["steps"], f["cfg_scale"], tab.settings],
+                  api_visibility="private")
     if mode == "inpaint":
         def on_video(path):
             if not path:

@@ -277,3 +277,20 @@ def test_generation_tabs_offer_the_folder_loras(studio, settings):
                and (b.elem_id or "").endswith("-loras")}
     assert set(pickers) == {"t2v-loras", "i2v-loras", "v2v-loras", "inpaint-loras"}
     assert [c[0] for c in pickers["t2v-loras"].choices] == ["style.safetensors"]
+
+
+def test_a_sidecar_recommends_steps_and_cfg(studio, settings):
+    import json
+
+    folder = settings.data_dir / "loras"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "turbo.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    (folder / "turbo.json").write_text(json.dumps({"steps": 8, "cfg": 1.0, "note": "distilled"}))
+    (folder / "plain.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    f = studio.facade
+    assert f.lora_recommended(["plain.safetensors", "turbo.safetensors:0.8"]) == ("turbo.safetensors",
+                                                                                 {"steps": 8, "cfg": 1.0})
+    assert f.lora_recommended(["plain.safetensors"]) == ("", {})
+    rows = {r["name"]: r for r in f.loras()}
+    assert rows["turbo.safetensors"]["recommended"] == {"steps": 8, "cfg": 1.0}
+    assert rows["plain.safetensors"]["recommended"] == {}
