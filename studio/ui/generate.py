@@ -104,7 +104,7 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
             with gr.Row():
                 f["loras"] = gr.Dropdown(choices=studio.lora_names(), value=[], multiselect=True,
                                          allow_custom_value=True, label="LoRAs", scale=3, min_width=160,
-                                         info=f"files in {studio.lora_folder}; type name:weight for a weight of its own",
+                                         info="files in the LoRA folder (STUDIO_LORA_DIR); type name:weight for a weight of its own",
                                          elem_id=f"{mode}-loras")
                 f["lora_weight"] = gr.Slider(-2.0, 2.0, value=1.0, step=0.05, label="LoRA weight", scale=2,
                                              min_width=120, info="for each LoRA without its own",
