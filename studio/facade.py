@@ -24,6 +24,7 @@ from pipelines.contract import (
     request_from_params,
 )
 from storage.files import atomic_write
+from storage.space import is_disk_full
 from studio.accounts import Account, AccountService, NotAllowed
 from studio.gallery import ClipView, GalleryQuery, QueryError
 from studio.jobs import SweepSubmission
@@ -503,6 +504,6 @@ class StudioFacade:
 
 INTERPOLATION_FACTORS, INTERPOLATION_METHODS = FACTORS, METHODS
 
-__all__ = ["FROM_CLIP", "INTERPOLATION_FACTORS", "INTERPOLATION_METHODS", "Account", "NotAllowed", "ClipView",
+__all__ = ["FROM_CLIP", "is_disk_full", "INTERPOLATION_FACTORS", "INTERPOLATION_METHODS", "Account", "NotAllowed", "ClipView",
            "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest", "ImageToVideoRequest", "CommentView",
            "CommentsOff", "RateLimited", "ReviewError", "ReviewNotFound", "ReviewView", "VoteView", "duration"]

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import errno
 import inspect
 import json
 import logging
@@ -27,6 +26,8 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
+
+from studio.facade import is_disk_full  # the one test for a full disk (storage.space)
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +74,6 @@ def sniff(head: bytes) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         return "zip"
     return None
-
-
-def is_disk_full(error: BaseException) -> bool:
-    while error is not None:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "database or disk is full" in str(error):
-            return True
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
-    return False
 
 
 class SafeFiles:
