@@ -30,11 +30,16 @@ def _refuse(endpoint: str, e: Exception) -> gr.Error:
     return gr.Error(str(e), print_exception=False)
 
 
+def _path_of(value: Any) -> Any:
+    """The path a media parameter names: a FileData dict's, a FileData's, or the value itself."""
+    return value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
+
+
 def _media_path(name: str, value: Any) -> Any:
     """The file of a media parameter, which must be an upload of this server (`handle_file` in
     gradio_client): a plain server path, or a dict naming one, would let any caller read any image or
     video on the server through the studio's inputs."""
-    path = value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
+    path = _path_of(value)
     if path in (None, ""):
         return path
     if not isinstance(path, str) or "\x00" in path:
@@ -65,7 +70,7 @@ def register_api(studio: StudioFacade) -> None:
         try:
             return _run(endpoint, mode, values, seeds, vary, clip, frame, request)
         finally:
-            _drop_uploads({k: v.get("path") if isinstance(v, dict) else getattr(v, "path", v)
+            _drop_uploads({k: _path_of(v)
                            for k, v in values.items() if k in ("image", "video", "mask")})
 
     def _run(endpoint: str, mode: str, values: dict[str, Any], seeds: int, vary: Optional[list[str]],
