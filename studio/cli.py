@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=int)
     g.add_argument("--model", default=None, help="registry id, hub repo id or local diffusers folder")
     g.add_argument("--profile", default=None, help="speed/memory profile of the model")
+    g.add_argument("--transformer-file", default=None, metavar="FILE.gguf",
+                   help="the transformer's weights from a GGUF file (Q8_0, Q4_K, ...) for --model (a Wan, LTX, "
+                   "HunyuanVideo or Mochi catalog id); a file outside the GGUF folder is linked into it")
     g.add_argument("--image", help="first frame (i2v)")
     g.add_argument("--video", help="source video (v2v, inpaint)")
     g.add_argument("--mask", help="mask image or video: white = regenerate, black = keep (inpaint)")
@@ -256,6 +260,34 @@ def _error(message: object) -> None:
     print(f"studio: error: {message}", file=sys.stderr)
 
 
+def _with_transformer_file(model: str | None, file: str, data_dir: Path) -> str:
+    """`<model>@<file name>` for --transformer-file; a file outside the GGUF folder gets a link there (the
+    studio opens GGUF files only from that folder, so the UI lists it and a recall finds it)."""
+    from studio.wiring import gguf_dir
+
+    if not model:
+        raise RequestError("transformer_file", "--transformer-file needs --model: the catalog model whose "
+                           "transformer the file holds (e.g. --model wan2.1-t2v-1.3b)")
+    folder = gguf_dir(data_dir)
+    given = Path(file).expanduser()
+    if not given.name.endswith(".gguf"):
+        raise RequestError("transformer_file", f"{file} is not a .gguf file")
+    inside = folder / given.name
+    if given.parent == Path(".") and not given.exists() and inside.is_file():
+        return f"{model}@{given.name}"  # a name in the folder
+    if not given.is_file():
+        raise RequestError("transformer_file", f"no file {given}")
+    if inside.exists() or inside.is_symlink():
+        if not inside.exists() or not os.path.samefile(inside, given):
+            raise RequestError("transformer_file", f"another {given.name} is already in the GGUF folder {folder}; "
+                               "rename one of them")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        inside.symlink_to(given.resolve())
+        print(f"studio: linked {given.resolve()} into the GGUF folder {folder}", file=sys.stderr)
+    return f"{model}@{given.name}"
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from studio.wiring import build_studio
 
@@ -275,7 +307,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if not probe.is_dir() or not os.access(probe, os.W_OK):
             _error(f"out: cannot write to {folder} ({probe} is {'not a folder' if not probe.is_dir() else 'read-only'})")
             return EXIT_BAD_ARGS
-    built = build_studio(_settings(args), holder="studio generate")  # DataDirError: one line, from main()
+    settings = _settings(args)
+    if args.transformer_file:
+        try:
+            model_id = _with_transformer_file(request.model_id if args.model else None, args.transformer_file,
+                                              settings.data_dir)
+        except RequestError as e:
+            _error(e)
+            return EXIT_BAD_ARGS
+        request = dataclasses.replace(request, model_id=model_id)
+        sweep = SweepRequest(request, sweep.seeds, sweep.axes)
+    built = build_studio(settings, holder="studio generate")  # DataDirError: one line, from main()
     studio = built.facade
     try:
         try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 
 import sqlalchemy.exc
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 
 from pipelines.contract import ModelRegistry
 from storage.consistency import check_consistency
@@ -70,17 +72,24 @@ def library_versions() -> dict:
     return out
 
 
+def gguf_dir(data_dir: str | Path, env=None) -> Path:  # type: ignore[no-untyped-def]
+    """Where GGUF transformer files live: `STUDIO_GGUF_DIR`, else `<data dir>/gguf`."""
+    env = os.environ if env is None else env
+    return Path(env["STUDIO_GGUF_DIR"]).expanduser() if env.get("STUDIO_GGUF_DIR") else Path(data_dir) / "gguf"
+
+
 def build_registry(settings: Settings, extra_entries: dict | None = None) -> ModelRegistry:
-    from pipelines.diffusers import catalog_entries, local_model_resolver
+    from pipelines.diffusers import catalog_entries, gguf_resolver, local_model_resolver
     from pipelines.embedded.backend import EMBEDDED_SPEC, embedded_entry
 
+    ggufs = gguf_dir(settings.data_dir)
     entries = {EMBEDDED_SPEC.id: embedded_entry()}
-    entries.update(catalog_entries())
+    entries.update(catalog_entries(gguf_dir=ggufs))
     entries.update(extra_entries or {})
     return ModelRegistry(
         entries,
         device=settings.resolved_device,
-        resolvers=[local_model_resolver],
+        resolvers=[gguf_resolver(ggufs), local_model_resolver],
         default_id=settings.default_model or EMBEDDED_SPEC.id,
     )
 

@@ -4,6 +4,8 @@ Public entry points, all free of import-time work:
 
     catalog_entries(catalog_path=None, *, models_dir=None, local_dirs=None) -> dict[str, RegistryEntry]
     local_model_resolver(model_id) -> RegistryEntry | None     # a diffusers folder or a cached "org/name"
+    gguf_resolver(gguf_dir)(model_id) -> RegistryEntry | None  # "<catalog id>@<file>.gguf": a quantized
+                                                                # transformer from the GGUF folder
     DiffusersBackend(model, *, device, profile)                 # pipelines.contract.BatchBackend: generate,
                                                                 # generate_batch (seeds of one cell in one call,
                                                                 # max_batch per Family.max_batch)
@@ -17,7 +19,8 @@ The package:
                   AnimateDiff) in one table, FAMILIES: pipelines per mode, call arguments, latent
                   layout, temporal ratio, VAE and transformer capabilities
     hub.py        the Hugging Face cache lookup, local folders, what is missing and the download command
-    entries.py    registry entries: catalog models, local folders, cached hub ids
+    entries.py    registry entries: catalog models, local folders, cached hub ids, GGUF variants
+    gguf.py       GGUF-quantized transformers: header facts, the shape check, loading
     profiles.py   speed/memory profiles applied to a loaded pipeline
     backend.py    DiffusersBackend: load, assemble a pipeline per mode, generate (one seed or a batch)
     blend.py      latent-blend inpainting (per sample in a batch)
@@ -32,8 +35,8 @@ from __future__ import annotations
 
 from pipelines.diffusers.backend import DiffusersBackend
 from pipelines.diffusers.catalog import DEFAULT_CATALOG, Catalog, CatalogModel, Profile, read_catalog
-from pipelines.diffusers.entries import catalog_entries, local_model_resolver
+from pipelines.diffusers.entries import catalog_entries, gguf_resolver, local_model_resolver
 from pipelines.diffusers.families import FAMILIES, Family
 
 __all__ = ["DEFAULT_CATALOG", "FAMILIES", "Catalog", "CatalogModel", "DiffusersBackend", "Family", "Profile",
-           "catalog_entries", "local_model_resolver", "read_catalog"]
+           "catalog_entries", "gguf_resolver", "local_model_resolver", "read_catalog"]

@@ -24,7 +24,7 @@ from pipelines.contract import (
     StepCallback,
     is_out_of_memory,
 )
-from pipelines.diffusers import hub
+from pipelines.diffusers import gguf, hub
 from pipelines.diffusers.blend import Blend
 from pipelines.diffusers.catalog import DEFAULT_PROFILE, CatalogModel
 from pipelines.diffusers.loras import LoraState
@@ -164,8 +164,13 @@ class DiffusersBackend:
         kwargs: dict[str, Any] = {"dtype": {"default": dtype, **fp32} if fp32 else dtype, "local_files_only": True}
         if self.model.variant and hub.has_variant(folder, self.model.variant):
             kwargs["variant"] = self.model.variant  # e.g. only the *.fp16.safetensors files were downloaded
+        cls_name, extra = self.family.load_arguments(index, adapter, dtype)
+        if self.model.transformer_file is not None:  # quantized weights from one GGUF file (gguf.py)
+            extra = {**extra, "transformer": gguf.load_transformer(folder, Path(self.model.transformer_file), dtype,
+                                                                   self.spec.label)}
+            # DiffusionPipeline.from_pretrained drops a component passed in: load through the folder's own class
+            cls_name = cls_name or index.get("_class_name")
         try:
-            cls_name, extra = self.family.load_arguments(index, adapter, dtype)
             cls = getattr(diffusers, cls_name) if cls_name else diffusers.DiffusionPipeline
             return cls.from_pretrained(folder, **kwargs, **extra)
         except (OSError, ValueError) as e:
@@ -354,6 +359,8 @@ class DiffusersBackend:
             "folder": str(self.folder) if self.folder else None,
             "revision": hub.revision(self.folder) if self.folder else None,
             "adapter": self.model.adapter,
+            "transformer_file": (gguf.manifest(Path(self.model.transformer_file))
+                                 if self.model.transformer_file is not None else None),
             "profile": self.profile.name,
             "settings": dict(self.settings),
             "dtype": self.settings.get("dtype"),

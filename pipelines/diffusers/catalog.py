@@ -57,6 +57,7 @@ class CatalogModel:
     unavailable: Mapping[str, str] = field(default_factory=dict)  # profile this model cannot run -> why
     folder: Path | None = None  # a local folder that overrides the hub cache
     adapter_folder: Path | None = None
+    transformer_file: Path | None = None  # a GGUF file that replaces the transformer's weights (gguf.py)
 
     def pipeline_class(self, mode: str) -> str:
         return self.pipelines[mode].removesuffix(BLEND)

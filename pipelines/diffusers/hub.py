@@ -43,10 +43,11 @@ def revision(folder: Path) -> str | None:
     return None
 
 
-def missing_files(folder: Path, needed: set[str] | None = None) -> list[str]:
+def missing_files(folder: Path, needed: set[str] | None = None, configs_only: frozenset[str] = frozenset()) -> list[str]:
     """Relative paths a diffusers folder lacks: model_index.json, component configs, weight shards.
 
     `needed`: the components the pipelines will use (None = every component in model_index.json).
+    `configs_only`: components whose weights come from elsewhere (a GGUF transformer): their config suffices.
     """
     if not (folder / "model_index.json").is_file():
         return ["model_index.json"]
@@ -61,7 +62,7 @@ def missing_files(folder: Path, needed: set[str] | None = None) -> list[str]:
         if not sub.is_dir() or not any((sub / f).is_file() for f in _CONFIG_FILES):
             missing.append(f"{name}/ (config)")
             continue
-        if not (sub / "config.json").is_file():
+        if not (sub / "config.json").is_file() or name in configs_only:
             continue  # scheduler, tokenizer, processor: configs only
         shard_index = sorted(sub.glob("*.index.json"))
         if shard_index:
@@ -120,7 +121,10 @@ def locate(model, models_dir: Path | None = None) -> tuple[Path, Path | None]:
         if folder is None:
             raise ModelLoadError(missing_message(repo, ["model_index.json and every component"],
                                                  models_dir=models_dir, include=include))
-    gone = missing_files(folder, needed_components(folder, include))
+    gone = missing_files(folder, needed_components(folder, include),
+                         frozenset({"transformer"}) if model.transformer_file else frozenset())
+    if model.transformer_file is not None and not Path(model.transformer_file).is_file():
+        gone.append(f"{Path(model.transformer_file).name} (in {Path(model.transformer_file).parent})")
     if gone:
         raise ModelLoadError(missing_message(repo, gone, folder, models_dir=models_dir, include=include))
     adapter = None
