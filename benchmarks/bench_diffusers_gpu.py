@@ -12,6 +12,11 @@ PyTorch SDPA attention. s/step is the median over steps after the first (compile
 shows in "first step"). Caching decisions on random weights say little about real hit
 rates: read the "fast" row as an upper bound on its cost, not a measure of its speed-up.
 
+The gguf-Q8_0 and gguf-Q4_0 rows (Wan only) write the same random transformer to a GGUF file of that type
+(gguf-py; it cannot write the K-quants, so Q4_0 stands in for Q4_K) and load it as the studio loads a
+`<catalog id>@<file>.gguf` model (pipelines/diffusers/gguf.py), then run under the quality profile: read
+them against the "quality" row (bf16) for the memory saved and the per-step cost of dequantizing.
+
 Published reference (Wan2.1 README): 832x480x81, 50 steps, RTX 4090 with offload: 261 s, 8.19 GB.
 
     python benchmarks/bench_diffusers_gpu.py [--family wan,cogvideox] [--profiles plain,quality,balanced,...]
@@ -104,10 +109,32 @@ def build_cogvideox(tiny: bool, dtype):
                              transformer=cast(transformer, dtype), scheduler=CogVideoXDDIMScheduler())
 
 
+def to_gguf(pipe, quant: str, dtype, label: str):
+    """The pipeline with its transformer written to a GGUF file of type `quant` and loaded back quantized."""
+    import tempfile
+
+    from pipelines.diffusers import gguf
+    from tests.support.tiny_gguf import write_gguf
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-gguf-"))
+    pipe.transformer.save_config(folder / "transformer")
+    t0 = time.perf_counter()
+    path = write_gguf(pipe.transformer, folder / f"transformer-{quant}.gguf", quant, original_names=False)
+    print(f"  (wrote {path.name}: {path.stat().st_size / 2**30:.2f} GB in {time.perf_counter() - t0:.0f} s)")
+    transformer = gguf.load_transformer(folder, path, dtype, label)  # the tensors are copied out of the file
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    pipe.transformer = None
+    pipe.register_modules(transformer=transformer)
+    gc.collect()
+    return pipe
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", default="wan,cogvideox")
-    ap.add_argument("--profiles", default="plain,quality,balanced,low-vram,fast,compiled")
+    ap.add_argument("--profiles", default="plain,quality,balanced,low-vram,fast,compiled,gguf-Q8_0,gguf-Q4_0")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--tiny", action="store_true", help="small configs on any device: checks the script itself")
     args = ap.parse_args()
@@ -146,7 +173,10 @@ def main() -> None:
         request = TextToVideoRequest(prompt="a red ball moves left", model_id=model_id, width=width, height=height,
                                      frames=frames, steps=args.steps, cfg_scale=5.0, fps=16, seed=0)
         for profile in args.profiles.split(","):
-            if profile != "plain" and profile not in model.profiles:
+            quant = profile.removeprefix("gguf-") if profile.startswith("gguf-") else None
+            if quant and family != "wan":
+                continue
+            if profile != "plain" and not quant and profile not in model.profiles:
                 continue
             gc.collect()
             if cuda:
@@ -180,7 +210,10 @@ def main() -> None:
                          generator=torch.Generator().manual_seed(0), callback_on_step_end=cb, **kw)
                     settings = f"{str(dtype).removeprefix('torch.')}, sdpa, everything on the GPU"
                 else:
-                    backend = DiffusersBackend.from_pipeline(model, pipe, device=device, profile=profile)
+                    if quant:
+                        pipe = to_gguf(pipe, quant, dtype, model.spec.label)
+                    backend = DiffusersBackend.from_pipeline(model, pipe, device=device,
+                                                             profile="quality" if quant else profile)
                     if cuda:
                         torch.cuda.synchronize()
                         torch.cuda.reset_peak_memory_stats()
