@@ -263,7 +263,8 @@ class DiffusersBackend:
         too_big = False
         try:
             pipe = self.pipeline_for(mode)
-            self._loras.apply(pipe, getattr(request, "loras", ()), f"{self.spec.label} ({self.spec.id})")
+            self._loras.apply(pipe, getattr(request, "loras", ()), f"{self.spec.label} ({self.spec.id})",
+                              fuse=self.profile.fuse_loras and self.model.transformer_file is None)
             cached = set_cache(pipe, self.model, self.settings, self.profile.cache_threshold)
             kwargs, blend = self._call_kwargs(pipe, request, media, generators)
             hook = StepHook(self.family, request, on_step, should_cancel, blend, self.preview_every)
@@ -290,6 +291,7 @@ class DiffusersBackend:
         self._last = {"mode": mode, "pipeline": type(pipe).__name__, "first_block_cache": cached,
                       "inpaint": ("latent-blend" if blend else "native") if mode == "inpaint" else None,
                       "batch": n, "arguments": _scalars(kwargs), "loras": list(self._loras.active),
+                      "loras_fused": self._loras.fused is not None,
                       "notes": self.family.notes(pipe, request, kwargs)}
         return clips
 

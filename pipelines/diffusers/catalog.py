@@ -32,6 +32,7 @@ class Profile:
     cache: str = "none"  # none | first_block
     cache_threshold: float = 0.0
     compile: bool = False  # regional torch.compile of the repeated transformer blocks
+    fuse_loras: bool = False  # merge a job's LoRAs into the denoiser's weights (no per-step LoRA cost)
     lower: str = ""  # profile to suggest after an out-of-memory error
 
 

@@ -74,6 +74,7 @@ def apply_profile(pipe, model: "CatalogModel", profile: "Profile", device: str) 
         ok = model.family.cacheable and models and all(hasattr(m, "enable_cache") for m in models)
         eff["cache"] = "first_block" if ok else "unsupported"
         eff["cache_threshold"] = profile.cache_threshold
+    eff["fuse_loras"] = bool(profile.fuse_loras and model.transformer_file is None)
     eff["compile"] = False
     if profile.compile and not on_cpu:
         compiled = [m for m in models if getattr(m, "_repeated_blocks", None)]

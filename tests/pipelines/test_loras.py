@@ -294,3 +294,31 @@ def test_a_sidecar_recommends_steps_and_cfg(studio, settings):
     rows = {r["name"]: r for r in f.loras()}
     assert rows["turbo.safetensors"]["recommended"] == {"steps": 8, "cfg": 1.0}
     assert rows["plain.safetensors"]["recommended"] == {}
+
+
+def test_a_fusing_profile_merges_the_loras_and_unmerges_for_the_next_job(tiny):
+    """The "compiled" profile (no compiling on a CPU) fuses: the same clip as the unfused LoRA, the LoRA
+    layers merged; the same LoRAs again reuse the merge; other weights or none unmerge first."""
+    folder, entry, plain, loras = tiny("wan-t2v")
+    refs = (_ref(loras["a"], 0.8), _ref(loras["b"], -0.5))
+    unfused = _run(plain, _request("wan-t2v", refs)).astype(np.float32)
+    unfused_b = _run(plain, _request("wan-t2v", (_ref(loras["b"], 1.0),))).astype(np.float32)
+    base = _run(plain, _request("wan-t2v")).astype(np.float32)
+    assert np.abs(unfused - base).max() > 8 and np.abs(unfused_b - unfused).max() > 8  # the LoRAs matter
+    fused = entry.load("cpu", "compiled")
+    try:
+        assert fused.settings["fuse_loras"] is True
+        one = _run(fused, _request("wan-t2v", refs)).astype(np.float32)
+        merged = [m for m in fused.pipeline.transformer.modules() if getattr(m, "merged_adapters", None)]
+        assert merged and fused.manifest()["last_run"]["loras_fused"] is True
+        assert np.abs(one - unfused).max() <= 1.0  # fp32 merge: the same clip, up to a rounding step
+        weights = {n: p.detach().clone() for n, p in fused.pipeline.transformer.named_parameters()}
+        again = _run(fused, _request("wan-t2v", refs)).astype(np.float32)  # reuses the merge
+        assert np.array_equal(again, one)
+        assert all(torch.equal(weights[n], p) for n, p in fused.pipeline.transformer.named_parameters())
+        other = _run(fused, _request("wan-t2v", (_ref(loras["b"], 1.0),))).astype(np.float32)
+        assert np.abs(other - unfused_b).max() <= 1.0
+        none = _run(fused, _request("wan-t2v")).astype(np.float32)
+        assert np.abs(none - base).max() <= 1.0 and fused.manifest()["last_run"]["loras_fused"] is False
+    finally:
+        fused.unload()
