@@ -170,11 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     for leaf in (u_add, u_list, u_rm, u_pw):
         leaf.add_argument("--data-dir", default=None)
 
-    ip = sub.add_parser("interpolate", help="2x or 4x a gallery clip's frame rate by optical flow, as a new clip")
+    ip = sub.add_parser("interpolate", help="2x or 4x a gallery clip's frame rate by optical flow or RIFE, as a new clip")
     ip.add_argument("--clip", required=True, help="the clip's id (or the 8 characters the page shows)")
     ip.add_argument("--factor", type=int, choices=INTERPOLATION_FACTORS, default=2, help="2 or 4 (default 2)")
-    ip.add_argument("--method", choices=INTERPOLATION_METHODS, default=INTERPOLATION_METHODS[0],
-                    help="optical flow: dis-flow (default) or farneback")
+    ip.add_argument("--method", choices=INTERPOLATION_METHODS, default=None,
+                    help="optical flow (dis-flow, farneback) or rife (RIFE 4.6, weights from STUDIO_RIFE_WEIGHTS, "
+                    "else <data dir>/models/rife/flownet.pkl; never downloaded). Default: rife where that file "
+                    "exists, else dis-flow")
     ip.add_argument("--json", action="store_true", help="print the new clip's object (as `gallery show --json`)")
     ip.add_argument("--data-dir", default=None)
 

@@ -40,7 +40,7 @@ from studio.reviews import (
     parse_expiry,
 )
 from studio.media.export import stitch
-from studio.media.interpolate import DEFAULT_METHOD, FACTORS, METHODS, InterpolationRequest
+from studio.media.interpolate import FACTORS, METHODS, InterpolationRequest
 from studio.media.limits import MediaError
 from studio.media.video import read_mp4_metadata, read_video
 
@@ -207,12 +207,15 @@ class StudioFacade:
                                                           author=author),))
         return self._jobs.submit_sweep(sweep, parent_id=parent_id, author=author)
 
-    def interpolate(self, clip_id: str, factor: int, *, method: str = DEFAULT_METHOD,
+    def interpolate(self, clip_id: str, factor: int, *, method: str | None = None,
                     account: Account | None = None) -> "Submission":
         """Queue a clip with `factor` (2 or 4) times the frame rate of gallery clip `clip_id` (an id or a unique
-        prefix), by optical flow: a new clip whose parent is the source, made like any other (viewers may not).
-        RequestError names a bad factor or method, a missing clip, or a result past the media limits."""
+        prefix), by optical flow or RIFE: a new clip whose parent is the source, made like any other (viewers
+        may not). `method` None: rife where its weights file (STUDIO_RIFE_WEIGHTS) exists, else dis-flow.
+        RequestError names a bad factor or method (rife without its weights file), a missing clip, or a result
+        past the media limits."""
         self.check_generate(account, "interpolate clips")
+        method = self._media.interpolation_method(method)
         source = self.resolve_clip_id(clip_id) if isinstance(clip_id, str) and clip_id else None
         if source is None:
             raise RequestError("clip", f"no clip {clip_id!r} in the gallery")

@@ -6,7 +6,7 @@ worker:         load backend, decode inputs, generate with progress + cancel, wr
                 commit the gallery row; if either fails, neither remains. The seeds of one cell (one
                 batch) go through the network together when the backend can batch (`generate_batch`).
 submit_interpolation(): a job kind with no model behind it (mode "interpolate"): the worker reads a gallery
-                clip, makes its frames 2x or 4x by optical flow (studio.media.interpolate) and saves the
+                clip, makes its frames 2x or 4x by optical flow or RIFE (studio.media.interpolate) and saves the
                 result as a new clip, child of the source, through the same files-then-row path. It waits in
                 the same queue (round robin over authors), reports progress per frame pair and can be cancelled.
 """
@@ -43,7 +43,7 @@ from pipelines.contract import (
 from pipelines.contract.sweeps import AXES, MAX_SEEDS
 from studio.loras import LoraLibrary
 from studio.media import MediaError, MediaService
-from studio.media.interpolate import InterpolationRequest, check_output, interpolate
+from studio.media.interpolate import InterpolationRequest, check_output
 from studio.media.video import read_video
 from storage.models import Clip, Job, utcnow
 from storage.repositories import GalleryRepository, JobRepository
@@ -527,8 +527,7 @@ class JobService:
                 with self._lock:
                     state.step, state.total, state.last_step_at = done, total, time.monotonic()
 
-            out = interpolate(frames, request.factor, request.method, on_pair=on_pair,
-                              should_cancel=state.cancel.is_set)
+            out, used = self.media.interpolate(frames, request, on_pair=on_pair, should_cancel=state.cancel.is_set)
             del frames
         except Cancelled:
             self._finish(job.job_id, "cancelled")
@@ -546,7 +545,7 @@ class JobService:
         seconds = time.perf_counter() - t0
         clip_id = uuid.uuid4().hex
         fps = int(src["fps"]) * request.factor
-        step = {"factor": request.factor, "method": request.method, "source": src["id"],
+        step = {"factor": request.factor, "method": request.method, **used, "source": src["id"],
                 "source_fps": int(src["fps"]), "source_frames": (len(out) - 1) // request.factor + 1}
         previous = (src["params"] or {}).get("interpolation")
         if previous:  # an interpolated clip interpolated again: keep the whole path back to the generation

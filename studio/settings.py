@@ -55,6 +55,10 @@ class Settings:
     # where people reach the studio (`https://studio.example.com`), for links made outside a browser
     # (`studio share create`); the page uses the address the browser used. None: http://<host>:<port>
     public_url: str | None = None
+    # RIFE's weights for frame interpolation: a local file only, never downloaded (STUDIO_RIFE_WEIGHTS).
+    # None: <data dir>/models/rife/flownet.pkl (`rife_weights_path`). Where the file exists, interpolation
+    # uses RIFE unless a method is named; otherwise optical flow.
+    rife_weights: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -81,6 +85,7 @@ class Settings:
             admins=_names(env.get("STUDIO_ADMINS", "")) + _names(env.get("SPACE_AUTHOR_NAME", "")),
             members=_names(env.get("STUDIO_MEMBERS", "")),
             public_url=(env.get("STUDIO_PUBLIC_URL") or "").strip().rstrip("/") or None,
+            rife_weights=Path(env["STUDIO_RIFE_WEIGHTS"]).expanduser() if env.get("STUDIO_RIFE_WEIGHTS") else None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -104,6 +109,11 @@ class Settings:
             return self.public_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def rife_weights_path(self) -> Path:
+        """Where RIFE's weights file is looked for: STUDIO_RIFE_WEIGHTS, else <data dir>/models/rife/flownet.pkl."""
+        return self.rife_weights if self.rife_weights is not None else self.data_dir / "models" / "rife" / "flownet.pkl"
 
     @property
     def media_limits(self) -> "MediaLimits":

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pipelines.contract import ModelRegistry
+from pipelines.rife import RIFE_VERSION, load_rife
 from storage.consistency import check_consistency
 from storage.db import default_database_url, make_engine, make_session_factory, upgrade
 from storage.files import FileStore
@@ -27,6 +28,7 @@ from studio.gallery import GalleryService
 from studio.jobs import JobService
 from studio.media import MediaService
 from studio.media.codec import Mp4ClipCodec
+from studio.media.interpolate import RifeWeights
 from studio.reviews import SECRET_NAME, ReviewService
 from studio.settings import Settings
 
@@ -124,7 +126,9 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
         if start:
             recover(files, session_factory)
         registry = registry or build_registry(settings)
-        media = MediaService(files, settings.media_limits)
+        # RIFE's network is built from the weights file's bytes when a job needs it (torch imported then)
+        media = MediaService(files, settings.media_limits,
+                             rife=RifeWeights(settings.rife_weights_path, load_rife, RIFE_VERSION))
         jobs = JobService(registry, session_factory, files, media, library_versions=library_versions,
                           runner=zero_gpu_runner(detect_space()),  # None off ZeroGPU: generation runs directly
                           loras=LoraLibrary(lora_dir(settings.data_dir)))

@@ -31,6 +31,9 @@ RULES: list[tuple[str, list[str], list[str]]] = [
     ("pipelines.contract", ["pipelines.contract"], ["gradio", "sqlalchemy", "storage"]),
     ("pipelines.embedded", ["pipelines.contract", "pipelines.embedded"], ["gradio", "sqlalchemy"]),
     ("pipelines.diffusers", ["pipelines.contract", "pipelines.diffusers"], ["gradio", "sqlalchemy"]),
+    # RIFE's network (frame interpolation): model code like a backend's, but no backend; the composition root
+    # hands its builder to studio.media, which stays torch-free
+    ("pipelines.rife", ["pipelines.rife"], ["gradio", "sqlalchemy"]),
     ("pipelines", ["pipelines.contract"], ["gradio", "sqlalchemy"]),  # the package itself, data files' loaders
     ("storage", ["storage"], ["torch", "gradio", "imageio", "imageio_ffmpeg", "av", "moviepy", "diffusers",
                               "subprocess"]),

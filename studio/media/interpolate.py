@@ -1,4 +1,4 @@
-"""Frame interpolation: 2x or 4x the frame rate of a clip with optical flow (OpenCV), not duplication.
+"""Frame interpolation: 2x or 4x the frame rate of a clip with optical flow (OpenCV) or RIFE, not duplication.
 
 For each pair of neighbouring frames (I0, I1):
 
@@ -20,22 +20,33 @@ The flow of a pair is computed once and serves every t of that pair (t = 1/2 for
 4x). Output: (n - 1) * factor + 1 frames, the originals kept at their places. Memory: the source frames,
 the output frames and a few float32 (H, W, 2) arrays for the pair at hand.
 
+Method `rife` instead asks a learned interpolator for the frames at t (RIFE 4.6, `pipelines.rife`; the same
+output layout). Its weights are a local file only, never downloaded (`RifeWeights`: STUDIO_RIFE_WEIGHTS, else
+`<data dir>/models/rife/flownet.pkl`); when no method is named, RIFE is used where that file exists and
+`dis-flow` otherwise (`choose_method`). This module imports no torch: the composition root hands `RifeWeights`
+the function that builds the network from the file's bytes.
+
 This module also holds the typed request of an interpolation job (`InterpolationRequest`), which the job
 service queues like a generation (a job kind with no model behind it).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 import numpy as np
 
 from pipelines.contract import Cancelled, RequestError
 
 FACTORS = (2, 4)
-METHODS = ("dis-flow", "farneback")
-DEFAULT_METHOD = "dis-flow"
+FLOW_METHODS = ("dis-flow", "farneback")
+RIFE = "rife"
+METHODS = (*FLOW_METHODS, RIFE)
+DEFAULT_METHOD = "dis-flow"  # what a request names when it names none (jobs queued before RIFE existed, too)
+RIFE_SETTING = "STUDIO_RIFE_WEIGHTS"
 CONSISTENCY_SIGMA_PX = 1.5  # forward-backward disagreement (pixels) at which a splat's weight falls to 1/e
 COLOUR_SIGMA = 10.0  # colour mismatch (0-255) at its destination at which a splat's weight falls to 1/e
 MIN_WEIGHT = 1e-4  # an inconsistent pixel still counts where nothing better lands
@@ -74,18 +85,83 @@ def output_frames(n: int, factor: int) -> int:
     return (n - 1) * factor + 1 if n > 0 else 0
 
 
+class LearnedInterpolator(Protocol):
+    """A network that makes the frames between two (`pipelines.rife.ifnet.RifeInterpolator`)."""
+
+    version: str
+
+    def between(self, i0: np.ndarray, i1: np.ndarray, times: Sequence[float]) -> np.ndarray:
+        """(H, W, 3) uint8 twice, times in (0, 1) -> (len(times), H, W, 3) uint8."""
+        ...
+
+
+@dataclass(frozen=True)
+class RifeWeights:
+    """Where RIFE's weights are (a local file, never downloaded) and how a network is built from its bytes
+    (`pipelines.rife.load_rife`, raising ValueError for a file of another layout)."""
+
+    path: Path
+    build: Callable[[bytes], LearnedInterpolator]
+    version: str  # of the network `build` makes ("4.6"), named when the file is missing or of another layout
+
+    def present(self) -> bool:
+        return self.path.is_file()
+
+    def load(self) -> tuple[LearnedInterpolator, dict[str, Any]]:
+        """The network and what the recipe records of it: version, file name (never the path), sha256 of the
+        very bytes loaded. RequestError (field `method`) when the file is missing or is not RIFE weights."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            raise RequestError("method", f"cannot read the RIFE weights {self.path.name} ({RIFE_SETTING}): "
+                                         f"{e.strerror or type(e).__name__}") from None
+        try:
+            model = self.build(data)
+        except ValueError as e:
+            raise RequestError("method", f"the RIFE weights {self.path.name} ({RIFE_SETTING}): {e}") from None
+        return model, {"rife_version": model.version, "weights": self.path.name,
+                       "weights_sha256": hashlib.sha256(data).hexdigest()}
+
+
+def choose_method(method: str | None, rife: RifeWeights | None) -> str:
+    """The method a job runs with: the one named, else `rife` where its weights file exists, else dis-flow.
+    Naming `rife` with no weights file is refused here, before anything is queued, with the setting and path."""
+    if method is None:
+        return RIFE if rife is not None and rife.present() else DEFAULT_METHOD
+    if method == RIFE and rife is None:
+        raise RequestError("method", "rife: this studio has no RIFE weights file configured; use dis-flow")
+    if method == RIFE and not rife.present():
+        raise RequestError("method", f"rife needs a RIFE {rife.version} weights file (Practical-RIFE's flownet.pkl): "
+                                     f"{RIFE_SETTING} is {str(rife.path)!r}, which does not exist. Put the file "
+                                     f"there or point {RIFE_SETTING} at it, or use dis-flow")
+    return method
+
+
 def interpolate(frames: np.ndarray, factor: int, method: str = DEFAULT_METHOD, *,
+                model: LearnedInterpolator | None = None,
                 on_pair: Callable[[int, int], None] | None = None,
                 should_cancel: Callable[[], bool] | None = None) -> np.ndarray:
     """(F, H, W, 3) uint8 -> ((F - 1) * factor + 1, H, W, 3) uint8. `on_pair(done, total)` after each
-    pair of neighbours; `should_cancel()` is asked before each pair (Cancelled)."""
+    pair of neighbours; `should_cancel()` is asked before each pair (Cancelled). Method `rife` takes the
+    loaded network as `model` (`RifeWeights.load`)."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     if factor not in FACTORS or method not in METHODS:
         raise ValueError(f"factor {factor!r} / method {method!r} not supported")
+    if method == RIFE and model is None:
+        raise ValueError("method rife needs the loaded network (model=)")
     n, h, w, _ = frames.shape
     out = np.empty((output_frames(n, factor), h, w, 3), np.uint8)
     out[::factor] = frames
+    if method == RIFE:
+        times = [k / factor for k in range(1, factor)]
+        for i in range(n - 1):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
+            out[i * factor + 1:(i + 1) * factor] = model.between(frames[i], frames[i + 1], times)
+            if on_pair is not None:
+                on_pair(i + 1, n - 1)
+        return out
     flow = _flow_function(method)
     grey = [None] * n  # converted lazily: one pair's greys at a time
     for i in range(n - 1):

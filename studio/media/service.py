@@ -1,9 +1,11 @@
-"""Input media: probe and copy uploads into the data dir at submit time, decode them for the worker."""
+"""Input media: probe and copy uploads into the data dir at submit time, decode them for the worker; frame
+interpolation of decoded frames, with the learned interpolator's weights when it is wired in."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -11,6 +13,7 @@ from pipelines.contract import GenerationRequest, MediaInputs, RequestError
 from storage.files import FileStore
 from studio.media.conform import conform_image, conform_mask, frame_indices
 from studio.media.images import read_image
+from studio.media.interpolate import RIFE, InterpolationRequest, RifeWeights, choose_method, interpolate
 from studio.media.limits import MediaError, MediaLimits
 from studio.media.masks import read_mask
 from studio.media.video import VideoInfo, check_upload, probe_video, read_video, read_video_frames
@@ -19,9 +22,28 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 
 
 class MediaService:
-    def __init__(self, files: FileStore, limits: MediaLimits):
+    def __init__(self, files: FileStore, limits: MediaLimits, rife: RifeWeights | None = None):
         self.files = files
         self.limits = limits
+        self.rife = rife  # None: no learned interpolator (method rife refused, the automatic choice is dis-flow)
+
+    def interpolation_method(self, method: str | None) -> str:
+        """The method an interpolation runs with (None: rife where its weights file exists, else dis-flow)."""
+        return choose_method(method, self.rife)
+
+    def interpolate(self, frames: np.ndarray, request: InterpolationRequest, *,
+                    on_pair: Callable[[int, int], None] | None = None,
+                    should_cancel: Callable[[], bool] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """The interpolated frames and what the step records beyond the request (for rife: the network's
+        version, the weights' file name and sha256). RequestError when rife's weights are missing or wrong."""
+        model, used = None, {}
+        if request.method == RIFE:
+            if self.rife is None:
+                raise RequestError("method", "rife: this studio has no RIFE weights file configured")
+            model, used = self.rife.load()  # a file gone since the job was queued: named by file name only
+        out = interpolate(frames, request.factor, request.method, model=model, on_pair=on_pair,
+                          should_cancel=should_cancel)
+        return out, used
 
     def _stored(self, value: str) -> bool:
         return value.startswith("inputs/")

@@ -159,8 +159,9 @@ def register_api(studio: StudioFacade) -> None:
                    request=request)
 
     def interpolate_clip(clip_id: str, factor: int = 2, request: gr.Request = None) -> tuple[FileData, Clips]:
-        """2x or 4x a gallery clip's frame rate by optical flow: a new clip whose parent is `clip_id`, with the
-        clip's recipe and the step (`interpolation`). Returns its mp4 and a list with its clip object."""
+        """2x or 4x a gallery clip's frame rate: a new clip whose parent is `clip_id`, with the clip's recipe and
+        the step (`interpolation`). RIFE where the studio has its weights, else optical flow; the step names
+        the method used. Returns its mp4 and a list with its clip object."""
         try:
             if isinstance(factor, bool) or not isinstance(factor, int):
                 raise RequestError("factor", f"{factor!r} is not 2 or 4")

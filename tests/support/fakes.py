@@ -127,3 +127,19 @@ class SquareBackend(GradientBackend):
                 raise Cancelled()
             on_step(i + 1, request.steps, None)
         return moving_square(request.frames, request.height, request.width)
+
+
+def rife_weights_file(path, seed: int = 0, prefix: str = "module.", edit=None):  # type: ignore[no-untyped-def]
+    """Tests only: random RIFE 4.6 IFNet weights saved as Practical-RIFE saves `flownet.pkl` (a state dict,
+    keys with DDP's `module.` prefix). `edit(state)` may change the state dict before it is saved. Returns path."""
+    import torch
+
+    from pipelines.rife.ifnet import IFNet
+
+    torch.manual_seed(seed)
+    state = {prefix + k: v for k, v in IFNet().state_dict().items()}
+    if edit is not None:
+        edit(state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
