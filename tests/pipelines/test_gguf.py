@@ -75,7 +75,7 @@ def base_frames(made):
         backend.unload()
 
 
-@pytest.mark.parametrize("qtype,bound", [("Q8_0", 2.0), ("Q4_0", 12.0)])
+@pytest.mark.parametrize("qtype,bound", [("Q8_0", 0.05), ("Q4_0", 2.0)])  # measured 0.0004, 0.27
 def test_a_gguf_transformer_loads_quantized_and_generates_close_to_the_base(made, base_frames, qtype, bound):
     from diffusers.quantizers.gguf.utils import GGUFParameter
 
