@@ -60,7 +60,7 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
             f["model_id"] = gr.Dropdown(
                 choices=[model_choice(s, studio.missing(s.id)) for s in specs],
                 value=default.id if default else None, label="Model", allow_custom_value=True,
-                info="a registry id, a Hugging Face repo id, or a local diffusers folder", elem_id=f"{mode}-model",
+                info="a registry id (<id>@<file>.gguf: a GGUF transformer from the GGUF folder), a Hugging Face repo id, or a local diffusers folder", elem_id=f"{mode}-model",
             )
             if mode == "i2v":
                 f["image"] = gr.Image(label="First frame", type="filepath", sources=["upload", "clipboard"], height=220,
