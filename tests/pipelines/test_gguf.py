@@ -215,3 +215,36 @@ def test_gguf_files_are_recorded_per_request_model_in_a_sweep(made):
     sweep = SweepRequest(_request(BASE), 1, (parse_axis(f"model={BASE},{BASE}@{BASE}-tiny-Q8_0.gguf"),))
     sweep.validate()
     assert [c.request.model_id for c in sweep.cells()] == [BASE, f"{BASE}@{BASE}-tiny-Q8_0.gguf"]
+
+
+def test_a_lora_applies_on_a_gguf_transformer(made, tmp_path):
+    """The speed-LoRA-on-a-quantized-14B case: PEFT wraps the GGUF layers; the LoRA changes the clip as it
+    does on the unquantized model (to under a level on average) and is never fused into quantized blocks."""
+    from pipelines.contract import LoraRef
+    from tests.support.tiny_loras import make_lora
+
+    entries = _entries(made)
+    plain = entries[BASE].load("cpu", None)
+    try:
+        lora = make_lora(plain.pipeline, tmp_path / "l.safetensors", seed=1)
+        ref = (LoraRef(name="l", weight=1.0, path=str(lora), sha256="l"),)
+        with_lora = _run_request(plain, _request(BASE), ref)
+        without = _run_request(plain, _request(BASE), ())
+    finally:
+        plain.unload()
+    quant = entries[f"{BASE}@{BASE}-tiny-Q8_0.gguf"].load("cpu", "compiled")  # a fusing profile
+    try:
+        q_with = _run_request(quant, _request(BASE), ref)
+        assert quant.manifest()["last_run"]["loras_fused"] is False and quant.settings["fuse_loras"] is False
+    finally:
+        quant.unload()
+    assert np.abs(with_lora - without).mean() > 0.3  # the LoRA matters
+    assert np.abs(q_with - with_lora).mean() < 0.5
+
+
+def _run_request(backend, request, loras) -> np.ndarray:
+    import dataclasses
+
+    g = torch.Generator().manual_seed(3)
+    req = dataclasses.replace(request, loras=loras)
+    return backend.generate(req, MediaInputs(), g, lambda *a: None, lambda: False).astype(np.float32)
