@@ -101,6 +101,19 @@ def generate(facade, account=None, **fields):
     return facade.clip(status.clip_id)
 
 
+def cli_source(settings, registry, monkeypatch):
+    """A clip made in the data dir, then the CLI's registry swapped for `registry` (no model is needed)."""
+    from studio.wiring import build_studio
+
+    built = build_studio(settings, registry)
+    try:
+        source = generate(built.facade)
+    finally:
+        built.close()
+    monkeypatch.setattr("studio.wiring.build_registry", lambda s, extra=None: registry)
+    return source
+
+
 def interpolated(facade, clip_id, factor, account=None):
     sub = facade.interpolate(clip_id, factor, account=account)
     [status] = facade.wait(sub.job_ids, timeout=60)
@@ -195,14 +208,8 @@ def test_a_queued_interpolation_can_be_cancelled_and_a_deleted_source_fails_the_
 
 def test_cli_interpolate_prints_the_new_clip_as_gallery_show_does(settings, registry, capsys, monkeypatch):
     from studio.cli import main
-    from studio.wiring import build_studio
 
-    built = build_studio(settings, registry)
-    try:
-        source = generate(built.facade)
-    finally:
-        built.close()
-    monkeypatch.setattr("studio.wiring.build_registry", lambda s, extra=None: registry)  # no model is needed
+    source = cli_source(settings, registry, monkeypatch)
     code = main(["interpolate", "--clip", source.id[:8], "--factor", "4", "--json", "--data-dir", str(settings.data_dir)])
     out, err = capsys.readouterr()
     assert code == 0, err

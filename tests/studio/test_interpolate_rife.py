@@ -12,23 +12,10 @@ import json
 import pytest
 import torch
 
-from pipelines.contract import ModelRegistry, RegistryEntry, RequestError, TextToVideoRequest
+from pipelines.contract import RequestError
 from studio.settings import Settings
-from tests.support.fakes import SQUARE_SPEC, SquareBackend, rife_weights_file
-
-
-@pytest.fixture
-def registry():
-    backend = SquareBackend()
-    return ModelRegistry({SQUARE_SPEC.id: RegistryEntry(SQUARE_SPEC, lambda device, profile: backend)},
-                         default_id=SQUARE_SPEC.id)
-
-
-def generate(facade):
-    sub = facade.submit(TextToVideoRequest(prompt="a yellow square moving right", seed=3))
-    [status] = facade.wait(sub.job_ids, timeout=60)
-    assert status.status == "done", status.error
-    return facade.clip(status.clip_id)
+from tests.support.fakes import rife_weights_file
+from tests.studio.test_interpolate import cli_source, generate, registry  # noqa: F401  (a fixture)
 
 
 def finished(facade, submission):
@@ -106,14 +93,8 @@ def test_naming_rife_without_the_file_is_refused_before_queueing(studio):
 
 def test_cli_method_rife_without_and_with_the_file(settings, registry, capsys, monkeypatch):
     from studio.cli import main
-    from studio.wiring import build_studio
 
-    built = build_studio(settings, registry)
-    try:
-        source = generate(built.facade)
-    finally:
-        built.close()
-    monkeypatch.setattr("studio.wiring.build_registry", lambda s, extra=None: registry)  # no model is needed
+    source = cli_source(settings, registry, monkeypatch)
     monkeypatch.delenv("STUDIO_RIFE_WEIGHTS", raising=False)
     args = ["interpolate", "--clip", source.id[:8], "--method", "rife", "--data-dir", str(settings.data_dir)]
     assert main(args) == 2
