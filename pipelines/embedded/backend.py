@@ -137,6 +137,7 @@ class EmbeddedBackend:
         self.denoiser.to(self.device).eval().requires_grad_(False)
         self.tokenizer = Tokenizer(meta["vocab"], max_len=self.denoiser.cfg.text_len)
         self.shift = float(meta.get("sampler", {}).get("shift", 1.0))
+        self.solver = str(meta.get("sampler", {}).get("solver", "euler"))  # diffusion.SOLVERS
         self.meta = meta
         self.spec = spec
         h = hashlib.sha256()
@@ -155,7 +156,7 @@ class EmbeddedBackend:
             "device": str(self.device),
             "dtype": "float32",
             "torch": torch.__version__,
-            "sampler": f"flow-matching euler, shift {self.shift}",
+            "sampler": f"flow-matching {self.solver}, shift {self.shift}",
             "dit_steps_trained": self.meta.get("training", {}).get("dit_steps"),
         }
 
@@ -305,7 +306,8 @@ class EmbeddedBackend:
 
         z = diffusion.sample(
             velocity, noise, int(request.steps), x_start=x_start, strength=strength, keep=keep,
-            keep_mask=keep_mask, keep_until=keep_until, shift=self.shift, on_step=step_cb, should_cancel=should_cancel,
+            keep_mask=keep_mask, keep_until=keep_until, shift=self.shift, solver=self.solver, on_step=step_cb,
+            should_cancel=should_cancel,
         )
         if z is None:
             raise Cancelled()
