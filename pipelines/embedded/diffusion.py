@@ -74,11 +74,15 @@ def timesteps(steps: int, t_start: float = 1.0, shift: float = 1.0) -> torch.Ten
     return shift_t(torch.linspace(t_start, 0.0, steps + 1), shift)
 
 
-def cfg_velocity(model_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], scale: float) -> Velocity:
-    """Classifier-free guidance: model_fn(x_pair, t_pair, n) sees [cond; uncond] stacked on the batch."""
+def cfg_velocity(model_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], scale: float,
+                 interval: tuple[float, float] = (0.0, 1.0)) -> Velocity:
+    """Classifier-free guidance: model_fn(x_pair, t_pair, n) sees [cond; uncond] stacked on the batch.
+    interval (lo, hi): guide only while lo <= t <= hi (Kynkäänniemi et al. 2024), elsewhere the
+    prompt's branch alone (one network evaluation)."""
 
     def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if scale == 1.0:
+        t0 = float(t.reshape(-1)[0])
+        if scale == 1.0 or not interval[0] <= t0 <= interval[1]:
             return model_fn(x, t, 1)
         out = model_fn(torch.cat([x, x]), torch.cat([t, t]), 2)
         vc, vu = out.chunk(2)

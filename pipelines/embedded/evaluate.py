@@ -277,7 +277,9 @@ class EvalSize:
 
 
 def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps: int | None = None,
-             solver: str | None = None, shift: float | None = None, sections: tuple[str, ...] | None = None) -> dict:
+             solver: str | None = None, shift: float | None = None, sections: tuple[str, ...] | None = None,
+             cfg_scale: float | None = None, cfg_interval: tuple[float, float] | None = None,
+             unguided_final_steps: int | None = None) -> dict:
     """Every figure of the model card's evaluation. steps: the default step count (None: the spec's);
     solver / shift: override the weights' sampler (experiments); sections: a subset of
     ("speed", "t2v", "few", "modes", "partial", "diversity") (None: all)."""
@@ -299,10 +301,20 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
         backend.solver = solver
     if shift is not None:
         backend.shift = shift
+    if cfg_interval is not None:
+        backend.cfg_interval = tuple(cfg_interval)
+    if unguided_final_steps is not None:
+        backend.unguided_final_steps = unguided_final_steps
+    if cfg_scale is not None:  # every request below leaves cfg_scale to the spec's default
+        import dataclasses
+
+        backend.spec = dataclasses.replace(backend.spec, defaults=dataclasses.replace(backend.spec.defaults,
+                                                                                      cfg_scale=cfg_scale))
     steps = steps or backend.spec.defaults.steps
     results["sampler"] = backend.manifest()["sampler"]
     results["steps"] = steps
-    log(f"sampler: {results['sampler']}, {steps} steps by default")
+    results["cfg_scale"] = backend.spec.defaults.cfg_scale
+    log(f"sampler: {results['sampler']}, {steps} steps by default, CFG {results['cfg_scale']}")
     if "speed" in want:
         _gen(backend, TextToVideoRequest(prompt="warm up", steps=steps), seed=0)
         for n_steps, key in ((steps, "t2v_s"), (size.few_steps, "t2v_few_s")):
@@ -312,7 +324,7 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
                 _gen(backend, TextToVideoRequest(prompt="a red circle moving right on a black background", steps=n_steps), seed=s)
                 times.append(time.perf_counter() - t)
             results[key] = float(np.median(times))
-        log(f"load {results['load_s']:.2f}s, t2v {results['t2v_s']:.2f}s at {steps} steps (CFG 5), "
+        log(f"load {results['load_s']:.2f}s, t2v {results['t2v_s']:.2f}s at {steps} steps (CFG {results['cfg_scale']}), "
             f"{results['t2v_few_s']:.2f}s at {size.few_steps}, median of 3, threads {torch.get_num_threads()}")
 
     # t2v on paraphrased prompts, at the default steps and at few steps
@@ -496,6 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="default step count to evaluate (default: the spec's)")
     p.add_argument("--solver", default=None, help="override the sampler's solver (experiments)")
     p.add_argument("--shift", type=float, default=None, help="override the sampler's timestep shift (experiments)")
+    p.add_argument("--cfg", type=float, default=None, help="override the default guidance scale (experiments)")
+    p.add_argument("--cfg-interval", type=lambda v: tuple(float(x) for x in v.split(",")), default=None,
+                   help="lo,hi: guide only while lo <= t <= hi (experiments)")
+    p.add_argument("--unguided-final-steps", type=int, default=None,
+                   help="the last N sampling steps without guidance (default: the backend's)")
     p.add_argument("--sections", default=None,
                    help="comma-separated subset of speed,t2v,few,modes,partial,diversity (default all)")
     p.add_argument("--threads", type=int, default=1)
@@ -518,7 +535,9 @@ def main(argv: list[str] | None = None) -> int:
 
     size = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
     sections = tuple(args.sections.split(",")) if args.sections else None
-    results = run_eval(args.weights, size, steps=args.steps, solver=args.solver, shift=args.shift, sections=sections)
+    results = run_eval(args.weights, size, steps=args.steps, solver=args.solver, shift=args.shift, sections=sections,
+                       cfg_scale=args.cfg, cfg_interval=args.cfg_interval,
+                       unguided_final_steps=args.unguided_final_steps)
     results["eval_size"] = dataclasses.asdict(size)
     if args.json:
         import json

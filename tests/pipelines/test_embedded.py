@@ -786,3 +786,28 @@ def test_solvers_are_deterministic_exact_on_straight_paths_and_second_order_ones
         assert err[solver] < 0.5 * err["euler"]
     with pytest.raises(ValueError, match="solver"):
         diffusion.sample(straight, noise, 8, solver="rk45")
+
+
+def test_interval_guidance_evaluates_the_prompt_alone_outside_its_interval():
+    calls = []
+
+    def model_fn(x, t, n):
+        calls.append(n)
+        return torch.cat([torch.ones_like(x[: x.shape[0] // n]), torch.zeros_like(x[: x.shape[0] // n])][:n])
+
+    v = diffusion.cfg_velocity(model_fn, 5.0, (0.2, 1.0))
+    x = torch.zeros(2, 3)
+    assert torch.equal(v(x, torch.full((2,), 0.5)), torch.full((2, 3), 5.0)) and calls == [2]  # guided: 0 + 5 (1 - 0)
+    assert torch.equal(v(x, torch.full((2,), 0.1)), torch.ones(2, 3)) and calls == [2, 1]  # the prompt's branch only
+
+
+def test_the_last_step_runs_unguided_by_default_and_the_manifest_says_so(tiny_weights):
+    b = EmbeddedBackend(tiny_weights)
+    assert b.unguided_final_steps == 1 and "last 1 step(s) unguided" in b.manifest()["sampler"]
+    lo, hi = b._guidance_interval(8, 1.0, None)  # grid 1, 0.875, ..., 0.125, 0: only t = 0.125 is unguided
+    assert 0.125 < lo < 0.25 and hi == 1.0
+    lo, _ = b._guidance_interval(20, 0.6, "v2v")  # an SDEdit grid from t = 0.6: only its last step
+    assert 0.03 < lo < 0.06
+    assert b._guidance_interval(1, 1.0, None) == (0.0, 1.0)  # a single step stays guided
+    b.unguided_final_steps = 0
+    assert b._guidance_interval(8, 1.0, None) == (0.0, 1.0) and "unguided" not in b.manifest()["sampler"]
