@@ -107,6 +107,11 @@ class EmbeddedBackend:
     # outside the mask and the generated clip inside (Blended Latent Diffusion's background
     # reconstruction): latent cells straddle the mask's edge, so blending alone repaints a band of
     # outside pixels; the refit brings them back, so the final composite has no seam
+    # guidance only while t is in this interval (diffusion.cfg_velocity; config.json's sampler.cfg_interval
+    # overrides): guided at t > 0.7, CFG 5 draws objects ~10 px larger than any in the world and narrows
+    # their spread; without it the size's W1 distance to the world falls from 9.9 to 3.9 px, near-copies from
+    # 8.3 to 5.4% of pairs, and the step costs one network evaluation instead of two
+    cfg_interval: tuple[float, float] = (0.0, 0.7)
     # the last this-many sampling steps run without guidance (the prompt's branch alone): at 8 steps the
     # guided last step (t = 0.125 -> 0) overshoots colours and backgrounds; unguided, 8 steps get bg, colour
     # and motion 100% (from 79 / 88 / 94%), default steps unchanged. config.json's sampler.unguided_final_steps
@@ -143,8 +148,7 @@ class EmbeddedBackend:
         self.tokenizer = Tokenizer(meta["vocab"], max_len=self.denoiser.cfg.text_len)
         self.shift = float(meta.get("sampler", {}).get("shift", 1.0))
         self.solver = str(meta.get("sampler", {}).get("solver", "euler"))  # diffusion.SOLVERS
-        # guidance only while t is in this interval (diffusion.cfg_velocity); (0, 1): every step
-        self.cfg_interval = tuple(float(v) for v in meta.get("sampler", {}).get("cfg_interval", (0.0, 1.0)))
+        self.cfg_interval = tuple(float(v) for v in meta.get("sampler", {}).get("cfg_interval", self.cfg_interval))
         self.unguided_final_steps = int(meta.get("sampler", {}).get("unguided_final_steps", self.unguided_final_steps))
         self.meta = meta
         self.spec = spec

@@ -40,7 +40,8 @@ class Analysis:
     area_cv: float  # std/mean of object area over frames
     track: np.ndarray  # (F, 2) object centroid (x, y) per frame, NaN where the object is missing
     start: tuple[float, float] = (float("nan"), float("nan"))  # centroid (x, y) at frame 0 of the fitted track
-    size: float = float("nan")  # median over frames of the object's bounding-box width or height (the larger)
+    size: float = float("nan")  # median over frames of the larger side of the bounding box of the pixels at
+    # more than half the object's contrast against the background (the world's size, for world clips)
 
     def labels(self) -> dict:
         return {"bg": self.bg, "obj": self.obj, "shape": self.shape, "motion": self.motion}
@@ -64,6 +65,7 @@ def analyse(clip: np.ndarray) -> Analysis:
     obj_rgb = np.median(x[core], axis=0)
     obj = world.OBJ_NAMES[int(np.argmin(((OBJ_RGB - obj_rgb) ** 2).sum(1)))]
     fills, cents, idx, sizes = [], [], [], []
+    contrast = float(np.sqrt(((obj_rgb - bg_rgb) ** 2).sum()))
     ys, xs = np.mgrid[0:H, 0:W]
     for f in range(Fr):
         m = mask[f]
@@ -72,7 +74,10 @@ def analyse(clip: np.ndarray) -> Analysis:
         r, c = np.nonzero(m)
         bbox = (r.max() - r.min() + 1) * (c.max() - c.min() + 1)
         fills.append(m.sum() / bbox)
-        sizes.append(max(r.max() - r.min() + 1, c.max() - c.min() + 1))
+        half = dist[f] > 0.5 * contrast  # half the object's contrast: a blurred edge does not grow it
+        if half.any():
+            r, c = np.nonzero(half)
+            sizes.append(max(r.max() - r.min() + 1, c.max() - c.min() + 1))
         cents.append((xs[m].mean(), ys[m].mean()))
         idx.append(f)
         track[f] = cents[-1]

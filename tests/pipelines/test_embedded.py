@@ -343,8 +343,15 @@ def test_t2v_shape_determinism_progress_and_previews(backend):
     assert np.array_equal(out, again)
     other = run(backend, TextToVideoRequest(prompt="a red circle moving left", steps=8), seed=2)
     assert not np.array_equal(out, other)
-    neg = run(backend, TextToVideoRequest(prompt="a red circle moving left", negative_prompt="blue", steps=8))
-    assert not np.array_equal(out, neg)
+    # the negative prompt is the guidance's other branch: guide every step, so the tiny random nets show it
+    saved = backend.cfg_interval, backend.unguided_final_steps
+    backend.cfg_interval, backend.unguided_final_steps = (0.0, 1.0), 0
+    try:
+        pos = run(backend, TextToVideoRequest(prompt="a red circle moving left", steps=8))
+        neg = run(backend, TextToVideoRequest(prompt="a red circle moving left", negative_prompt="blue", steps=8))
+    finally:
+        backend.cfg_interval, backend.unguided_final_steps = saved
+    assert not np.array_equal(pos, neg)
     run(backend, TextToVideoRequest(prompt="qwzx ✓ ??? " * 50, steps=2))  # unknown words never fail
 
 
@@ -801,13 +808,15 @@ def test_interval_guidance_evaluates_the_prompt_alone_outside_its_interval():
     assert torch.equal(v(x, torch.full((2,), 0.1)), torch.ones(2, 3)) and calls == [2, 1]  # the prompt's branch only
 
 
-def test_the_last_step_runs_unguided_by_default_and_the_manifest_says_so(tiny_weights):
+def test_guidance_skips_the_noisiest_steps_and_the_last_by_default_and_the_manifest_says_so(tiny_weights):
     b = EmbeddedBackend(tiny_weights)
     assert b.unguided_final_steps == 1 and "last 1 step(s) unguided" in b.manifest()["sampler"]
+    assert b.cfg_interval == (0.0, 0.7) and "CFG for t in [0.0, 0.7]" in b.manifest()["sampler"]
     lo, hi = b._guidance_interval(8, 1.0, None)  # grid 1, 0.875, ..., 0.125, 0: only t = 0.125 is unguided
-    assert 0.125 < lo < 0.25 and hi == 1.0
+    assert 0.125 < lo < 0.25 and hi == 0.7
     lo, _ = b._guidance_interval(20, 0.6, "v2v")  # an SDEdit grid from t = 0.6: only its last step
     assert 0.03 < lo < 0.06
+    b.cfg_interval = (0.0, 1.0)
     assert b._guidance_interval(1, 1.0, None) == (0.0, 1.0)  # a single step stays guided
     b.unguided_final_steps = 0
     assert b._guidance_interval(8, 1.0, None) == (0.0, 1.0) and "unguided" not in b.manifest()["sampler"]
