@@ -2,7 +2,8 @@
 
 Convention (rectified flow, as in SD3): x_t = (1 - t) * x0 + t * noise, t in [0, 1], t = 1 is pure
 noise; the network predicts the velocity v = noise - x0, so x0 = x_t - t * v. Sampling integrates
-dx/dt = v from t = t_start down to 0 with Euler steps on a (optionally shifted) uniform grid.
+dx/dt = v from t = t_start down to 0 on a (optionally shifted) uniform grid, with Euler steps or a
+second-order solver (`sample`'s solver).
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ def shift_t(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
-def sample_t(n: int, generator: torch.Generator | None = None, device="cpu", shift: float = 1.0) -> torch.Tensor:
-    """Training timesteps: logit-normal(0, 1) (SD3), which favours the middle of the path, then shifted."""
-    return shift_t(torch.sigmoid(torch.randn(n, generator=generator, device=device)), shift)
+def sample_t(n: int, generator: torch.Generator | None = None, device="cpu", shift: float = 1.0,
+             p_uniform: float = 0.0) -> torch.Tensor:
+    """Training timesteps: logit-normal(0, 1) (SD3), which favours the middle of the path, then shifted.
+    p_uniform > 0: that fraction drawn uniformly in [0, 1] instead (more weight near t = 1, where a clip's
+    layout is decided, and near 0); with 0 no extra random numbers are drawn."""
+    t = torch.sigmoid(torch.randn(n, generator=generator, device=device))
+    if p_uniform > 0:
+        u = torch.rand(n, 2, generator=generator, device=device)
+        t = torch.where(u[:, 0] < p_uniform, u[:, 1], t)
+    return shift_t(t, shift)
 
 
 def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -37,7 +45,7 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.T
 
 def fm_loss(velocity: Velocity, x0: torch.Tensor, generator: torch.Generator | None = None,
             shift: float = 1.0, src: torch.Tensor | None = None, edit: torch.Tensor | None = None,
-            edit_t: tuple[float, float] = (0.3, 0.9)) -> torch.Tensor:
+            edit_t: tuple[float, float] = (0.3, 0.9), p_uniform: float = 0.0) -> torch.Tensor:
     """Mean squared error between predicted and true velocity at a random (shifted) t.
 
     src + edit (B,) bool: for the edit samples the path is SDEdit's: it starts from src noised to a
@@ -46,7 +54,7 @@ def fm_loss(velocity: Velocity, x0: torch.Tensor, generator: torch.Generator | N
     so the model learns to reach the prompt's x0 from an input that disagrees with it (colour, shape).
     """
     B = x0.shape[0]
-    t = sample_t(B, generator, x0.device, shift)
+    t = sample_t(B, generator, x0.device, shift, p_uniform)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device)
     target = noise - x0
     if src is not None and edit is not None:
@@ -66,17 +74,24 @@ def timesteps(steps: int, t_start: float = 1.0, shift: float = 1.0) -> torch.Ten
     return shift_t(torch.linspace(t_start, 0.0, steps + 1), shift)
 
 
-def cfg_velocity(model_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], scale: float) -> Velocity:
-    """Classifier-free guidance: model_fn(x_pair, t_pair, n) sees [cond; uncond] stacked on the batch."""
+def cfg_velocity(model_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], scale: float,
+                 interval: tuple[float, float] = (0.0, 1.0)) -> Velocity:
+    """Classifier-free guidance: model_fn(x_pair, t_pair, n) sees [cond; uncond] stacked on the batch.
+    interval (lo, hi): guide only while lo <= t <= hi (Kynkäänniemi et al. 2024), elsewhere the
+    prompt's branch alone (one network evaluation)."""
 
     def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if scale == 1.0:
+        t0 = float(t.reshape(-1)[0])
+        if scale == 1.0 or not interval[0] <= t0 <= interval[1]:
             return model_fn(x, t, 1)
         out = model_fn(torch.cat([x, x]), torch.cat([t, t]), 2)
         vc, vu = out.chunk(2)
         return vu + scale * (vc - vu)
 
     return v
+
+
+SOLVERS = ("euler", "heun", "ab2")
 
 
 def sample(
@@ -90,30 +105,49 @@ def sample(
     keep_mask: torch.Tensor | None = None,
     keep_until: float = 0.0,
     shift: float = 1.0,
+    solver: str = "euler",
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
-    """Euler integration of the flow from noise to data.
+    """Integrate the flow from noise to data over `steps` intervals of the (shifted) grid.
 
+    solver: "euler" (one network evaluation per step); "heun" (Heun's second-order method: two per
+    step, one on the last step, which ends at t = 0); "ab2" (second-order Adams-Bashforth, for
+    uneven steps: one evaluation per step, extrapolating from the previous step's velocity, as
+    DPM-Solver++(2M) does; Euler on the first step).
     x_start + strength < 1: SDEdit (start from x_start noised to t = strength).
     keep + keep_mask (1 = keep, broadcastable): inpainting by latent blending; after every step the
     kept region is replaced by `keep` noised to the current t with the same noise, for as long as
     t >= keep_until (0: to the end, as inpainting needs; > 0: only steer the early, noisy steps).
     on_step(i, total, x0_estimate) after each step; should_cancel() before each step (raise in caller).
     """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver {solver!r}: one of {', '.join(SOLVERS)}")
     ts = timesteps(steps, strength if x_start is not None else 1.0, shift)
     if x_start is not None and strength < 1.0:
         x = add_noise(x_start, noise, ts[:1].expand(noise.shape[0]))
     else:
         x = noise.clone()
+    v_prev, h_prev = None, None
     for i in range(steps):
         if should_cancel is not None and should_cancel():
             return None  # the caller raises Cancelled
         t, t_next = ts[i], ts[i + 1]
+        h = t_next - t  # negative: t runs down
         tb = t.expand(x.shape[0]).to(x.device)
         v = velocity(x, tb)
         x0 = x - t * v
-        x = x + (t_next - t) * v
+        if solver == "heun" and t_next > 0:
+            x_e = x + h * v
+            v2 = velocity(x_e, t_next.expand(x.shape[0]).to(x.device))
+            step_v = 0.5 * (v + v2)
+        elif solver == "ab2" and v_prev is not None:
+            r = h / h_prev
+            step_v = (1 + 0.5 * r) * v - 0.5 * r * v_prev
+        else:
+            step_v = v
+        v_prev, h_prev = v, h
+        x = x + h * step_v
         if keep is not None and t_next >= keep_until:
             ref = add_noise(keep, noise, t_next.expand(x.shape[0]).to(x.device))
             x = keep_mask * ref + (1 - keep_mask) * x

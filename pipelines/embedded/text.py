@@ -37,7 +37,10 @@ def _grammar_words() -> list[str]:
         for train, _held in table.values():
             for phrase in train:
                 words.update(split_words(phrase))
-    for t in world.TRAIN_TEMPLATES:
+    templates = list(world.TRAIN_TEMPLATES) + list(world.EDIT_OBJ_SHAPE[0])
+    templates += [t for train, _held in world.I2V_TEMPLATES.values() for t in train]
+    templates += [t for train, _held in world.EDIT_PHRASES.values() for t in train]
+    for t in templates:
         words.update(split_words(re.sub(r"\{[a-z]\}", " ", t)))
     return sorted(words)
 
@@ -51,6 +54,14 @@ class Tokenizer:
         self.vocab = list(vocab) if vocab is not None else SPECIALS + _grammar_words()
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.max_len = max_len
+
+    @classmethod
+    def extending(cls, vocab: list[str], max_len: int = 32) -> "Tokenizer":
+        """A trained model's vocabulary with the grammar's newer words appended: every id it was trained
+        with keeps its meaning (fine-tuning from shipped weights), new words take fresh embedding rows."""
+        vocab = list(vocab)
+        known = set(vocab)
+        return cls(vocab + [w for w in SPECIALS + _grammar_words() if w not in known], max_len)
 
     def __len__(self) -> int:
         return len(self.vocab)

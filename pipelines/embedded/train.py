@@ -6,6 +6,7 @@
     python -m pipelines.embedded.train --stage cache         # encode the training clips (and edit partners) once
     python -m pipelines.embedded.train --stage dit           # the denoiser (DiT) and its text encoder
     python -m pipelines.embedded.train --stage export        # -> assets/embedded/
+    python -m pipelines.embedded.train --from-assets --out runs/ft   # start a run from the shipped weights
     add --resume to continue from runs/embedded/<stage>.pt; --minutes N to change a stage's budget;
     --config FILE.json to override recipe values; --device cuda on a GPU; --threads N
 
@@ -40,12 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-t-ch", type=int, default=None, help="its chunk width instead of the recipe's")
     p.add_argument("--out", type=Path, default=Path("runs/embedded"))
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--from-assets", action="store_true",
+                   help="first seed --out's vae.pt and dit.pt from the shipped weights (--assets), then run the "
+                        "stages given, resuming (with --stage all: cache, dit; export is yours to run); a fine-tune of the "
+                        "shipped model (pass --config for its values)")
     p.add_argument("--minutes", type=float, default=None,
                    help="time budget of the training stage (default: the recipe's for that stage)")
     p.add_argument("--vae-minutes", type=float, default=None, help="vae budget when --stage all")
     p.add_argument("--device", default=None, help="cuda when available, else cpu")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--assets", type=Path, default=WEIGHTS_DIR, help="export destination")
+    p.add_argument("--assets", type=Path, default=WEIGHTS_DIR, help="export destination (and --from-assets source)")
     p.add_argument("--dtype", choices=["float16", "float32"], default="float32", help="export dtype")
     p.add_argument("--export-weights", choices=["ema", "model"], default="ema",
                    help="export the EMA of the denoiser's weights (default) or the raw last weights")
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from pipelines.embedded.training.autoencoder import train_vae
-    from pipelines.embedded.training.denoiser import build_cache, train_denoiser
+    from pipelines.embedded.training.denoiser import build_cache, seed_from_assets, train_denoiser
     from pipelines.embedded.training.export import export
 
     if args.threads:
@@ -95,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(cfg.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     stages = STAGES if args.stage == "all" else (args.stage,)
+    if args.from_assets:
+        seed_from_assets(cfg, args.assets, args.out)
+        args.resume = True
+        if args.stage == "all":  # not export: --assets is the source here, and shipping is a deliberate step
+            stages = ("cache", "dit")
+        stages = tuple(s for s in stages if s != "vae")  # the autoencoder is the shipped one
     for stage in stages:
         if stage == "vae":
             train_vae(cfg, args.out, stage_minutes(cfg, stage, args), args.resume, device)

@@ -284,3 +284,102 @@ def caption(labels: dict[str, str], rng: random.Random, split: str = "train", te
 
 def canonical_caption(labels: dict[str, str]) -> str:
     return f"a {labels['obj']} {labels['shape']} {MOTION_VERBS[labels['motion']][0][0]} on a {labels['bg']} background"
+
+
+# ---- partial captions: say only what the i2v image or the v2v source does not already fix ------------
+# Keys name what a caption mentions besides the motion: "" (motion only), "c" colour, "s" shape, "b" background.
+# (training templates, held-out templates); {m}/{g} motion verb/gerund as above.
+I2V_TEMPLATES: dict[str, tuple[list[str], list[str]]] = {
+    "": (["{m}", "{g}", "it {m}", "the object {m}", "the shape {m}", "object {g}"],
+         ["it just {m}", "the thing {m}", "{g}, nothing else"]),
+    "c": (["the {c} object {m}", "{c}, {g}", "it is {c} and {m}", "a {c} shape {g}"],
+          ["the {c} thing {m}", "{c} and {g}"]),
+    "s": (["the {s} {m}", "a {s} {g}", "{s} {g}", "it is a {s} and it {m}"],
+          ["this {s} {m}", "{s}, {g}"]),
+    "b": (["it {m} on {b}", "{g} over a {b} background", "the object {m}; the background is {b}"],
+          ["{g} in front of {b}"]),
+    "cs": (["the {c} {s} {m}", "a {c} {s} {g}"], ["this {c} {s} {m}"]),
+}
+# v2v: one phrase per attribute that differs between the source and the target, naming the target's value
+EDIT_PHRASES: dict[str, tuple[list[str], list[str]]] = {
+    "obj": (["make it {c}", "turn it {c}", "{c} instead", "now {c}", "change the color to {c}", "a {c} one",
+             "color it {c}", "the object is {c} now"],
+            ["paint it {c}", "it should be {c}", "switch to {c}", "{c} this time"]),
+    "shape": (["a {s} instead", "make it a {s}", "turn it into a {s}", "now a {s}", "change the shape to a {s}",
+               "as a {s}"],
+              ["it should be a {s}", "swap in a {s}", "a {s} this time", "replace it with a {s}"]),
+    "bg": (["on a {b} background", "make the background {b}", "{b} background instead",
+            "change the background to {b}", "now on {b}", "over a {b} backdrop"],
+           ["put it on {b}", "swap the background for {b}", "against {b} this time", "{b} behind it"]),
+}
+EDIT_JOINS = ([", ", " and ", "; ", ". ", " "], [", and ", " plus "])  # (train, eval) between phrases
+# colour and shape together, as one noun phrase
+EDIT_OBJ_SHAPE = (["a {c} {s} instead", "make it a {c} {s}", "turn it into a {c} {s}", "a {c} {s}", "now a {c} {s}"],
+                  ["it should be a {c} {s}", "a {c} {s} this time"])
+EDIT_KEYS = ("obj", "shape", "bg")
+
+
+def _words(labels: dict[str, str], rng: random.Random, split: str) -> dict[str, str]:
+    """One word or phrase per template field, training synonyms or (split 'eval', half the time) held-out ones."""
+
+    def word(table: dict[str, tuple[list[str], list[str]]], key: str) -> str:
+        words = table[key][1] if split == "eval" and rng.random() < 0.5 else table[key][0]
+        return rng.choice(words)
+
+    return {"c": word(OBJ_WORDS, labels["obj"]), "s": word(SHAPE_WORDS, labels["shape"]),
+            "m": word(MOTION_VERBS, labels["motion"]), "g": word(MOTION_GERUNDS, labels["motion"]),
+            "b": word(BG_WORDS, labels["bg"])}
+
+
+def i2v_caption(labels: dict[str, str], rng: random.Random, split: str = "train", look: str | None = None) -> str:
+    """A caption for an i2v clip that says the motion and at most part of the look (the image gives the
+    rest): look is a key of I2V_TEMPLATES ("" motion only, "c", "s", "b", "cs"); None picks one, motion
+    only half the time."""
+    if look is None:
+        look = "" if rng.random() < 0.5 else rng.choice([k for k in I2V_TEMPLATES if k])
+    k = 0 if split == "train" else 1
+    return rng.choice(I2V_TEMPLATES[look][k]).format(**_words(labels, rng, split))
+
+
+def changed(src: dict[str, str], dst: dict[str, str]) -> list[str]:
+    """The attributes of EDIT_KEYS (colour, shape, background) whose values differ, in that order."""
+    return [key for key in EDIT_KEYS if src[key] != dst[key]]
+
+
+def edit_caption(src: dict[str, str], dst: dict[str, str], rng: random.Random, split: str = "train") -> str:
+    """A v2v caption that names exactly what differs between src and dst (dst's values) and nothing else;
+    "" when nothing differs (the edit then keeps the input)."""
+    diff = changed(src, dst)
+    k = 0 if split == "train" else 1
+    w = _words(dst, rng, split)
+    if not diff:
+        return ""
+    parts = []
+    if "obj" in diff and "shape" in diff and rng.random() < 0.5:
+        parts.append(rng.choice(EDIT_OBJ_SHAPE[k]))
+        diff = [d for d in diff if d not in ("obj", "shape")]
+    parts += [rng.choice(EDIT_PHRASES[d][k]) for d in diff]
+    rng.shuffle(parts)
+    text = parts[0]
+    for p in parts[1:]:
+        text += rng.choice(EDIT_JOINS[k]) + p
+    return text.format(**w)
+
+
+def edit_variant(b: Batch, g: torch.Generator, p_obj: float = 0.6, p_shape: float = 0.4, p_bg: float = 0.4) -> Batch:
+    """Like `variant`, but each of colour, shape and background changes on its own (with these
+    probabilities; at least one always changes, drawn uniformly when none did): edit pairs for every
+    kind of change-only caption ("make it blue", "a triangle instead", "on a black background")."""
+    n = len(b)
+
+    def other(v: torch.Tensor, k: int) -> torch.Tensor:
+        return (v + torch.randint(1, k, (n,), generator=g)) % k
+
+    u = torch.rand(n, 3, generator=g) < torch.tensor([p_obj, p_shape, p_bg])
+    none = ~u.any(1)
+    forced = torch.randint(0, 3, (n,), generator=g)
+    u = u | (none[:, None] & (forced[:, None] == torch.arange(3)[None]))
+    obj = torch.where(u[:, 0], other(b.obj, len(OBJ_NAMES)), b.obj)
+    shape = torch.where(u[:, 1], other(b.shape, len(SHAPES)), b.shape)
+    bg = torch.where(u[:, 2], other(b.bg, len(BG_NAMES)), b.bg)
+    return dataclasses.replace(b, bg=bg, obj=obj, shape=shape)

@@ -50,8 +50,9 @@ def tiny_weights(request, tmp_path_factory):
     torch.manual_seed(0)
     tok = Tokenizer()
     vae = VideoAutoencoder(TINY_VAE)
-    dcfg = (DiTConfig(vocab_size=len(tok), **TINY_DIT) if request.param == "dit"
-            else UNetConfig(vocab_size=len(tok), **TINY_UNET))
+    vocab = max(256, len(tok))  # as training sizes it (denoiser_dict): the init does not move when the grammar grows
+    dcfg = (DiTConfig(vocab_size=vocab, **TINY_DIT) if request.param == "dit"
+            else UNetConfig(vocab_size=vocab, **TINY_UNET))
     dit = build_denoiser(dcfg.to_dict())
     for p in dit.parameters():  # the zero-initialised output would make every mode trivially the mean
         torch.nn.init.normal_(p, std=0.05)
@@ -342,8 +343,15 @@ def test_t2v_shape_determinism_progress_and_previews(backend):
     assert np.array_equal(out, again)
     other = run(backend, TextToVideoRequest(prompt="a red circle moving left", steps=8), seed=2)
     assert not np.array_equal(out, other)
-    neg = run(backend, TextToVideoRequest(prompt="a red circle moving left", negative_prompt="blue", steps=8))
-    assert not np.array_equal(out, neg)
+    # the negative prompt is the guidance's other branch: guide every step, so the tiny random nets show it
+    saved = backend.cfg_interval, backend.unguided_final_steps
+    backend.cfg_interval, backend.unguided_final_steps = (0.0, 1.0), 0
+    try:
+        pos = run(backend, TextToVideoRequest(prompt="a red circle moving left", steps=8))
+        neg = run(backend, TextToVideoRequest(prompt="a red circle moving left", negative_prompt="blue", steps=8))
+    finally:
+        backend.cfg_interval, backend.unguided_final_steps = saved
+    assert not np.array_equal(pos, neg)
     run(backend, TextToVideoRequest(prompt="qwzx ✓ ??? " * 50, steps=2))  # unknown words never fail
 
 
@@ -622,3 +630,193 @@ def test_a_batch_of_seeds_gives_the_clips_of_single_generations(backend, mode):
     with pytest.raises(ValueError, match="differ only in their seed"):
         backend.generate_batch([requests[0], dataclasses.replace(requests[1], cfg_scale=9.0)], media,
                                [torch.Generator(), torch.Generator()], lambda *a: None, lambda: False)
+
+
+# ---- second round (#16): partial captions, edit pairs of every kind, fine-tuning from shipped weights, solvers
+def _mentions(text: str) -> dict[str, set[str]]:
+    """Which attribute values a caption names: longest synonyms first, each match removed from the text
+    (so "navy blue" is the background navy, not the colour blue)."""
+    import re
+
+    tables = {"obj": world.OBJ_WORDS, "bg": world.BG_WORDS, "shape": world.SHAPE_WORDS,
+              "motion": {k: (a + c, b + d) for k, ((a, b), (c, d)) in
+                         ((k, (world.MOTION_VERBS[k], world.MOTION_GERUNDS[k])) for k in world.MOTIONS)}}
+    phrases = sorted(((p, key, value) for key, table in tables.items() for value, (train, held) in table.items()
+                      for p in train + held), key=lambda x: -len(x[0]))
+    text = " " + re.sub(r"[^a-z]+", " ", text.lower()) + " "
+    found: dict[str, set[str]] = {k: set() for k in tables}
+    for p, key, value in phrases:
+        if f" {p} " in text:
+            found[key].add(value)
+            text = text.replace(f" {p} ", " | ")
+    return found
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_a_change_only_caption_names_exactly_what_differs(split):
+    import random
+
+    rng = random.Random(0)
+    g = torch.Generator().manual_seed(0)
+    b = world.sample_batch(300, g)
+    v = world.edit_variant(b, g)
+    kinds = set()
+    for i in range(len(b)):
+        src, dst = b.labels(i), v.labels(i)
+        diff = world.changed(src, dst)
+        kinds.add(tuple(diff))
+        said = _mentions(world.edit_caption(src, dst, rng, split))
+        for key in ("obj", "shape", "bg"):
+            assert said[key] == ({dst[key]} if key in diff else set()), (src, dst, said)
+        assert not said["motion"]
+    assert {("obj",), ("shape",), ("bg",), ("obj", "shape"), ("obj", "bg"), ("shape", "bg")} <= kinds
+    assert world.edit_caption(src, src, rng) == ""
+
+
+def test_edit_variants_of_every_kind_keep_geometry_and_motion():
+    g = torch.Generator().manual_seed(1)
+    b = world.sample_batch(400, g)
+    v = world.edit_variant(b, g)
+    ch = torch.stack([v.obj != b.obj, v.shape != b.shape, v.bg != b.bg], 1)
+    assert bool(ch.any(1).all())  # something always changes
+    assert 0.1 < float((ch.sum(1) == 1).float().mean()) < 0.9  # often one attribute alone, sometimes more
+    assert torch.equal(v.motion, b.motion) and torch.equal(v.start, b.start) and torch.equal(v.size, b.size)
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_i2v_captions_say_the_motion_and_only_the_look_asked_for(split):
+    import random
+
+    rng = random.Random(2)
+    lab = {"bg": "navy", "obj": "red", "shape": "circle", "motion": "down"}
+    for look in world.I2V_TEMPLATES:
+        for _ in range(20):
+            said = _mentions(world.i2v_caption(lab, rng, split, look))
+            assert said["motion"] == {"down"}
+            for key, letter in (("obj", "c"), ("shape", "s"), ("bg", "b")):
+                assert said[key] == ({lab[key]} if letter in look else set())
+    looks = [_mentions(world.i2v_caption(lab, rng, split)) for _ in range(200)]
+    assert 0.35 < np.mean([not (s["obj"] or s["shape"] or s["bg"]) for s in looks]) < 0.65  # half motion-only
+    held = {t for _, held in world.I2V_TEMPLATES.values() for t in held}
+    assert not held & {t for train, _ in world.I2V_TEMPLATES.values() for t in train}
+    assert not {t for _, h in world.EDIT_PHRASES.values() for t in h} & {t for tr, _ in world.EDIT_PHRASES.values() for t in tr}
+
+
+def test_training_captions_keep_the_old_stream_unless_the_new_keys_are_set():
+    import random
+
+    from pipelines.embedded.training.denoiser import captions_for, label_dict
+
+    g = torch.Generator().manual_seed(3)
+    b = world.sample_batch(64, g)
+    v = world.edit_variant(b, g)
+    labels, src = b.codes(), v.codes()
+    flags = torch.arange(64) % 2 == 0
+    old = [world.caption(label_dict(r), rng_, "train") if rng_.random() >= 0.1 else ""
+           for rng_ in [random.Random(5)] for r in labels.tolist()]
+    assert captions_for(labels, random.Random(5), 0.1, flags, 0.0, src, ~flags, 0.0) == old
+    new = captions_for(labels, random.Random(5), 0.0, flags, 1.0, src, ~flags, 1.0)
+    for i, text in enumerate(new):
+        said = _mentions(text)
+        if flags[i]:  # i2v rows: the motion, at most part of the look
+            assert said["motion"] == {label_dict(labels[i].tolist())["motion"]}
+        else:  # edit rows: exactly what differs from the source
+            lab, s = label_dict(labels[i].tolist()), label_dict(src[i].tolist())
+            assert {k for k in ("obj", "shape", "bg") if said[k]} == set(world.changed(s, lab))
+
+
+def test_the_tokenizer_grows_a_trained_vocabulary_without_moving_its_words():
+    tok = Tokenizer()
+    old = [w for w in tok.vocab if w not in ("instead", "make", "it")]
+    grown = Tokenizer.extending(old)
+    assert grown.vocab[: len(old)] == old and set(grown.vocab) == set(tok.vocab)
+    assert grown.encode("make it blue")[1] != UNK and grown.encode("colour")[1] == grown.encode("color")[1]
+
+
+def test_fine_tuning_starts_from_shipped_weights_and_resumes(tmp_path):
+    """--from-assets seeds vae.pt and dit.pt from a weights folder; the cache (edit pairs of every kind)
+    and the denoiser stage (partial and change-only captions) then run, checkpoint and resume."""
+    from safetensors.torch import load_file
+
+    from pipelines.embedded.train import main
+    from pipelines.embedded.weights import split_state
+
+    torch.manual_seed(0)
+    tok = Tokenizer()
+    dcfg = DiTConfig(vocab_size=256, **TINY_DIT)
+    tiny_weights = tmp_path / "assets"
+    write_assets(tiny_weights, VideoAutoencoder(TINY_VAE).state_dict(), build_denoiser(dcfg.to_dict()).state_dict(),
+                 TINY_VAE.to_dict(), dcfg.to_dict(), tok.vocab)
+    meta = json.loads((tiny_weights / "config.json").read_text())
+    ft = {"cache_clips": 6, "denoiser_batch": 4, "log_every": 1, "edit_pairs": "any", "p_image_partial": 0.5,
+          "p_edit_change": 0.5, "p_t_uniform": 0.2, "denoiser_lr": 1e-4}
+    (tmp_path / "ft.json").write_text(json.dumps(ft))
+    run_dir = tmp_path / "run"
+    args = ["--out", str(run_dir), "--config", str(tmp_path / "ft.json"), "--threads", "1", "--assets", str(tiny_weights)]
+    assert main(["--from-assets", "--stage", "cache", *args]) == 0
+    ck = torch.load(run_dir / "dit.pt", weights_only=False)
+    _, shipped = split_state(load_file(str(tiny_weights / "model.safetensors")))
+    assert all(torch.equal(ck["ema"][k], shipped[k].float()) for k in shipped)
+    assert ck["vocab"] == meta["vocab"] and ck["config"]["p_edit_change"] == 0.5
+    data = torch.load(run_dir / "latents.pt", weights_only=False)
+    ch = (data["edit_labels"][:, :3] != data["labels"][:, :3])
+    assert bool(ch.any(1).all())
+    with pytest.raises(SystemExit, match="exists"):  # never clobbers a run
+        main(["--from-assets", "--stage", "dit", *args])
+    step0 = ck["step"]
+    assert main(["--stage", "dit", "--resume", "--minutes", "0.01", "--out", str(run_dir), "--threads", "1"]) == 0
+    ck = torch.load(run_dir / "dit.pt", weights_only=False)
+    assert ck["step"] > step0 and ck["opt"] is not None and ck["config"]["p_image_partial"] == 0.5
+    step1 = ck["step"]
+    assert main(["--stage", "dit", "--resume", "--minutes", "0.01", "--out", str(run_dir), "--threads", "1"]) == 0
+    assert torch.load(run_dir / "dit.pt", weights_only=False)["step"] > step1
+
+
+@pytest.mark.parametrize("solver", diffusion.SOLVERS)
+def test_solvers_are_deterministic_exact_on_straight_paths_and_second_order_ones_beat_euler(solver):
+    target = torch.randn(1, 8, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(3))
+
+    def straight(x, t):
+        return (x - target) / t.view(-1, 1, 1, 1, 1).clamp_min(1e-6)
+
+    out = diffusion.sample(straight, noise, 8, solver=solver)
+    assert torch.equal(out, diffusion.sample(straight, noise, 8, solver=solver))
+    assert torch.allclose(out, target, atol=1e-4)
+
+    def curved(x, t):  # dx/dt = 2 t x: x(0) = x(1) exp(-1)
+        return 2 * t.view(-1, 1, 1, 1, 1) * x
+
+    err = {s: float((diffusion.sample(curved, noise, 8, solver=s) - noise * np.exp(-1)).abs().max())
+           for s in diffusion.SOLVERS}
+    if solver != "euler":
+        assert err[solver] < 0.5 * err["euler"]
+    with pytest.raises(ValueError, match="solver"):
+        diffusion.sample(straight, noise, 8, solver="rk45")
+
+
+def test_interval_guidance_evaluates_the_prompt_alone_outside_its_interval():
+    calls = []
+
+    def model_fn(x, t, n):
+        calls.append(n)
+        return torch.cat([torch.ones_like(x[: x.shape[0] // n]), torch.zeros_like(x[: x.shape[0] // n])][:n])
+
+    v = diffusion.cfg_velocity(model_fn, 5.0, (0.2, 1.0))
+    x = torch.zeros(2, 3)
+    assert torch.equal(v(x, torch.full((2,), 0.5)), torch.full((2, 3), 5.0)) and calls == [2]  # guided: 0 + 5 (1 - 0)
+    assert torch.equal(v(x, torch.full((2,), 0.1)), torch.ones(2, 3)) and calls == [2, 1]  # the prompt's branch only
+
+
+def test_guidance_skips_the_noisiest_steps_and_the_last_by_default_and_the_manifest_says_so(tiny_weights):
+    b = EmbeddedBackend(tiny_weights)
+    assert b.unguided_final_steps == 1 and "last 1 step(s) unguided" in b.manifest()["sampler"]
+    assert b.cfg_interval == (0.0, 0.7) and "CFG for t in [0.0, 0.7]" in b.manifest()["sampler"]
+    lo, hi = b._guidance_interval(8, 1.0, None)  # grid 1, 0.875, ..., 0.125, 0: only t = 0.125 is unguided
+    assert 0.125 < lo < 0.25 and hi == 0.7
+    lo, _ = b._guidance_interval(20, 0.6, "v2v")  # an SDEdit grid from t = 0.6: only its last step
+    assert 0.03 < lo < 0.06
+    b.cfg_interval = (0.0, 1.0)
+    assert b._guidance_interval(1, 1.0, None) == (0.0, 1.0)  # a single step stays guided
+    b.unguided_final_steps = 0
+    assert b._guidance_interval(8, 1.0, None) == (0.0, 1.0) and "unguided" not in b.manifest()["sampler"]

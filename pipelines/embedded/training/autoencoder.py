@@ -51,7 +51,7 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
                 f"{sum(p.numel() for p in model.decoder.parameters()) / 1e6:.2f}M params, on the frozen encoder")
         else:
             model.load_state_dict(ck["model"])
-            if not decoder_only or ck.get("decoder_only"):
+            if (not decoder_only or ck.get("decoder_only")) and ck.get("opt") is not None:  # none when seeded from assets
                 opt.load_state_dict(ck["opt"])
         step = ck["step"]
         g.manual_seed(cfg.seed + step)

@@ -52,6 +52,12 @@ class TrainConfig:
     edit_t: tuple[float, float]
     t_shift: float
     seed: int
+    # second round (issue #16); these defaults are the shipped recipe's behaviour, so older recipes and
+    # checkpoints train exactly as before unless a --config sets them
+    edit_pairs: str = "colour"  # cache: "colour" (world.variant) or "any" (world.edit_variant: each attribute alone)
+    p_image_partial: float = 0.0  # i2v samples captioned with the motion and at most part of the look
+    p_edit_change: float = 0.0  # edit samples captioned with only what changes ("make it blue")
+    p_t_uniform: float = 0.0  # training timesteps drawn uniformly in [0, 1] instead of logit-normal
     # bookkeeping
     checkpoint_every_s: float = 180.0
     log_every: int = 20
