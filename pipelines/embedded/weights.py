@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WEIGHTS_VERSION = "5"  # export writes it into config.json; bump it when shipping new weights
+WEIGHTS_VERSION = "5.1"  # export writes it into config.json; bump it when shipping new weights or a sampler
+# that changes what a seed gives (5.1: the weights of 5 with guidance only for t <= 0.7 and an unguided last step)
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
