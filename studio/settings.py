@@ -55,6 +55,10 @@ class Settings:
     # where people reach the studio (`https://studio.example.com`), for links made outside a browser
     # (`studio share create`); the page uses the address the browser used. None: http://<host>:<port>
     public_url: str | None = None
+    # where generations run: "local" (this process) or "ray" (a pool of Ray actors; `pip install -e ".[ray]"`)
+    executor: str = "local"
+    ray_address: str | None = None  # the Ray cluster to join (RAY_ADDRESS); None: start a local one
+    ray_workers: int | None = None  # at most this many Ray workers (None: one per GPU, or per CPU without GPUs)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -81,6 +85,9 @@ class Settings:
             admins=_names(env.get("STUDIO_ADMINS", "")) + _names(env.get("SPACE_AUTHOR_NAME", "")),
             members=_names(env.get("STUDIO_MEMBERS", "")),
             public_url=(env.get("STUDIO_PUBLIC_URL") or "").strip().rstrip("/") or None,
+            executor=(env.get("STUDIO_EXECUTOR") or "local").strip().lower(),
+            ray_address=env.get("RAY_ADDRESS") or None,
+            ray_workers=int(env["STUDIO_RAY_WORKERS"]) if env.get("STUDIO_RAY_WORKERS") else None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
