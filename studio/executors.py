@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 PREVIEW_MAX_SIDE = 256  # previews travel from the worker to the front end: at most this many pixels a side
+# Each event costs a trip through Ray (a preview of a few hundred kB one through its object store), so a
+# worker sends progress at most every STEP_EVERY_S and the newest preview at most every PREVIEW_EVERY_S: the
+# UI polls every 0.25 s. The first and the last step always go. Cancel is not throttled: it is checked every step.
+STEP_EVERY_S = 0.1
+PREVIEW_EVERY_S = 0.25
 IDLE_TIMEOUT_S = 300.0  # a worker idle this long is stopped (the pool grows again when jobs come)
 
 
@@ -102,8 +107,21 @@ class StudioWorker:
             self._job = job_key
             self._cancel = cancel = threading.Event()
 
+        sent = {"step": 0.0, "preview": 0.0}
+        held: list = [None]  # the newest preview not sent yet
+
         def on_step(step: int, total: int, preview) -> None:
-            events.put(("step", step, total, _small(preview)))
+            now = time.monotonic()
+            if preview is not None:
+                held[0] = preview
+            if step != total and step != 1 and now - sent["step"] < STEP_EVERY_S:
+                return
+            out = None
+            if held[0] is not None and now - sent["preview"] >= PREVIEW_EVERY_S:
+                out, held[0] = _small(held[0]), None
+                sent["preview"] = now
+            sent["step"] = now
+            events.put(("step", step, total, out))
 
         def work() -> None:
             try:
