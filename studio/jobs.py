@@ -5,6 +5,10 @@ submit_sweep(): the same for every cell of a sweep (axes x seeds), all validated
 worker:         load backend, decode inputs, generate with progress + cancel, write files, then
                 commit the gallery row; if either fails, neither remains. The seeds of one cell (one
                 batch) go through the network together when the backend can batch (`generate_batch`).
+executor:       where "load backend + generate" happens. None (the `local` executor): in this process, on one
+                worker thread, as above. A remote one (studio.executors.RayExecutor): one dispatch thread per
+                worker of its pool, each job on its own (no batching); the frames come back here and are saved
+                by saver threads while the worker takes the next job. A job whose worker died is re-queued once.
 submit_interpolation(): a job kind with no model behind it (mode "interpolate"): the worker reads a gallery
                 clip, makes its frames 2x or 4x by optical flow (studio.media.interpolate) and saves the
                 result as a new clip, child of the source, through the same files-then-row path. It waits in
@@ -21,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -152,6 +157,11 @@ class JobService:
         self._executor = executor
         self._worker: threading.Thread | None = None
         self._workers: list[threading.Thread] = []  # the local executor: one; a remote one: one per worker
+        # a remote executor's clips are saved by these threads, so that a dispatch thread hands its worker the
+        # next job at once; at most one clip per dispatch thread waits for its files (the workers then wait)
+        self._savers: ThreadPoolExecutor | None = None
+        self._saving = threading.Semaphore(1)
+        self._generated: set[str] = set()  # jobs whose frames are made and wait for a saver: stop() saves them
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -186,6 +196,9 @@ class JobService:
         if self._executor is not None:
             self._executor.start()  # ExecutorUnavailable: Ray missing, its cluster out of reach
         count = self._executor.concurrency() if self._executor is not None else 1
+        if self._executor is not None:
+            self._savers = ThreadPoolExecutor(max_workers=count, thread_name_prefix="studio-saver")
+            self._saving = threading.Semaphore(count)
         self._workers = [threading.Thread(target=self._run_worker, name=f"studio-worker-{i}" if i else "studio-worker",
                                           daemon=True) for i in range(count)]
         self._worker = self._workers[0]
@@ -201,7 +214,7 @@ class JobService:
             return
         with self._lock:
             for state in self._states.values():
-                if state.status == "running":
+                if state.status == "running" and state.job_id not in self._generated:
                     state.cancel.set()
         for _ in self._workers:
             self._queue.put(None)
@@ -210,6 +223,9 @@ class JobService:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._worker = None
         self._workers = []
+        if self._savers is not None:
+            self._savers.shutdown(wait=True)  # the clips already generated are saved (or, cancelled, dropped)
+            self._savers = None
         if self._executor is not None:
             self._executor.close()
         self._record_pending()
@@ -591,12 +607,28 @@ class JobService:
             log.exception("job %s failed", job.job_id)
             self._finish(job.job_id, "failed", error=_describe(e))
             return
-        if state.cancel.is_set():
-            self._finish(job.job_id, "cancelled")
-            return
-        clip_id = self._save(job, result.spec, result.manifest, result.frames, time.perf_counter() - t0)
-        if clip_id is not None:
-            self._finish(job.job_id, "done", clip_id=clip_id)
+        seconds = time.perf_counter() - t0
+
+        def save() -> None:
+            try:
+                if state.cancel.is_set():
+                    self._finish(job.job_id, "cancelled")
+                    return
+                clip_id = self._save(job, result.spec, result.manifest, result.frames, seconds)
+                if clip_id is not None:
+                    self._finish(job.job_id, "done", clip_id=clip_id)
+            except Exception:
+                log.exception("job %s: saving its clip failed", job.job_id)
+                self._finish(job.job_id, "failed", error="internal error; see the server log")
+            finally:
+                with self._lock:
+                    self._generated.discard(job.job_id)
+                self._saving.release()
+
+        self._saving.acquire()
+        with self._lock:
+            self._generated.add(job.job_id)
+        self._savers.submit(save)
 
     def _requeue_running(self, job_id: str) -> None:
         """Back to queued and at once running again (the attempt counted): a restart of the studio in

@@ -56,7 +56,7 @@ def test_two_workers_start_with_the_model_loaded(seen):
 def test_jobs_through_the_facade_make_gallery_rows_and_files(seen):
     batch = seen["batch"]
     assert batch["statuses"] == ["done"] * 4, batch["errors"]
-    assert batch["most_running_at_once"] == 2  # both workers busy at once
+    assert batch["most_workers_busy_at_once"] == 2  # both workers generating at once
     assert batch["seeds"] == [100, 101, 102, 103] == batch["sidecar_seed"]
     assert batch["models"] == [seen["model"]]
     assert batch["shapes"] == [[16, 64, 64, 12]] * 4
@@ -73,7 +73,7 @@ def test_a_worker_makes_the_same_frames_as_the_local_backend(seen):
 def test_progress_and_previews_come_back_from_the_worker(seen):
     p = seen["progress"]
     assert p["status"] == "done" and p["total"] == 40 and p["increasing"]
-    assert p["distinct_steps"] >= 10 and p["max_step"] <= 40
+    assert p["distinct_steps"] >= 4 and p["max_step"] <= 40  # steps are sent at most every 0.1 s
     assert p["preview_shape"] == [16, 64, 64, 3] and p["preview_versions"] >= 2
 
 
