@@ -39,11 +39,11 @@ log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 PREVIEW_MAX_SIDE = 256  # previews travel from the worker to the front end: at most this many pixels a side
-# Each event costs a trip through Ray (a preview of a few hundred kB one through its object store), so a
-# worker sends progress at most every STEP_EVERY_S and the newest preview at most every PREVIEW_EVERY_S: the
-# UI polls every 0.25 s. The first and the last step always go. Cancel is not throttled: it is checked every step.
-STEP_EVERY_S = 0.1
-PREVIEW_EVERY_S = 0.25
+# Each event is a trip through Ray (measured here: a few ms of a 0.5 s clip each, on 2 busy cores), so a
+# worker sends its progress at most every STEP_EVERY_S, with the newest preview if there is one: the UI polls
+# every 0.25 s and would not show more. The first step goes at once; the last comes with the frames. Cancel
+# is not throttled: the backend checks it at every step.
+STEP_EVERY_S = 0.25
 IDLE_TIMEOUT_S = 300.0  # a worker idle this long is stopped (the pool grows again when jobs come)
 
 
@@ -71,8 +71,8 @@ class StudioWorker:
     """One Ray actor: its own model registry, one backend kept loaded between jobs.
 
     `run` is a generator (a Ray streaming call): it yields ("step", step, total, preview) while the backend
-    denoises, then one ("done", frames, spec, manifest, loaded) or ("error", exception, loaded). The backend
-    runs in a thread of its own so that its step callback can hand events to the generator.
+    denoises, then one ("done", frames, spec, manifest, loaded, (step, total)) or ("error", exception,
+    loaded, (step, total)), with the last step the backend reached. The backend runs in a thread of its own so that its step callback can hand events to the generator.
     """
 
     def __init__(self, registry_factory: Callable[[], "ModelRegistry"], torch_threads: int | None):
@@ -107,20 +107,19 @@ class StudioWorker:
             self._job = job_key
             self._cancel = cancel = threading.Event()
 
-        sent = {"step": 0.0, "preview": 0.0}
+        sent = [0.0]  # when the last step event went
         held: list = [None]  # the newest preview not sent yet
+        last = [(0, 0)]  # the last step seen: it comes home with the frames
 
         def on_step(step: int, total: int, preview) -> None:
             now = time.monotonic()
+            last[0] = (step, total)
             if preview is not None:
                 held[0] = preview
-            if step != total and step != 1 and now - sent["step"] < STEP_EVERY_S:
+            if now - sent[0] < STEP_EVERY_S:
                 return
-            out = None
-            if held[0] is not None and now - sent["preview"] >= PREVIEW_EVERY_S:
-                out, held[0] = _small(held[0]), None
-                sent["preview"] = now
-            sent["step"] = now
+            sent[0] = now
+            out, held[0] = _small(held[0]), None
             events.put(("step", step, total, out))
 
         def work() -> None:
@@ -132,12 +131,13 @@ class StudioWorker:
                 self._loaded = (model_id, profile)
                 generator = torch.Generator(device="cpu").manual_seed(seed)
                 frames = backend.generate(request, media, generator, on_step, cancel.is_set)
-                events.put(("done", np.ascontiguousarray(frames), backend.spec, _manifest(backend), self._loaded))
+                events.put(("done", np.ascontiguousarray(frames), backend.spec, _manifest(backend), self._loaded,
+                            last[0]))
             except BaseException as e:  # every failure goes back to the front end, which words it
                 if is_out_of_memory(e):
                     self._registry.unload()
                     self._loaded = None
-                events.put(("error", _portable(e), self._loaded))
+                events.put(("error", _portable(e), self._loaded, last[0]))
 
         thread = threading.Thread(target=work, name=f"studio-job-{job_key[:8]}", daemon=True)
         thread.start()
@@ -460,11 +460,15 @@ class RayExecutor:
                     on_step(item[1], item[2], item[3])
                 elif item[0] == "done":
                     finished = True
-                    _, frames, spec, manifest, slot.loaded = item
+                    _, frames, spec, manifest, slot.loaded, (step, total) = item
+                    if total:
+                        on_step(step, total, None)
                     return Generated(frames, spec, manifest, slot.name)
                 else:
                     finished = True
-                    _, error, slot.loaded = item
+                    _, error, slot.loaded, (step, total) = item
+                    if total:  # where it stopped (a cancelled job: the step the cancel reached it at)
+                        on_step(step, total, None)
                     raise error
         except (RayActorError, WorkerCrashedError, ObjectLostError, RayOutOfMemory) as e:
             lost = True

@@ -72,16 +72,18 @@ def test_a_worker_makes_the_same_frames_as_the_local_backend(seen):
 
 def test_progress_and_previews_come_back_from_the_worker(seen):
     p = seen["progress"]
-    assert p["status"] == "done" and p["total"] == 40 and p["increasing"]
-    assert p["distinct_steps"] >= 4 and p["max_step"] <= 40  # steps are sent at most every 0.1 s
+    assert p["status"] == "done" and p["total"] == 60 and p["increasing"]
+    assert p["distinct_steps"] >= 3 and p["max_step"] <= 60  # a worker sends its step at most every 0.25 s
+    assert p["final_step"] == 60  # the last step comes home with the frames
     assert p["preview_shape"] == [16, 64, 64, 3] and p["preview_versions"] >= 2
 
 
-def test_cancel_reaches_the_running_worker_within_a_step_or_two(seen):
+def test_cancel_reaches_the_running_worker_and_stops_it_at_once(seen):
     c = seen["cancel"]
     assert c["status"] == "cancelled" and c["row"] == "cancelled" and c["clip_id"] is None
-    assert c["last_step"] - c["step_at_cancel"] <= 2, c
-    assert c["seconds"] < 2.0
+    # the step the backend stopped at, against where it was when cancelled (reported up to 0.25 s late)
+    assert c["step_at_cancel"] <= c["last_step"] < 50, c
+    assert c["seconds"] < 1.0
 
 
 def test_a_worker_killed_mid_job_leaves_its_job_to_the_other(seen):

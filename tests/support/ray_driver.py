@@ -108,7 +108,7 @@ def main(data_dir: str) -> dict:
     studio.registry.unload()
 
     # 3. progress and previews, as the UI polls them
-    sub = facade.submit(TextToVideoRequest(prompt="a green triangle", steps=40, seed=3))
+    sub = facade.submit(TextToVideoRequest(prompt="a green triangle", steps=60, seed=3))
     job = sub.job_ids[0]
     seen_steps, preview_shape, preview_versions = [], None, set()
     while True:
@@ -125,7 +125,7 @@ def main(data_dir: str) -> dict:
     st = facade.wait([job], timeout=STEP_TIMEOUT)[0]
     out["progress"] = {"status": st.status, "distinct_steps": len(set(seen_steps)),
                        "increasing": seen_steps == sorted(seen_steps), "max_step": max(seen_steps or [0]),
-                       "total": st.total, "preview_shape": preview_shape,
+                       "total": st.total, "final_step": st.step, "preview_shape": preview_shape,
                        "preview_versions": len(preview_versions - {0})}
 
     # 4. cancel reaches the running worker within a step or so
