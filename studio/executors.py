@@ -45,6 +45,7 @@ PREVIEW_MAX_SIDE = 256  # previews travel from the worker to the front end: at m
 # is not throttled: the backend checks it at every step.
 STEP_EVERY_S = 0.25
 IDLE_TIMEOUT_S = 300.0  # a worker idle this long is stopped (the pool grows again when jobs come)
+START_TIMEOUT_S = 300.0  # a worker's process that is not up by then (the cluster has no room) is given up
 
 
 class ExecutorUnavailable(RuntimeError):
@@ -349,7 +350,7 @@ class RayExecutor:
         import ray
 
         try:
-            slot.pid = ray.get(pid_ref)  # waits for the process to be up and its registry built
+            slot.pid = ray.get(pid_ref, timeout=START_TIMEOUT_S)  # the process up, its registry built
         except Exception as e:
             ray.kill(actor)
             raise ExecutorUnavailable(f"could not start a Ray worker: {str(e).splitlines()[0][:300]}") from None

@@ -162,6 +162,7 @@ class JobService:
         self._savers: ThreadPoolExecutor | None = None
         self._saving = threading.Semaphore(1)
         self._generated: set[str] = set()  # jobs whose frames are made and wait for a saver: stop() saves them
+        self._sized_at = 0.0  # when the executor was last asked how many jobs it can run at once
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -204,6 +205,29 @@ class JobService:
         self._worker = self._workers[0]
         for thread in self._workers:
             thread.start()
+        self._sized_at = time.monotonic()
+
+    def _grow(self) -> None:
+        """A remote executor's cluster may have grown (nodes added): one more dispatch thread per worker it
+        can hold now. Asked at most every 5 s, when a job is queued; threads are never taken away (idle ones
+        cost nothing, and the pool itself stops idle workers)."""
+        if self._executor is None or not self._workers or time.monotonic() - self._sized_at < 5.0:
+            return
+        self._sized_at = time.monotonic()
+        try:
+            want = self._executor.concurrency()
+        except Exception as e:  # the cluster out of reach for a moment: the jobs will say so if it lasts
+            log.warning("could not ask the executor how many jobs it can run: %s", e)
+            return
+        with self._lock:
+            new = [threading.Thread(target=self._run_worker, name=f"studio-worker-{len(self._workers) + i}",
+                                    daemon=True) for i in range(want - len(self._workers))]
+            self._workers += new
+        for thread in new:
+            self._saving.release()  # one more clip may wait for its files
+            thread.start()
+        if new:
+            log.info("the executor can run %d jobs at once now: %d dispatch threads", want, want)
 
     @property
     def executor_name(self) -> str:
@@ -354,6 +378,7 @@ class JobService:
             self._states[job_id] = JobState(job_id, batch_id, author)
             self._order.append(job_id)
         self._queue.put(job_id)  # a wake-up: which job runs next is the scheduler's choice (_next_job)
+        self._grow()
 
     def _check_room(self, author: str | None, adding: int) -> None:
         """Refuse a submission that would pass the per-user or the global cap on waiting clips."""
