@@ -73,7 +73,8 @@ class StudioWorker:
 
     `run` is a generator (a Ray streaming call): it yields ("step", step, total, preview) while the backend
     denoises, then one ("done", frames, spec, manifest, loaded, (step, total)) or ("error", exception,
-    loaded, (step, total)), with the last step the backend reached. The backend runs in a thread of its own so that its step callback can hand events to the generator.
+    loaded, (step, total)), with the last step the backend reached. The backend runs in a thread of its
+    own so that its step callback can hand events to the generator.
     """
 
     def __init__(self, registry_factory: Callable[[], "ModelRegistry"], torch_threads: int | None):
@@ -85,6 +86,7 @@ class StudioWorker:
         self._lock = threading.Lock()
         self._job: str | None = None
         self._cancel = threading.Event()
+        self._early: set[str] = set()  # jobs cancelled before their `run` began here (the calls race)
         self._loaded: tuple[str, str | None] | None = None
 
     def pid(self) -> int:
@@ -100,6 +102,10 @@ class StudioWorker:
         with self._lock:
             if self._job == job_key:
                 self._cancel.set()
+            else:  # not begun yet (or already over: a few stale keys are kept, at most 64)
+                if len(self._early) >= 64:
+                    self._early.pop()
+                self._early.add(job_key)
 
     def run(self, job_key: str, request: "GenerationRequest", media: MediaInputs, seed: int,
             model_id: str, profile: str | None):
@@ -107,6 +113,9 @@ class StudioWorker:
         with self._lock:
             self._job = job_key
             self._cancel = cancel = threading.Event()
+            if job_key in self._early:
+                self._early.discard(job_key)
+                cancel.set()
 
         sent = [0.0]  # when the last step event went
         held: list = [None]  # the newest preview not sent yet
