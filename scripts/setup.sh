@@ -26,9 +26,11 @@ if [ "$have" != "$hash $mode" ] && [ "$have" != "$hash --test" ]; then  # a --te
   echo "$hash $mode" > "$stamp_file"
 fi
 if [ "$mode" = "--test" ]; then
-  # Debian packages for the browser tests (chromium) and the PostgreSQL test (a throwaway local server)
+  # Debian packages for the browser tests (chromium), the PostgreSQL test (a throwaway local server) and the
+  # Ray test (`ip` brings up loopback in the network namespace its cluster runs in; Ray itself is in .[test])
   missing=""
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+  command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
   if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then

@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start the web studio")
     _add_server_args(serve)
+    serve.add_argument("--executor", choices=["local", "ray"], default=None,
+                       help="where generations run: local (this process, the default) or ray (a pool of Ray "
+                       "workers, one per GPU; needs `pip install -e \".[ray]\"`); also STUDIO_EXECUTOR")
+    serve.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="with --executor ray: the cluster to join (also RAY_ADDRESS); none: start a local one")
+    serve.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                       help="with --executor ray: at most N workers (default: one per GPU, or per CPU without GPUs)")
 
     g = sub.add_parser("generate", help="generate clips headless into the gallery")
     g.add_argument("--mode", choices=sorted(REQUEST_TYPES), default="t2v",
@@ -603,7 +610,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None,
         host=args.host, port=args.port, share=args.share or None,
         device=args.device, torch_threads=args.threads, auth=args.auth,
+        executor=args.executor, ray_address=args.ray_address, ray_workers=args.ray_workers,
     )
+    if settings.executor not in ("local", "ray"):
+        _error(f"STUDIO_EXECUTOR={settings.executor!r}: pick local or ray")
+        return EXIT_BAD_ARGS
+    if settings.ray_workers is not None and settings.ray_workers < 1:
+        _error(f"--ray-workers {settings.ray_workers}: at least 1")
+        return EXIT_BAD_ARGS
     if settings.auth:
         users = _count_users(settings)
         if users == 0:
@@ -647,14 +661,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return eval_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
-    from studio.wiring import DataDirError
+    from studio.wiring import DataDirError, ExecutorUnavailable
 
     commands = {"loras": cmd_loras, "generate": cmd_generate, "serve": cmd_serve, "gallery": cmd_gallery, "recall": cmd_recall,
                 "users": cmd_users, "share": cmd_share, "interpolate": cmd_interpolate}
     try:
         return commands[args.command](args)
-    except DataDirError as e:  # a data dir that is not a folder, read-only, full, or busy: one line, exit 2
-        _error(e)
+    except (DataDirError, ExecutorUnavailable) as e:  # a data dir that is not a folder, read-only, full, or
+        _error(e)  # busy; Ray missing or its cluster out of reach: one line, exit 2
         return EXIT_BAD_ARGS
 
 

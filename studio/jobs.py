@@ -5,6 +5,10 @@ submit_sweep(): the same for every cell of a sweep (axes x seeds), all validated
 worker:         load backend, decode inputs, generate with progress + cancel, write files, then
                 commit the gallery row; if either fails, neither remains. The seeds of one cell (one
                 batch) go through the network together when the backend can batch (`generate_batch`).
+executor:       where "load backend + generate" happens. None (the `local` executor): in this process, on one
+                worker thread, as above. A remote one (studio.executors.RayExecutor): one dispatch thread per
+                worker of its pool, each job on its own (no batching); the frames come back here and are saved
+                by saver threads while the worker takes the next job. A job whose worker died is re-queued once.
 submit_interpolation(): a job kind with no model behind it (mode "interpolate"): the worker reads a gallery
                 clip, makes its frames 2x or 4x by optical flow or RIFE (studio.media.interpolate) and saves the
                 result as a new clip, child of the source, through the same files-then-row path. It waits in
@@ -21,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -33,6 +38,7 @@ from pipelines.contract import (
     JobStatus,
     ModelLoadError,
     ModelRegistry,
+    ModelSpec,
     OutOfMemory,
     RequestError,
     SweepRequest,
@@ -41,6 +47,7 @@ from pipelines.contract import (
     request_from_params,
 )
 from pipelines.contract.sweeps import AXES, MAX_SEEDS
+from studio.executors import Generated, WorkerLost
 from studio.loras import LoraLibrary
 from studio.media import MediaError, MediaService
 from studio.media.interpolate import InterpolationRequest, check_output
@@ -57,6 +64,7 @@ MAX_SEEDS_PER_BATCH = MAX_SEEDS
 # Finished jobs keep a small in-memory state (status, clip id, error) for pollers; beyond this many the
 # oldest is dropped and status() reads the database instead. Previews are dropped at once on finish.
 MAX_ATTEMPTS = 2  # a job interrupted by a crash runs once more, then fails with a message
+WORKER_ATTEMPTS = 2  # a job whose executor worker died runs once more on another, then fails with the reason
 MAX_QUEUED_PER_USER = 128  # clips waiting or running per author (two full sweeps)
 MAX_QUEUED = 1024  # clips waiting or running in all
 _NOBODY = object()
@@ -124,6 +132,7 @@ class JobService:
         max_queued: int = MAX_QUEUED,
         runner: Callable | None = None,
         loras: LoraLibrary | None = None,
+        executor=None,  # None: generate in this process (the `local` executor); a RayExecutor: on its workers
     ):
         self.registry = registry
         self.loras = loras or LoraLibrary(files.root / "loras")
@@ -144,7 +153,16 @@ class JobService:
         self._states: dict[str, JobState] = {}
         self._finished: deque[str] = deque()  # ids of finished jobs whose state is still kept, oldest first
         self._lock = threading.Lock()
+        self._dispatch = threading.Lock()  # picking the next job and marking it running: one thread at a time
+        self._executor = executor
         self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []  # the local executor: one; a remote one: one per worker
+        # a remote executor's clips are saved by these threads, so that a dispatch thread hands its worker the
+        # next job at once; at most one clip per dispatch thread waits for its files (the workers then wait)
+        self._savers: ThreadPoolExecutor | None = None
+        self._saving = threading.Semaphore(1)
+        self._generated: set[str] = set()  # jobs whose frames are made and wait for a saver: stop() saves them
+        self._sized_at = 0.0  # when the executor was last asked how many jobs it can run at once
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -176,19 +194,64 @@ class JobService:
         self.space.hold()
         if (short := self.space.shortage()) is not None:
             log.warning("%s", short[0].upper() + short[1:])
-        self._worker = threading.Thread(target=self._run_worker, name="studio-worker", daemon=True)
-        self._worker.start()
+        if self._executor is not None:
+            self._executor.start()  # ExecutorUnavailable: Ray missing, its cluster out of reach
+        count = self._executor.concurrency() if self._executor is not None else 1
+        if self._executor is not None:
+            self._savers = ThreadPoolExecutor(max_workers=count, thread_name_prefix="studio-saver")
+            self._saving = threading.Semaphore(count)
+        self._workers = [threading.Thread(target=self._run_worker, name=f"studio-worker-{i}" if i else "studio-worker",
+                                          daemon=True) for i in range(count)]
+        self._worker = self._workers[0]
+        for thread in self._workers:
+            thread.start()
+        self._sized_at = time.monotonic()
+
+    def _grow(self) -> None:
+        """A remote executor's cluster may have grown (nodes added): one more dispatch thread per worker it
+        can hold now. Asked at most every 5 s, when a job is queued; threads are never taken away (idle ones
+        cost nothing, and the pool itself stops idle workers)."""
+        if self._executor is None or not self._workers or time.monotonic() - self._sized_at < 5.0:
+            return
+        self._sized_at = time.monotonic()
+        try:
+            want = self._executor.concurrency()
+        except Exception as e:  # the cluster out of reach for a moment: the jobs will say so if it lasts
+            log.warning("could not ask the executor how many jobs it can run: %s", e)
+            return
+        with self._lock:
+            new = [threading.Thread(target=self._run_worker, name=f"studio-worker-{len(self._workers) + i}",
+                                    daemon=True) for i in range(want - len(self._workers))]
+            self._workers += new
+        for thread in new:
+            self._saving.release()  # one more clip may wait for its files
+            thread.start()
+        if new:
+            log.info("the executor can run %d jobs at once now: %d dispatch threads", want, want)
+
+    @property
+    def executor_name(self) -> str:
+        return "local" if self._executor is None else self._executor.name
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._worker is None:
             return
         with self._lock:
             for state in self._states.values():
-                if state.status == "running":
+                if state.status == "running" and state.job_id not in self._generated:
                     state.cancel.set()
-        self._queue.put(None)
-        self._worker.join(timeout)
+        for _ in self._workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._worker = None
+        self._workers = []
+        if self._savers is not None:
+            self._savers.shutdown(wait=True)  # the clips already generated are saved (or, cancelled, dropped)
+            self._savers = None
+        if self._executor is not None:
+            self._executor.close()
         self._record_pending()
 
     def warm_up(self) -> None:
@@ -196,6 +259,10 @@ class JobService:
         first clip does not wait for it; a model that cannot load is left to its first job to report."""
         def load() -> None:
             try:
+                if self._executor is not None:  # the workers load it, each in its own process
+                    spec = self.registry.spec(self.registry.default_id)
+                    self._executor.warm_up(spec.id, spec.profiles[0] if spec.profiles else None)
+                    return
                 self.registry.load(self.registry.default_id)
             except Exception as e:  # not installed, say: its first job gives the whole message
                 log.info("did not load the default model ahead of time: %s", str(e).splitlines()[0][:200])
@@ -311,6 +378,7 @@ class JobService:
             self._states[job_id] = JobState(job_id, batch_id, author)
             self._order.append(job_id)
         self._queue.put(job_id)  # a wake-up: which job runs next is the scheduler's choice (_next_job)
+        self._grow()
 
     def _check_room(self, author: str | None, adding: int) -> None:
         """Refuse a submission that would pass the per-user or the global cap on waiting clips."""
@@ -397,17 +465,27 @@ class JobService:
             token = self._queue.get()
             if token is None:
                 return
-            self._record_pending()
-            job_id = self._next_job()
-            if job_id is None:  # its job ran with an earlier batch, or was cancelled
-                continue
-            with self._lock:
-                state = self._states.get(job_id)
-                if state is None or state.status != "queued":  # finished, or taken with its batch
-                    continue
             group: list[_Picked] = []
+            with self._dispatch:  # with several workers, two must not pick the same job
+                self._record_pending()
+                job_id = self._next_job()
+                if job_id is None:  # its job ran with an earlier batch, or was cancelled
+                    continue
+                with self._lock:
+                    state = self._states.get(job_id)
+                    if state is None or state.status != "queued":  # finished, or taken with its batch
+                        continue
+                try:
+                    first = self._take(job_id)
+                except Exception:
+                    log.exception("job %s could not be started", job_id)
+                    self._finish(job_id, "failed", error="internal error; see the server log")
+                    continue
+            if first is None:
+                continue
+            group.append(first)
             try:
-                self._run_group(job_id, group)
+                self._run_group(first, group)
             except Exception:  # the worker must survive anything a job does
                 log.exception("job %s crashed the worker loop", job_id)
                 for job in group or [_Picked(job_id, state, None, "", None, None, None)]:
@@ -440,17 +518,17 @@ class JobService:
                     if j != first.job_id and (st := self._states.get(j)) is not None and st.status == "queued"
                     and st.batch_id == first.batch_id and not st.cancel.is_set()][:limit]
 
-    def _run_group(self, job_id: str, group: list["_Picked"]) -> None:
-        first = self._take(job_id)
-        if first is None:
-            return
-        group.append(first)
+    def _run_group(self, first: "_Picked", group: list["_Picked"]) -> None:
+        job_id = first.job_id
         request = first.request
         if (short := self.space.shortage()) is not None:  # refused before it runs, not after minutes of work
             self._finish(job_id, "failed", error=short)
             return
         if isinstance(request, InterpolationRequest):  # no model: frames from a clip, by optical flow
             self._run_interpolation(first)
+            return
+        if self._executor is not None:  # generated on a worker of the executor; saved here
+            self._run_remote(first)
             return
 
         import torch
@@ -506,9 +584,88 @@ class JobService:
             if g.state.cancel.is_set():
                 self._finish(g.job_id, "cancelled")
                 continue
-            clip_id = self._save(g, backend, frames, seconds)
+            clip_id = self._save(g, backend.spec, _safe_manifest(backend), frames, seconds)
             if clip_id is not None:
                 self._finish(g.job_id, "done", clip_id=clip_id)
+
+    def _run_remote(self, job: "_Picked") -> None:
+        """One job on the executor's workers. A worker that dies under it (SIGKILL, out of host memory) made
+        nothing, so the job is re-queued once, at the head of the queue, on another worker (the dead one has
+        left the pool); if that one dies too, the job fails with the reason."""
+        request, state = job.request, job.state
+        t0 = time.perf_counter()
+
+        def on_step(step: int, total: int, preview) -> None:
+            now = time.monotonic()
+            with self._lock:
+                state.step, state.total, state.last_step_at = step, total, now
+                if preview is not None:
+                    state.preview = preview
+                    state.preview_version += 1
+
+        try:
+            media = self.media.load(request)
+            for attempt in range(1, WORKER_ATTEMPTS + 1):
+                try:
+                    result: Generated = self._executor.generate(
+                        request.for_backend(), media, request.seed, on_step, state.cancel.is_set,
+                        model_id=request.model_id, profile=request.profile)
+                    break
+                except WorkerLost as e:
+                    if state.cancel.is_set():
+                        raise Cancelled() from None
+                    if attempt == WORKER_ATTEMPTS:
+                        raise WorkerLost(f"{e}; it had already been re-queued once after a worker died, "
+                                         "so it is not run again") from None
+                    log.warning("job %s: %s; re-queued on another worker", job.job_id, e)
+                    self._requeue_running(job.job_id)
+                    with self._lock:
+                        state.step = state.total = 0
+                        state.started, state.preview = time.monotonic(), None
+        except Cancelled:
+            self._finish(job.job_id, "cancelled")
+            return
+        except (RequestError, WorkerLost) as e:
+            self._finish(job.job_id, "failed", error=str(e))
+            return
+        except Exception as e:  # model failure, out of memory, bad media discovered late
+            log.exception("job %s failed", job.job_id)
+            self._finish(job.job_id, "failed", error=_describe(e))
+            return
+        seconds = time.perf_counter() - t0
+
+        def save() -> None:
+            try:
+                if state.cancel.is_set():
+                    self._finish(job.job_id, "cancelled")
+                    return
+                clip_id = self._save(job, result.spec, result.manifest, result.frames, seconds)
+                if clip_id is not None:
+                    self._finish(job.job_id, "done", clip_id=clip_id)
+            except Exception:
+                log.exception("job %s: saving its clip failed", job.job_id)
+                self._finish(job.job_id, "failed", error="internal error; see the server log")
+            finally:
+                with self._lock:
+                    self._generated.discard(job.job_id)
+                self._saving.release()
+
+        self._saving.acquire()
+        with self._lock:
+            self._generated.add(job.job_id)
+        self._savers.submit(save)
+
+    def _requeue_running(self, job_id: str) -> None:
+        """Back to queued and at once running again (the attempt counted): a restart of the studio in
+        between sees the job's attempts as they were."""
+        with self._session_factory() as session, session.begin():
+            repo = JobRepository(session)
+            job = repo.get(job_id)
+            if job is not None and job.status == "running":
+                job.status = "queued"
+                job.started_at = None
+                session.flush()
+                repo.mark_running(job_id)
 
     def _run_interpolation(self, job: "_Picked") -> None:
         request: InterpolationRequest = job.request  # type: ignore[assignment]
@@ -567,12 +724,11 @@ class JobService:
         if self._store(job.job_id, clip_id, out, fps, recipe, row) is not None:
             self._finish(job.job_id, "done", clip_id=clip_id)
 
-    def _save(self, job: "_Picked", backend: Backend, frames, seconds: float) -> str | None:
+    def _save(self, job: "_Picked", spec: ModelSpec, backend_manifest: dict, frames, seconds: float) -> str | None:
         """Write the files, then commit the row. If either fails, neither remains."""
         job_id, request = job.job_id, job.request
         clip_id = uuid.uuid4().hex
-        spec = backend.spec
-        manifest = {**self._library_versions(), **_safe_manifest(backend)}
+        manifest = {**self._library_versions(), **backend_manifest}
         inputs = self.media.describe_inputs(request)
         recipe = {
             "clip_id": clip_id,

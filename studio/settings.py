@@ -59,6 +59,10 @@ class Settings:
     # None: <data dir>/models/rife/flownet.pkl (`rife_weights_path`). Where the file exists, interpolation
     # uses RIFE unless a method is named; otherwise optical flow.
     rife_weights: Path | None = None
+    # where generations run: "local" (this process) or "ray" (a pool of Ray actors; `pip install -e ".[ray]"`)
+    executor: str = "local"
+    ray_address: str | None = None  # the Ray cluster to join (RAY_ADDRESS); None: start a local one
+    ray_workers: int | None = None  # at most this many Ray workers (None: one per GPU, or per CPU without GPUs)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -86,6 +90,9 @@ class Settings:
             members=_names(env.get("STUDIO_MEMBERS", "")),
             public_url=(env.get("STUDIO_PUBLIC_URL") or "").strip().rstrip("/") or None,
             rife_weights=Path(env["STUDIO_RIFE_WEIGHTS"]).expanduser() if env.get("STUDIO_RIFE_WEIGHTS") else None,
+            executor=(env.get("STUDIO_EXECUTOR") or "local").strip().lower(),
+            ray_address=env.get("RAY_ADDRESS") or None,
+            ray_workers=int(env["STUDIO_RAY_WORKERS"]) if env.get("STUDIO_RAY_WORKERS") else None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -8,7 +8,7 @@ import platform
 
 import sqlalchemy.exc
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from importlib import metadata
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from storage.files import FileStore
 from storage.lease import DataDirBusy, DataDirError, DataDirLease
 from storage.repositories import GalleryRepository
 from studio.accounts import AccountService
+from studio.executors import EXECUTORS, ExecutorUnavailable, RayExecutor
 from studio.facade import StudioFacade
 from studio.loras import LoraLibrary, lora_dir
 from studio.space import detect as detect_space
@@ -33,7 +34,8 @@ from studio.reviews import SECRET_NAME, ReviewService
 from studio.settings import Settings
 
 log = logging.getLogger("studio")
-__all__ = ["DataDirBusy", "DataDirError", "Studio", "build_registry", "build_studio", "launch", "recover"]
+__all__ = ["DataDirBusy", "DataDirError", "ExecutorUnavailable", "Studio", "build_executor", "build_registry",
+           "build_studio", "launch", "recover"]
 
 
 @dataclass
@@ -96,11 +98,23 @@ def build_registry(settings: Settings, extra_entries: dict | None = None) -> Mod
     )
 
 
+def build_executor(settings: Settings, extra_entries: dict | None = None):  # type: ignore[no-untyped-def]
+    """None for the local executor (generation in this process); a RayExecutor for `ray`: each of its workers
+    builds the same registry in its own process (`extra_entries` must then pickle)."""
+    if settings.executor not in EXECUTORS:
+        raise ExecutorUnavailable(f"unknown executor {settings.executor!r}; pick one of: {', '.join(EXECUTORS)}")
+    if settings.executor == "local":
+        return None
+    return RayExecutor(partial(build_registry, settings, extra_entries), address=settings.ray_address,
+                       max_workers=settings.ray_workers, torch_threads=settings.torch_threads)
+
+
 def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, start: bool = True,
-                 holder: str = "studio") -> Studio:
+                 holder: str = "studio", executor=None) -> Studio:  # type: ignore[no-untyped-def]
     """Everything wired. With `start`, this process becomes the data dir's one writer: it takes the lease
     (DataDirBusy names the process that holds it), recovers from a crash (temporary files, clip files
-    without a row, jobs that were running) and starts the worker."""
+    without a row, jobs that were running) and starts the worker. `executor`: where generations run (None:
+    in this process; see build_executor), started and stopped with the job service."""
     if settings.torch_threads:
         import torch
 
@@ -131,7 +145,7 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
                              rife=RifeWeights(settings.rife_weights_path, load_rife, RIFE_VERSION))
         jobs = JobService(registry, session_factory, files, media, library_versions=library_versions,
                           runner=zero_gpu_runner(detect_space()),  # None off ZeroGPU: generation runs directly
-                          loras=LoraLibrary(lora_dir(settings.data_dir)))
+                          loras=LoraLibrary(lora_dir(settings.data_dir)), executor=executor)
         gallery = GalleryService(session_factory, files)
         try:
             reviews = ReviewService(session_factory, gallery, files.secret(SECRET_NAME))
@@ -165,7 +179,8 @@ def launch(settings: Settings) -> None:
     """Build everything and serve the web studio until interrupted."""
     from studio.ui.app import serve
 
-    studio = build_studio(settings, holder=f"studio serve on {settings.host}:{settings.port}")
+    studio = build_studio(settings, holder=f"studio serve on {settings.host}:{settings.port}",
+                          executor=build_executor(settings))
     try:
         serve(studio.facade, block=True)  # serve points Gradio's temp dir into the data dir first
     finally:

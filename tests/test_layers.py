@@ -25,7 +25,7 @@ PROJECT = ("pipelines", "studio", "storage", "app")
 
 SERVICES = ["pipelines.contract", "storage", "studio.media", "studio.jobs", "studio.gallery", "studio.settings",
             "studio.facade", "studio.clips", "studio.accounts", "studio.space", "studio.reviews",
-            "studio.loras"]
+            "studio.loras", "studio.executors"]
 # (module prefix, project modules it may import, third-party modules it must not import); first match wins
 RULES: list[tuple[str, list[str], list[str]]] = [
     ("pipelines.contract", ["pipelines.contract"], ["gradio", "sqlalchemy", "storage"]),
