@@ -1,7 +1,9 @@
 """The shared queue (#17): several front ends on one database and one cluster, each job run exactly once.
 
-Status: the storage half (migration 0006, `QueueRepository` below, tests on SQLite and PostgreSQL) is built;
-the job service still keeps its in-memory queue (see "Wiring" for the plan). Names follow the issue.
+Status: built: the storage half (migration 0006, `QueueRepository` below, tests on SQLite and PostgreSQL) and
+the job service's shared path (`JobService(shared_queue=<front end name>)`, tests/studio/test_shared_queue.py);
+not built: the setting, build_studio's lease and recovery on a shared data dir, the UI's "running on <front
+end>", the caps counted from the database, per-front-end journal and temporary names (see below).
 
 Front ends
     A front end is a process that takes jobs: `studio serve` (or a CLI run) with the job service started. At
@@ -94,7 +96,7 @@ What the UI shows for a job running elsewhere
     preview is tens of MB and stays in the process that made it). `cancel()` of such a job goes through
     `request_cancel`, and its end shows up at the next poll.
 
-Wiring (not built yet)
+Wiring (the job service's part built; the setting and build_studio not yet)
     A setting, `STUDIO_SHARED_QUEUE=1` (refused with SQLite), turns the shared path on; without it the job
     service is exactly what it is today. On the shared path: register at start, one renewer thread (renew +
     reclaim_expired every few seconds, which also wakes idle workers for jobs other front ends submitted),
