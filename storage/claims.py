@@ -1,9 +1,10 @@
 """The shared queue (#17): several front ends on one database and one cluster, each job run exactly once.
 
-Status: built: the storage half (migration 0006, `QueueRepository` below, tests on SQLite and PostgreSQL) and
-the job service's shared path (`JobService(shared_queue=<front end name>)`, tests/studio/test_shared_queue.py);
-not built: the setting, build_studio's lease and recovery on a shared data dir, the UI's "running on <front
-end>", the caps counted from the database, per-front-end journal and temporary names (see below).
+Status: built: the storage half (migration 0006, `QueueRepository` below, tests on SQLite and PostgreSQL), the
+job service's shared path (`JobService(shared_queue=<front end name>)`), the setting (STUDIO_SHARED_QUEUE=1),
+build_studio's shared lease and recovery with a grace period (tests/studio/test_shared_queue.py). Not built:
+the UI's "running on <front end>", the caps counted from the database, a per-front-end full-disk journal and
+temporary names, recovery that asks which front ends are alive (see below).
 
 Front ends
     A front end is a process that takes jobs: `studio serve` (or a CLI run) with the job service started. At
@@ -74,18 +75,18 @@ Cancel across front ends
 
 The data dir on a shared mount
     With the shared queue every front end mounts the same data dir (NFS or similar) and writes clips into it.
-    - Writer lease: the exclusive `.writer.lock` stays for SQLite (and for the default, unshared path). With
-      PostgreSQL and the shared queue each front end takes `front-ends/<front end id>.lock` instead (flock
-      on its own file; NFS locks are advisory and unreliable, so correctness comes from the database claims,
-      the file only says who is there). The review links' secret and other write-once files are created
-      with O_EXCL and read by all.
+    - Writer lease (built): the exclusive flock on `.writer.lock` stays for SQLite and the default path; the
+      front ends of a shared queue take it shared (LOCK_SH): any number of them together, and neither mode
+      while the other runs on that host. NFS locks are advisory or host-local, so correctness comes from the
+      database's claims, never from the file. The review links' secret and other write-once files are
+      created with O_EXCL and read by all.
     - Files: clip files are named by a fresh uuid and written temp-then-rename, so front ends never write the
       same path; temporary names get the front end's id (".tmp-<fe>-<random>-<name>").
     - Crash recovery (studio/wiring.py recover) at a front end's start may no longer remove every temporary
       file and every clip file without a row: another live front end may be between writing a clip's files
-      and committing its row. It removes only temporary files of front ends whose heartbeat has lapsed (or
-      older than an hour), and orphan clip files older than a grace period (an hour, far longer than a save)
-      whose job is not running under a live front end. The full-disk journal (storage/space.py,
+      and committing its row. Built: with a shared queue it removes only temporary files and orphan clip files
+      older than a grace period (SHARED_GRACE_S, an hour, far longer than a save). Later: also those of front
+      ends whose heartbeat has lapsed, sooner. The full-disk journal (storage/space.py,
       `.job-ends.jsonl`) and the space reserve become per front end (`.job-ends-<fe>.jsonl`), and a
       journaled end is applied with the front end's fencing check.
 
@@ -96,7 +97,7 @@ What the UI shows for a job running elsewhere
     preview is tens of MB and stays in the process that made it). `cancel()` of such a job goes through
     `request_cancel`, and its end shows up at the next poll.
 
-Wiring (the job service's part built; the setting and build_studio not yet)
+Wiring (built, but for the caps)
     A setting, `STUDIO_SHARED_QUEUE=1` (refused with SQLite), turns the shared path on; without it the job
     service is exactly what it is today. On the shared path: register at start, one renewer thread (renew +
     reclaim_expired every few seconds, which also wakes idle workers for jobs other front ends submitted),

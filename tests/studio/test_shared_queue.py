@@ -98,3 +98,76 @@ def test_a_dead_front_ends_job_is_reclaimed_by_another(pair, backend):
             break
         time.sleep(0.05)
     assert (job.status, job.attempts, job.claimed_by) == ("done", 2, a._front_end)
+
+
+# ---- build_studio: the setting, the data dir's lease, recovery ------------------------------------------------
+def test_front_ends_share_the_data_dirs_lease_and_a_single_writer_is_kept_out(tmp_path):
+    from storage.lease import DataDirBusy, DataDirLease
+
+    a, b = DataDirLease(tmp_path), DataDirLease(tmp_path)
+    a.acquire("front end a", shared=True)
+    b.acquire("front end b", shared=True)
+    with pytest.raises(DataDirBusy, match="front ends of a shared queue"):
+        DataDirLease(tmp_path).acquire("studio serve")
+    a.release()
+    b.release()
+    single = DataDirLease(tmp_path)
+    single.acquire("studio serve on 127.0.0.1:7860")
+    with pytest.raises(DataDirBusy, match="studio serve on 127.0.0.1:7860"):
+        DataDirLease(tmp_path).acquire("front end c", shared=True)
+    single.release()
+
+
+def test_a_shared_queue_is_refused_on_sqlite(tmp_path, registry):
+    from studio.settings import Settings
+    from studio.wiring import DataDirError, build_studio
+
+    with pytest.raises(DataDirError, match="needs a PostgreSQL database"):
+        build_studio(Settings(data_dir=tmp_path / "data", device="cpu", shared_queue=True), registry)
+
+
+def test_two_studios_on_one_data_dir_and_database_run_every_job_once(settings, registry, backend, db_backend):
+    if db_backend != "postgresql":
+        pytest.skip("the shared queue needs PostgreSQL")
+    from dataclasses import replace
+
+    from studio.wiring import build_studio
+
+    shared = replace(settings, shared_queue=True)
+    one = build_studio(shared, registry, holder="studio serve on 10.0.0.1:7860")
+    try:
+        two = build_studio(shared, registry, holder="studio serve on 10.0.0.2:7860")  # the lease is shared
+        try:
+            subs = [svc.jobs.submit(TextToVideoRequest(prompt="a red circle", model_id=TEST_SPEC.id, seed=i), seeds=2)
+                    for i, svc in enumerate([one, two, one, two])]
+            for svc, sub in zip([one, two, one, two], subs):
+                assert {s.status for s in svc.jobs.wait(sub.job_ids, timeout=60)} == {"done"}
+            ids = [j for sub in subs for j in sub.job_ids]
+            with make_session_factory(one.engine)() as s:
+                jobs = [JobRepository(s).get(j) for j in ids]
+            assert {j.attempts for j in jobs} == {1} and len({j.clip_id for j in jobs}) == len(ids)
+            assert len(backend.calls) == len(ids)
+        finally:
+            two.close()
+    finally:
+        one.close()
+
+
+def test_recovery_on_a_shared_data_dir_leaves_young_orphans(studio):
+    from studio.wiring import recover
+
+    files, factory = studio.files, make_session_factory(studio.engine)
+    video = files.resolve(files.clip_paths("ab" * 16).video)
+    video.parent.mkdir(parents=True, exist_ok=True)
+    video.write_bytes(b"another front end is about to commit this clip's row")
+    recover(files, factory, grace_s=3600)
+    assert video.exists()
+    recover(files, factory)  # a single writer: nobody else writes, it is a crash's leftover
+    assert not video.exists()
+
+
+def test_the_setting_comes_from_the_environment(tmp_path):
+    from studio.settings import Settings
+
+    assert Settings.from_env({"STUDIO_DATA_DIR": str(tmp_path), "STUDIO_SHARED_QUEUE": "1"}).shared_queue
+    assert not Settings.from_env({"STUDIO_DATA_DIR": str(tmp_path)}).shared_queue
