@@ -100,6 +100,40 @@ def test_a_dead_front_ends_job_is_reclaimed_by_another(pair, backend):
     assert (job.status, job.attempts, job.claimed_by) == ("done", 2, a._front_end)
 
 
+def test_a_front_end_that_loses_its_lease_leaves_the_job_to_the_other(pair, backend):
+    """A front end that stops renewing (a long pause) while it runs a job: another reclaims and runs it; the
+    first one's clip, made too late, is refused by the fencing check and its files removed. One clip, once."""
+    studio, _, _ = pair
+    slow = front_end(studio, "paused front end", lease_s=0.5)
+    slow._renew_once = lambda: None  # its renewer is stuck
+    fast = front_end(studio, "healthy front end")
+    backend.step_delay = 0.3
+    try:
+        slow.start()
+        sub = slow.submit(TextToVideoRequest(prompt="lease", model_id=TEST_SPEC.id, seed=5, steps=6))
+        assert backend.started.wait(30)
+        factory = make_session_factory(studio.engine)
+        with factory() as s:
+            assert JobRepository(s).get(sub.job_ids[0]).claimed_by == slow._front_end
+        fast.start()  # reclaims the lapsed lease and runs the job again
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with factory() as s:
+                job = JobRepository(s).get(sub.job_ids[0])
+            if job.status == "done" and len(backend.calls) == 2 and not slow._mine:
+                break
+            time.sleep(0.05)
+        assert (job.status, job.attempts, job.claimed_by) == ("done", 2, fast._front_end)
+        assert not slow._mine  # the paused one gave it up
+        with factory() as s:
+            assert s.query(Job).filter(Job.clip_id.is_not(None)).count() == 1
+        videos = sorted(p.stem for p in (studio.files.root / "clips").glob("*.mp4"))
+        assert videos == [job.clip_id]  # the late clip's files are gone
+    finally:
+        slow.stop(5)
+        fast.stop(5)
+
+
 # ---- build_studio: the setting, the data dir's lease, recovery ------------------------------------------------
 def test_front_ends_share_the_data_dirs_lease_and_a_single_writer_is_kept_out(tmp_path):
     from storage.lease import DataDirBusy, DataDirLease
