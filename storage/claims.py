@@ -3,8 +3,8 @@
 Status: built: the storage half (migration 0006, `QueueRepository` below, tests on SQLite and PostgreSQL), the
 job service's shared path (`JobService(shared_queue=<front end name>)`), the setting (STUDIO_SHARED_QUEUE=1),
 build_studio's shared lease and recovery with a grace period (tests/studio/test_shared_queue.py). Not built:
-the UI's "running on <front end>", the caps counted from the database, a per-front-end full-disk journal and
-temporary names, recovery that asks which front ends are alive (see below).
+the UI's "running on <front end>" and the queue position of a job submitted elsewhere, a per-front-end
+full-disk journal and temporary names, recovery that asks which front ends are alive (see below).
 
 Front ends
     A front end is a process that takes jobs: `studio serve` (or a CLI run) with the job service started. At
@@ -97,7 +97,7 @@ What the UI shows for a job running elsewhere
     preview is tens of MB and stays in the process that made it). `cancel()` of such a job goes through
     `request_cancel`, and its end shows up at the next poll.
 
-Wiring (built, but for the caps)
+Wiring (built)
     A setting, `STUDIO_SHARED_QUEUE=1` (refused with SQLite), turns the shared path on; without it the job
     service is exactly what it is today. On the shared path: register at start, one renewer thread (renew +
     reclaim_expired every few seconds, which also wakes idle workers for jobs other front ends submitted),
@@ -174,6 +174,11 @@ class QueueRepository:
         since = self.clock() - timedelta(seconds=stale_s)
         q = select(FrontEnd).where(FrontEnd.stopped_at.is_(None), FrontEnd.heartbeat_at >= since)
         return list(self.session.scalars(q.order_by(FrontEnd.started_at, FrontEnd.id)))
+
+    def waiting_counts(self) -> dict[str | None, int]:
+        """Jobs queued or running, per author, across every front end (for the caps on waiting clips)."""
+        q = (select(Job.author, func.count()).where(Job.status.in_(("queued", "running"))).group_by(Job.author))
+        return {author: n for author, n in self.session.execute(q).all()}
 
     # ---- claiming ------------------------------------------------------------------------------------
     def authors_in_turn(self) -> list[str | None]:

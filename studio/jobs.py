@@ -485,16 +485,23 @@ class JobService:
         self._grow()
 
     def _check_room(self, author: str | None, adding: int) -> None:
-        """Refuse a submission that would pass the per-user or the global cap on waiting clips."""
-        with self._lock:
-            waiting = [s for s in self._states.values() if s.status in ("queued", "running")]
-        mine = sum(1 for s in waiting if s.author == author)
+        """Refuse a submission that would pass the per-user or the global cap on waiting clips (a shared
+        queue: counted over every front end, from the database; two front ends submitting at the same moment
+        may pass a cap by one submission each, which the caps, meant against floods, allow)."""
+        if self._shared_name is not None:
+            with self._session_factory() as session:
+                counts = QueueRepository(session).waiting_counts()
+            mine, total = counts.get(author, 0), sum(counts.values())
+        else:
+            with self._lock:
+                waiting = [s for s in self._states.values() if s.status in ("queued", "running")]
+            mine, total = sum(1 for s in waiting if s.author == author), len(waiting)
         who = author or "this studio"
         if mine + adding > self.max_queued_per_user:
             raise RequestError("seeds", f"{who} has {mine} clip(s) waiting and asks for {adding} more; the limit is "
                                         f"{self.max_queued_per_user} waiting per user: wait for some, or cancel them")
-        if len(waiting) + adding > self.max_queued:
-            raise RequestError("seeds", f"the queue is full ({len(waiting)} clips waiting, at most {self.max_queued}); "
+        if total + adding > self.max_queued:
+            raise RequestError("seeds", f"the queue is full ({total} clips waiting, at most {self.max_queued}); "
                                         "try again when some have finished")
 
     def _next_job(self) -> str | None:

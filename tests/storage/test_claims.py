@@ -129,6 +129,16 @@ def test_cancel_from_any_front_end(session) -> None:
     assert JobRepository(session).get(queued).status == "cancelled"
 
 
+def test_waiting_counts_per_author(session) -> None:
+    add_jobs(session, 2, "alice")
+    done = add_jobs(session, 1, "bob", 10)
+    add_jobs(session, 1, None, 20)
+    q = QueueRepository(session, Clock())
+    q.claim_next(q.register("fe").id)
+    JobRepository(session).mark_cancelled(done[0])
+    assert q.waiting_counts() == {"alice": 2, None: 1}
+
+
 def test_database_now_is_aware(session) -> None:
     assert database_now(session).tzinfo is not None
 

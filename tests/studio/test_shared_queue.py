@@ -134,6 +134,20 @@ def test_a_front_end_that_loses_its_lease_leaves_the_job_to_the_other(pair, back
         fast.stop(5)
 
 
+def test_the_caps_count_every_front_ends_jobs(pair):
+    from pipelines.contract import RequestError
+
+    _, a, b = pair  # not started: submissions only
+    for svc in (a, b):
+        svc.max_queued_per_user, svc.max_queued = 3, 5
+    a.submit(TextToVideoRequest(prompt="x", model_id=TEST_SPEC.id, seed=1), seeds=2, author="alice")
+    with pytest.raises(RequestError, match="alice has 2 clip"):
+        b.submit(TextToVideoRequest(prompt="x", model_id=TEST_SPEC.id, seed=1), seeds=2, author="alice")
+    b.submit(TextToVideoRequest(prompt="x", model_id=TEST_SPEC.id, seed=1), seeds=3, author="bob")
+    with pytest.raises(RequestError, match="the queue is full"):
+        a.submit(TextToVideoRequest(prompt="x", model_id=TEST_SPEC.id, seed=1), author="carol")
+
+
 # ---- build_studio: the setting, the data dir's lease, recovery ------------------------------------------------
 def test_front_ends_share_the_data_dirs_lease_and_a_single_writer_is_kept_out(tmp_path):
     from storage.lease import DataDirBusy, DataDirLease
