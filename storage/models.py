@@ -213,6 +213,16 @@ class Job(Base):
     parent_id: Mapped[str | None] = mapped_column(String(32))  # the clip it branches from
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # times it started running
     author: Mapped[str | None] = mapped_column(String(64))  # the user who asked for it (None: no accounts)
+    # the shared queue (storage/claims.py): which front end runs it and until when its claim holds (renewed
+    # while it runs; a lapsed one is reclaimed by another front end), a cancel any front end can ask for, and
+    # the step it is at, for front ends that show a job running elsewhere
+    claimed_by: Mapped[str | None] = mapped_column(String(32))  # a front_ends.id
+    lease_until: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    progress_step: Mapped[int | None]
+    progress_total: Mapped[int | None]
+
+    __table_args__ = (Index("ix_jobs_status_lease_until", "status", "lease_until"),)
 
     @validates("status")
     def _check_status(self, _key: str, value: str) -> str:
@@ -222,6 +232,21 @@ class Job(Base):
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, status={self.status!r}, batch={self.batch_id!r}#{self.batch_index})"
+
+
+class FrontEnd(Base):
+    """A `studio serve` (or CLI) process taking jobs from the shared queue (storage/claims.py). Its heartbeat is
+    renewed with its jobs' leases; `stopped_at` is set by a clean stop."""
+
+    __tablename__ = "front_ends"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))  # what it says it is: "studio serve on 10.0.0.5:7860"
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None]
 
 
 REVIEW_KINDS = ("clip", "compare", "sweep", "batch")

@@ -13,6 +13,11 @@ submit_interpolation(): a job kind with no model behind it (mode "interpolate"):
                 clip, makes its frames 2x or 4x by optical flow or RIFE (studio.media.interpolate) and saves the
                 result as a new clip, child of the source, through the same files-then-row path. It waits in
                 the same queue (round robin over authors), reports progress per frame pair and can be cancelled.
+shared queue:   (#17, off unless `shared_queue` names this front end; storage/claims.py has the design) the
+                queue is the database's: workers claim jobs with claim_next (FOR UPDATE SKIP LOCKED, round robin
+                over authors across front ends), a renewer thread keeps their leases, learns of cancels and lost
+                jobs, reclaims lapsed leases and refreshes the state of jobs known here that run elsewhere; a
+                job's end is written only under its claim (check_claim). Without it nothing above changes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+from sqlalchemy import select
 
 from pipelines.contract import (
     MAX_SEED,
@@ -52,6 +59,7 @@ from studio.loras import LoraLibrary
 from studio.media import MediaError, MediaService
 from studio.media.interpolate import InterpolationRequest, check_output
 from studio.media.video import read_video
+from storage.claims import DEFAULT_LEASE_S, LostClaim, QueueRepository
 from storage.models import Clip, Job, utcnow
 from storage.repositories import GalleryRepository, JobRepository
 from storage.files import FileStore
@@ -133,6 +141,9 @@ class JobService:
         runner: Callable | None = None,
         loras: LoraLibrary | None = None,
         executor=None,  # None: generate in this process (the `local` executor); a RayExecutor: on its workers
+        shared_queue: str | None = None,  # this front end's name: take jobs from the database's shared queue
+        lease_s: float = DEFAULT_LEASE_S,
+        poll_s: float = 1.0,  # shared queue: how often to look for jobs other front ends queued, renew, reclaim
     ):
         self.registry = registry
         self.loras = loras or LoraLibrary(files.root / "loras")
@@ -155,6 +166,16 @@ class JobService:
         self._lock = threading.Lock()
         self._dispatch = threading.Lock()  # picking the next job and marking it running: one thread at a time
         self._executor = executor
+        # the shared queue (storage/claims.py; off by default): jobs are claimed from the database by any of
+        # several front ends; `_mine` are the ones this front end holds, `_lost` those reclaimed from under it
+        self._shared_name = shared_queue
+        self._front_end: str | None = None
+        self._lease_s, self._poll_s = lease_s, poll_s
+        self._mine: set[str] = set()
+        self._lost: set[str] = set()
+        self._renewer: threading.Thread | None = None
+        self._stopping = threading.Event()  # the renewer's end
+        self._draining = threading.Event()  # stop(): claim nothing more
         self._worker: threading.Thread | None = None
         self._workers: list[threading.Thread] = []  # the local executor: one; a remote one: one per worker
         # a remote executor's clips are saved by these threads, so that a dispatch thread hands its worker the
@@ -169,7 +190,98 @@ class JobService:
         """Start the worker; re-queue jobs a previous run left queued or running."""
         if self._worker is not None:
             return
+        self._draining.clear()
+        self._stopping.clear()
         self._apply_journal()
+        if self._shared_name is not None:
+            self._start_shared()
+        else:
+            self._requeue_leftovers()
+        self.space.hold()
+        if (short := self.space.shortage()) is not None:
+            log.warning("%s", short[0].upper() + short[1:])
+        if self._executor is not None:
+            self._executor.start()  # ExecutorUnavailable: Ray missing, its cluster out of reach
+        count = self._executor.concurrency() if self._executor is not None else 1
+        if self._executor is not None:
+            self._savers = ThreadPoolExecutor(max_workers=count, thread_name_prefix="studio-saver")
+            self._saving = threading.Semaphore(count)
+        self._workers = [threading.Thread(target=self._run_worker, name=f"studio-worker-{i}" if i else "studio-worker",
+                                          daemon=True) for i in range(count)]
+        self._worker = self._workers[0]
+        for thread in self._workers:
+            thread.start()
+        self._sized_at = time.monotonic()
+        if self._front_end is not None:
+            self._renewer = threading.Thread(target=self._renew_loop, name="studio-renewer", daemon=True)
+            self._renewer.start()
+            for _ in self._workers:
+                self._queue.put("")  # jobs may be waiting already
+
+    def _start_shared(self) -> None:
+        """The shared queue: register this front end and reclaim what dead ones left; the jobs stay in the
+        database (the workers claim them), and running jobs of live front ends are theirs."""
+        with self._session_factory() as session, session.begin():
+            queue_repo = QueueRepository(session)
+            self._log_reclaimed(queue_repo.reclaim_expired(max_attempts=MAX_ATTEMPTS))
+            self._front_end = queue_repo.register(self._shared_name or "studio").id
+        log.info("front end %s (%s) takes jobs from the shared queue", self._front_end, self._shared_name)
+
+    @staticmethod
+    def _log_reclaimed(reclaimed) -> None:  # type: ignore[no-untyped-def]
+        for job_id in reclaimed.requeued:
+            log.warning("job %s: its front end stopped answering while it ran; re-queued", job_id)
+        for job_id in reclaimed.failed:
+            log.warning("job %s: its front end stopped answering while it ran, again; failed", job_id)
+
+    def _renew_loop(self) -> None:
+        interval = min(self._poll_s, self._lease_s / 4)
+        while not self._stopping.wait(interval):
+            try:
+                self._renew_once()
+            except Exception:  # the database out of reach for a moment: the leases have room for it
+                log.exception("could not renew the leases of front end %s", self._front_end)
+
+    def _renew_once(self) -> None:
+        """Renew this front end's leases (with progress), learn of cancels and lost jobs, reclaim expired
+        leases, and refresh the state of jobs known here that run (or wait) elsewhere."""
+        with self._lock:
+            mine = {j: (self._states[j].step, self._states[j].total) for j in self._mine if j in self._states}
+            others = [j for j, st in self._states.items() if j not in self._mine and not st.finished.is_set()]
+        with self._session_factory() as session, session.begin():
+            queue_repo = QueueRepository(session)
+            renewal = queue_repo.renew(self._front_end or "", mine, self._lease_s, progress=mine)
+            reclaimed = queue_repo.reclaim_expired(max_attempts=MAX_ATTEMPTS)
+            rows = session.execute(select(Job.id, Job.status, Job.progress_step, Job.progress_total, Job.clip_id,
+                                          Job.error).where(Job.id.in_(others))).all() if others else []
+        self._log_reclaimed(reclaimed)
+        ended = []
+        with self._lock:
+            for job_id in renewal.cancel:
+                if (st := self._states.get(job_id)) is not None:
+                    st.cancel.set()
+            for job_id in renewal.lost:
+                if job_id in self._mine:
+                    log.warning("job %s: lost its lease (another front end reclaimed it); abandoned here", job_id)
+                    self._lost.add(job_id)
+                    if (st := self._states.get(job_id)) is not None:
+                        st.cancel.set()
+            for job_id, status, step, total, clip_id, error in rows:
+                st = self._states.get(job_id)
+                if st is None or job_id in self._mine or st.finished.is_set():
+                    continue
+                st.status, st.step, st.total = status, step or 0, total or 0
+                if status in TERMINAL:
+                    ended.append((job_id, status, clip_id, error))
+        for job_id, status, clip_id, error in ended:
+            self._finish(job_id, status, clip_id=clip_id, error=error, recorded=True)
+        if reclaimed.requeued:
+            for _ in self._workers:
+                self._queue.put("")
+
+    def _requeue_leftovers(self) -> None:
+        """The single-front-end path: jobs a previous run left running are re-queued (or failed after
+        MAX_ATTEMPTS), and every queued job goes into the in-memory queue."""
         with self._session_factory() as session, session.begin():
             repo = JobRepository(session)
             interrupted = repo.list_by_status("running")  # the studio stopped (or was killed) while they ran
@@ -191,21 +303,6 @@ class JobService:
             ids = [(j.id, j.batch_id, j.author) for j in leftover]
         for job_id, batch_id, author in ids:
             self._enqueue(job_id, batch_id, author)
-        self.space.hold()
-        if (short := self.space.shortage()) is not None:
-            log.warning("%s", short[0].upper() + short[1:])
-        if self._executor is not None:
-            self._executor.start()  # ExecutorUnavailable: Ray missing, its cluster out of reach
-        count = self._executor.concurrency() if self._executor is not None else 1
-        if self._executor is not None:
-            self._savers = ThreadPoolExecutor(max_workers=count, thread_name_prefix="studio-saver")
-            self._saving = threading.Semaphore(count)
-        self._workers = [threading.Thread(target=self._run_worker, name=f"studio-worker-{i}" if i else "studio-worker",
-                                          daemon=True) for i in range(count)]
-        self._worker = self._workers[0]
-        for thread in self._workers:
-            thread.start()
-        self._sized_at = time.monotonic()
 
     def _grow(self) -> None:
         """A remote executor's cluster may have grown (nodes added): one more dispatch thread per worker it
@@ -236,6 +333,7 @@ class JobService:
     def stop(self, timeout: float = 30.0) -> None:
         if self._worker is None:
             return
+        self._draining.set()
         with self._lock:
             for state in self._states.values():
                 if state.status == "running" and state.job_id not in self._generated:
@@ -253,6 +351,12 @@ class JobService:
         if self._executor is not None:
             self._executor.close()
         self._record_pending()
+        if self._renewer is not None:
+            self._stopping.set()
+            self._renewer.join(timeout)
+            self._renewer = None
+            with self._session_factory() as session, session.begin():
+                QueueRepository(session).stopped(self._front_end or "")
 
     def warm_up(self) -> None:
         """Load the default model (torch's import included) in the background, so that a served studio's
@@ -381,16 +485,23 @@ class JobService:
         self._grow()
 
     def _check_room(self, author: str | None, adding: int) -> None:
-        """Refuse a submission that would pass the per-user or the global cap on waiting clips."""
-        with self._lock:
-            waiting = [s for s in self._states.values() if s.status in ("queued", "running")]
-        mine = sum(1 for s in waiting if s.author == author)
+        """Refuse a submission that would pass the per-user or the global cap on waiting clips (a shared
+        queue: counted over every front end, from the database; two front ends submitting at the same moment
+        may pass a cap by one submission each, which the caps, meant against floods, allow)."""
+        if self._shared_name is not None:
+            with self._session_factory() as session:
+                counts = QueueRepository(session).waiting_counts()
+            mine, total = counts.get(author, 0), sum(counts.values())
+        else:
+            with self._lock:
+                waiting = [s for s in self._states.values() if s.status in ("queued", "running")]
+            mine, total = sum(1 for s in waiting if s.author == author), len(waiting)
         who = author or "this studio"
         if mine + adding > self.max_queued_per_user:
             raise RequestError("seeds", f"{who} has {mine} clip(s) waiting and asks for {adding} more; the limit is "
                                         f"{self.max_queued_per_user} waiting per user: wait for some, or cancel them")
-        if len(waiting) + adding > self.max_queued:
-            raise RequestError("seeds", f"the queue is full ({len(waiting)} clips waiting, at most {self.max_queued}); "
+        if total + adding > self.max_queued:
+            raise RequestError("seeds", f"the queue is full ({total} clips waiting, at most {self.max_queued}); "
                                         "try again when some have finished")
 
     def _next_job(self) -> str | None:
@@ -445,7 +556,18 @@ class JobService:
         return [self.status(j) for j in job_ids]
 
     def cancel(self, job_id: str) -> None:
-        """A queued job is cancelled at once; a running one stops within one denoising step."""
+        """A queued job is cancelled at once; a running one stops within one denoising step (on another front
+        end of a shared queue: within one renew period)."""
+        if self._shared_name is not None:
+            with self._session_factory() as session, session.begin():
+                outcome = QueueRepository(session).request_cancel(job_id)
+            with self._lock:
+                state = self._states.get(job_id)
+                if state is not None:
+                    state.cancel.set()
+            if outcome == "cancelled" and state is not None:
+                self._finish(job_id, "cancelled", recorded=True)
+            return
         with self._lock:
             state = self._states.get(job_id)
             if state is None or state.status in TERMINAL:
@@ -461,6 +583,9 @@ class JobService:
 
     # ---- the worker -----------------------------------------------------------------------------
     def _run_worker(self) -> None:
+        if self._front_end is not None:
+            self._run_shared_worker()
+            return
         while True:
             token = self._queue.get()
             if token is None:
@@ -491,8 +616,78 @@ class JobService:
                 for job in group or [_Picked(job_id, state, None, "", None, None, None)]:
                     self._finish(job.job_id, "failed", error="internal error; see the server log")
 
+    def _run_shared_worker(self) -> None:
+        """The shared queue: claim the next job from the database (round robin over authors, across front
+        ends); woken by a submission here, else looking every poll_s for jobs queued elsewhere."""
+        busy = False
+        while True:
+            if not busy:
+                try:
+                    if self._queue.get(timeout=self._poll_s) is None:
+                        return
+                except queue.Empty:
+                    pass
+            busy = False
+            if self._draining.is_set():
+                return
+            with self._dispatch:
+                self._record_pending()
+                try:
+                    first = self._claim(None)
+                except Exception:
+                    log.exception("could not claim a job from the shared queue")
+                    continue
+            if first is None:
+                continue
+            busy = True  # there may be more: look again at once
+            group = [first]
+            try:
+                self._run_group(first, group)
+            except Exception:  # the worker must survive anything a job does
+                log.exception("job %s crashed the worker loop", first.job_id)
+                for job in group:
+                    self._finish(job.job_id, "failed", error="internal error; see the server log")
+
+    def _claim(self, job_id: str | None) -> "_Picked | None":
+        """Shared queue: claim `job_id` (a batch companion) or the next job in turn; None if none is free. A
+        job whose parameters cannot be read fails here."""
+        with self._session_factory() as session, session.begin():
+            queue_repo = QueueRepository(session)
+            job = (queue_repo.claim_next(self._front_end or "", self._lease_s) if job_id is None
+                   else queue_repo.claim(self._front_end or "", job_id, self._lease_s))
+            if job is None:
+                return None
+            try:
+                picked = self._picked(job)
+            except Exception as e:
+                log.exception("job %s could not be started", job.id)
+                JobRepository(session).mark_failed(job.id, f"its parameters cannot be read: {type(e).__name__}")
+                picked = None
+        if picked is None:
+            self._forget(job.id)
+            return None
+        with self._lock:
+            state = self._states.get(picked.job_id)
+            if state is None:  # queued by another front end
+                state = self._states[picked.job_id] = JobState(picked.job_id, picked.batch_id, picked.author)
+            if picked.job_id not in self._order:
+                self._order.append(picked.job_id)
+            state.status, state.started = "running", time.monotonic()
+            self._mine.add(picked.job_id)
+        return dataclasses.replace(picked, state=state)
+
+    @staticmethod
+    def _picked(job: Job) -> "_Picked":
+        params = job.params or {}
+        request = (InterpolationRequest.from_params(params) if params.get("mode") == InterpolationRequest.mode
+                   else request_from_params(params))
+        return _Picked(job.id, None, request, job.batch_id, job.sweep_id, dict(job.axes) if job.axes else None,
+                       job.parent_id, job.author)
+
     def _take(self, job_id: str) -> "_Picked | None":
         """Mark a queued job running (database and memory); None if it is no longer queued."""
+        if self._front_end is not None:
+            return self._claim(job_id)
         with self._session_factory() as session, session.begin():
             repo = JobRepository(session)
             job = repo.get(job_id)
@@ -777,8 +972,17 @@ class JobService:
             clip = row()
             clip.video_path, clip.thumb_path, clip.sidecar_path = saved.video, saved.thumb, saved.sidecar
             with self._session_factory() as session, session.begin():
+                if self._front_end is not None:  # only the claimant ends a job: a lost one was reclaimed
+                    QueueRepository(session).check_claim(self._front_end, job_id)
                 GalleryRepository(session).add(clip)
                 JobRepository(session).mark_done(job_id, clip_id)
+        except LostClaim:
+            log.warning("job %s: lost its lease before its clip was recorded; its files are removed", job_id)
+            self.files.remove_clip(clip_id)
+            with self._lock:
+                self._lost.add(job_id)
+            self._finish(job_id, "failed")
+            return None
         except Exception as e:
             log.exception("could not record clip for job %s", job_id)
             self.files.remove_clip(clip_id)
@@ -786,8 +990,21 @@ class JobService:
             return None
         return clip_id
 
-    def _finish(self, job_id: str, status: str, *, clip_id: str | None = None, error: str | None = None) -> None:
-        if status != "done":  # "done" was committed together with the clip row
+    def _finish(self, job_id: str, status: str, *, clip_id: str | None = None, error: str | None = None,
+                recorded: bool = False) -> None:
+        """`recorded`: the end is in the database already (another front end wrote it, or a cancel did)."""
+        if self._front_end is not None:
+            with self._lock:
+                self._mine.discard(job_id)
+                lost = job_id in self._lost
+                self._lost.discard(job_id)
+                state = self._states.get(job_id)
+                if lost and state is not None:  # reclaimed: it waits (or runs) elsewhere now; watched from here
+                    state.status, state.step, state.total, state.preview = "queued", 0, 0, None
+                    state.cancel = threading.Event()
+            if lost:
+                return
+        if status != "done" and not recorded:  # "done" was committed together with the clip row
             self._record(job_id, status, error)
         with self._lock:
             state = self._states.get(job_id)
@@ -839,7 +1056,13 @@ class JobService:
     def _write_end(self, job_id: str, status: str, error: str | None) -> None:
         with self._session_factory() as session, session.begin():
             repo = JobRepository(session)
-            job = repo.get(job_id)
+            if self._shared_name is not None:  # locked: no claim or reclaim changes it under this write
+                job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()
+                                      .execution_options(populate_existing=True)).first()
+                if job is not None and job.status == "running" and job.claimed_by != self._front_end:
+                    return  # another front end's now: not ours to end
+            else:
+                job = repo.get(job_id)
             if job is not None and job.status not in TERMINAL:
                 if status == "cancelled":
                     repo.mark_cancelled(job_id)

@@ -63,6 +63,9 @@ class Settings:
     executor: str = "local"
     ray_address: str | None = None  # the Ray cluster to join (RAY_ADDRESS); None: start a local one
     ray_workers: int | None = None  # at most this many Ray workers (None: one per GPU, or per CPU without GPUs)
+    # several front ends on one PostgreSQL database (and one data dir, one cluster): the queue is the database's
+    # (storage/claims.py). STUDIO_SHARED_QUEUE=1; refused with SQLite
+    shared_queue: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -93,6 +96,7 @@ class Settings:
             executor=(env.get("STUDIO_EXECUTOR") or "local").strip().lower(),
             ray_address=env.get("RAY_ADDRESS") or None,
             ray_workers=int(env["STUDIO_RAY_WORKERS"]) if env.get("STUDIO_RAY_WORKERS") else None,
+            shared_queue=(env.get("STUDIO_SHARED_QUEUE") or "").strip().lower() in ("1", "true", "yes", "on"),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import time
 
 import sqlalchemy.exc
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from pipelines.contract import ModelRegistry
 from pipelines.rife import RIFE_VERSION, load_rife
+from sqlalchemy.engine import make_url
+
 from storage.consistency import check_consistency
 from storage.db import default_database_url, make_engine, make_session_factory, upgrade
 from storage.files import FileStore
@@ -34,6 +37,7 @@ from studio.reviews import SECRET_NAME, ReviewService
 from studio.settings import Settings
 
 log = logging.getLogger("studio")
+SHARED_GRACE_S = 3600.0  # a shared data dir: leftovers younger than this may be another front end's work
 __all__ = ["DataDirBusy", "DataDirError", "ExecutorUnavailable", "Studio", "build_executor", "build_registry",
            "build_studio", "launch", "recover"]
 
@@ -120,15 +124,19 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
 
         torch.set_num_threads(settings.torch_threads)
     lease = None
+    url = settings.database_url or default_database_url(settings.data_dir)
+    if settings.shared_queue and make_url(url).get_backend_name() != "postgresql":
+        raise DataDirError("a shared queue (STUDIO_SHARED_QUEUE) needs a PostgreSQL database (DATABASE_URL); "
+                           "SQLite keeps one front end per data dir")
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if start:
             lease = DataDirLease(settings.data_dir)
-            lease.acquire(holder)
+            lease.acquire(holder, shared=settings.shared_queue)
     except OSError as e:
         raise DataDirError(f"cannot use the data dir {settings.data_dir}: {e.strerror or e}") from None
     try:
-        engine = make_engine(settings.database_url or default_database_url(settings.data_dir))
+        engine = make_engine(url)
         try:
             upgrade(engine)
         except (OSError, sqlalchemy.exc.OperationalError) as e:
@@ -137,15 +145,16 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
             raise DataDirError(f"cannot open the gallery database of {settings.data_dir}: {reason}") from None
         session_factory = make_session_factory(engine)
         files = FileStore(settings.data_dir, codec=Mp4ClipCodec())
-        if start:
-            recover(files, session_factory)
+        if start:  # with a shared queue another front end may be saving a clip right now: only old leftovers
+            recover(files, session_factory, grace_s=SHARED_GRACE_S if settings.shared_queue else 0.0)
         registry = registry or build_registry(settings)
         # RIFE's network is built from the weights file's bytes when a job needs it (torch imported then)
         media = MediaService(files, settings.media_limits,
                              rife=RifeWeights(settings.rife_weights_path, load_rife, RIFE_VERSION))
         jobs = JobService(registry, session_factory, files, media, library_versions=library_versions,
                           runner=zero_gpu_runner(detect_space()),  # None off ZeroGPU: generation runs directly
-                          loras=LoraLibrary(lora_dir(settings.data_dir)), executor=executor)
+                          loras=LoraLibrary(lora_dir(settings.data_dir)), executor=executor,
+                          shared_queue=holder if settings.shared_queue else None)
         gallery = GalleryService(session_factory, files)
         try:
             reviews = ReviewService(session_factory, gallery, files.secret(SECRET_NAME))
@@ -161,18 +170,28 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
                   lease)
 
 
-def recover(files: FileStore, session_factory) -> None:  # type: ignore[no-untyped-def]
+def recover(files: FileStore, session_factory, *, grace_s: float = 0.0) -> None:  # type: ignore[no-untyped-def]
     """After a crash: remove every temporary file (only the lease holder writes, so none is in use) and
-    the files of clips whose row was never committed; report rows whose files are gone."""
-    for rel in files.sweep_temp(older_than_s=0):
+    the files of clips whose row was never committed; report rows whose files are gone. `grace_s` (a shared
+    queue, whose other front ends write into the same data dir): only files older than that."""
+    for rel in files.sweep_temp(older_than_s=grace_s):
         log.info("removed a temporary file a crash left: %s", rel)
     with session_factory() as session:
         report = check_consistency(GalleryRepository(session), files)
     for clip_id in report.orphan_clip_ids:
+        if grace_s and _age_s(files, clip_id) < grace_s:
+            continue  # another front end may be about to commit its row
         log.warning("clip files %s had no gallery row (the studio stopped before committing it): removed", clip_id)
         files.remove_clip(clip_id)
     for clip_id, paths in report.missing_files.items():
         log.warning("clip %s: files missing from the data dir: %s", clip_id, ", ".join(paths))
+
+
+def _age_s(files: FileStore, clip_id: str) -> float:
+    try:
+        return time.time() - files.resolve(files.clip_paths(clip_id).video).stat().st_mtime
+    except (OSError, ValueError):
+        return float("inf")
 
 
 def launch(settings: Settings) -> None:

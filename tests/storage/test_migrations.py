@@ -20,13 +20,14 @@ def test_upgrade_from_empty_creates_tables_and_columns(blank_url: str) -> None:
     assert {"jobs", "clips", "alembic_version"} <= set(insp.get_table_names())
     jobs = {c["name"] for c in insp.get_columns("jobs")}
     assert jobs == {"id", "batch_id", "batch_index", "status", "mode", "model_id", "params", "error",
-                    "created_at", "started_at", "finished_at", "clip_id", "sweep_id", "axes", "parent_id", "attempts", "author"}
+                    "created_at", "started_at", "finished_at", "clip_id", "sweep_id", "axes", "parent_id", "attempts", "author",
+                    "claimed_by", "lease_until", "cancel_requested", "progress_step", "progress_total"}
     clips = {c["name"] for c in insp.get_columns("clips")}
     assert {"id", "job_id", "batch_id", "created_at", "mode", "model_id", "model_version", "prompt",
             "negative_prompt", "seed", "steps", "cfg_scale", "frames", "fps", "width", "height", "strength",
             "profile", "params", "manifest", "inputs", "video_path", "thumb_path", "sidecar_path",
             "generation_seconds", "starred", "note", "parent_id", "sweep_id", "axes", "author", "votes"} == clips
-    assert {"reviews", "review_comments", "review_votes"} <= set(insp.get_table_names())
+    assert {"reviews", "review_comments", "review_votes", "front_ends"} <= set(insp.get_table_names())
     fks = insp.get_foreign_keys("jobs")
     assert fks[0]["referred_table"] == "clips" and fks[0]["options"].get("ondelete") == "SET NULL"
     assert {"ix_jobs_status", "ix_jobs_batch_id"} <= {i["name"] for i in insp.get_indexes("jobs")}
