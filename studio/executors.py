@@ -141,7 +141,7 @@ class StudioWorker:
                 self._loaded = (model_id, profile)
                 generator = torch.Generator(device="cpu").manual_seed(seed)
                 frames = backend.generate(request, media, generator, on_step, cancel.is_set)
-                events.put(("done", np.ascontiguousarray(frames), backend.spec, _manifest(backend), self._loaded,
+                events.put(("done", np.ascontiguousarray(frames), backend.spec, safe_manifest(backend), self._loaded,
                             last[0]))
             except BaseException as e:  # every failure goes back to the front end, which words it
                 if is_out_of_memory(e):
@@ -171,7 +171,8 @@ def _small(preview):
     return preview[:, ::k, ::k].copy() if k > 1 else preview
 
 
-def _manifest(backend) -> dict:  # type: ignore[no-untyped-def]
+def safe_manifest(backend) -> dict:  # type: ignore[no-untyped-def]
+    """The backend's manifest, or {} (logged) when it fails: a clip is never lost to its report."""
     try:
         return dict(backend.manifest())
     except Exception:

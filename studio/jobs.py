@@ -39,7 +39,6 @@ from sqlalchemy import select
 from pipelines.contract import (
     MAX_SEED,
     TERMINAL,
-    Backend,
     Cancelled,
     GenerationRequest,
     JobStatus,
@@ -54,7 +53,7 @@ from pipelines.contract import (
     request_from_params,
 )
 from pipelines.contract.sweeps import AXES, MAX_SEEDS
-from studio.executors import Generated, WorkerLost
+from studio.executors import Generated, WorkerLost, safe_manifest
 from studio.loras import LoraLibrary
 from studio.media import MediaError, MediaService
 from studio.media.interpolate import InterpolationRequest, check_output
@@ -779,7 +778,7 @@ class JobService:
             if g.state.cancel.is_set():
                 self._finish(g.job_id, "cancelled")
                 continue
-            clip_id = self._save(g, backend.spec, _safe_manifest(backend), frames, seconds)
+            clip_id = self._save(g, backend.spec, safe_manifest(backend), frames, seconds)
             if clip_id is not None:
                 self._finish(g.job_id, "done", clip_id=clip_id)
 
@@ -1118,14 +1117,6 @@ def _opencv_version() -> dict:
     import cv2
 
     return {"opencv": cv2.__version__}
-
-
-def _safe_manifest(backend: Backend) -> dict:
-    try:
-        return dict(backend.manifest())
-    except Exception:
-        log.exception("backend manifest failed")
-        return {}
 
 
 def _describe(e: BaseException) -> str:
