@@ -90,6 +90,7 @@ class DiffusersBackend:
         self._given = None
         self._loaded_once = False
         self._loras = LoraState()
+        self._gguf: dict[str, Any] | None = None  # gguf.manifest of the GGUF transformer, read at load
 
     @property
     def pipeline(self):
@@ -166,8 +167,9 @@ class DiffusersBackend:
             kwargs["variant"] = self.model.variant  # e.g. only the *.fp16.safetensors files were downloaded
         cls_name, extra = self.family.load_arguments(index, adapter, dtype)
         if self.model.transformer_file is not None:  # quantized weights from one GGUF file (gguf.py)
-            extra = {**extra, "transformer": gguf.load_transformer(folder, Path(self.model.transformer_file), dtype,
-                                                                   self.spec.label)}
+            path = Path(self.model.transformer_file)
+            extra = {**extra, "transformer": gguf.load_transformer(folder, path, dtype, self.spec.label)}
+            self._gguf = gguf.manifest(path)  # once per load, not once per clip (header read, sha256)
             # DiffusionPipeline.from_pretrained drops a component passed in: load through the folder's own class
             cls_name = cls_name or index.get("_class_name")
         try:
@@ -361,8 +363,7 @@ class DiffusersBackend:
             "folder": str(self.folder) if self.folder else None,
             "revision": hub.revision(self.folder) if self.folder else None,
             "adapter": self.model.adapter,
-            "transformer_file": (gguf.manifest(Path(self.model.transformer_file))
-                                 if self.model.transformer_file is not None else None),
+            "transformer_file": dict(self._gguf) if self._gguf is not None else None,
             "profile": self.profile.name,
             "settings": dict(self.settings),
             "dtype": self.settings.get("dtype"),

@@ -58,9 +58,10 @@ def describe(path: Path) -> dict[str, Any]:
             "architecture": arch_name}
 
 
-def check(folder: Path, path: Path, label: str) -> None:
-    """Raise ModelLoadError unless the file's tensors are the transformer of `folder` (names and shapes),
-    naming the file and the model. Reads headers and configs only; builds the model on the meta device."""
+def check(folder: Path, path: Path, label: str):  # type: ignore[no-untyped-def]
+    """The transformer class of `folder`; raise ModelLoadError unless the file's tensors are that transformer
+    (names and shapes), naming the file and the model. Reads headers and configs only; builds the model on
+    the meta device."""
     import torch
 
     cls, config = _transformer_class(folder, label)
@@ -94,6 +95,7 @@ def check(folder: Path, path: Path, label: str) -> None:
         k = wrong[0]
         raise ModelLoadError(f"{path.name} was made for a transformer of another size: {k} is {list(got[k])} in "
                              f"the file and {list(want[k])} in {label} ({len(wrong)} tensors differ)")
+    return cls
 
 
 def load_transformer(folder: Path, path: Path, dtype, label: str):
@@ -101,8 +103,7 @@ def load_transformer(folder: Path, path: Path, dtype, label: str):
     layer by layer to `dtype` as it runs."""
     import diffusers
 
-    check(folder, path, label)
-    cls, _ = _transformer_class(folder, label)
+    cls = check(folder, path, label)
     try:
         return cls.from_single_file(str(path), config=str(folder), subfolder="transformer", local_files_only=True,
                                     quantization_config=diffusers.GGUFQuantizationConfig(compute_dtype=dtype),
