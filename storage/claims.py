@@ -114,7 +114,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import false, func, select, update
+from sqlalchemy import case, false, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import FrontEnd, Job, utcnow
@@ -181,6 +181,11 @@ class QueueRepository:
         return {author: n for author, n in self.session.execute(q).all()}
 
     # ---- claiming ------------------------------------------------------------------------------------
+    def claimable(self) -> bool:
+        """Whether any job waits to be claimed (a cheap look before a front end reserves a worker for one)."""
+        q = select(Job.id).where(Job.status == "queued", Job.cancel_requested.is_(false())).limit(1)
+        return self.session.scalar(q) is not None
+
     def authors_in_turn(self) -> list[str | None]:
         """Authors with claimable jobs, the one served least recently first (round robin over authors)."""
         waiting = set(self.session.scalars(
@@ -254,6 +259,25 @@ class QueueRepository:
         if job is None:
             raise LostClaim(f"job {job_id} is no longer running under front end {front_end}")
         return job
+
+    def hand_back(self, front_end: str, job_id: str) -> str | None:
+        """A front end that stops gives a job it was running back to the queue at once (not after its lease),
+        its attempt not counted: "queued", or "cancelled" if a cancel was asked meanwhile; None if the job is
+        no longer running under `front_end`."""
+        q = (select(Job.cancel_requested).where(Job.id == job_id, Job.claimed_by == front_end,
+                                                Job.status == "running").with_for_update())
+        cancel = self.session.scalar(q)
+        if cancel is None:
+            return None
+        if cancel:
+            values: dict = {"status": "cancelled", "finished_at": self.clock(), "lease_until": None}
+        else:
+            values = {"status": "queued", "claimed_by": None, "lease_until": None, "started_at": None,
+                      "progress_step": None, "progress_total": None,
+                      "attempts": case((Job.attempts > 0, Job.attempts - 1), else_=0)}
+        self.session.execute(update(Job).where(Job.id == job_id).values(**values)
+                             .execution_options(synchronize_session=False))
+        return values["status"]
 
     # ---- cancel and reclaim --------------------------------------------------------------------------
     def request_cancel(self, job_id: str) -> str | None:

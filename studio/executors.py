@@ -194,6 +194,14 @@ def _portable(e: BaseException) -> BaseException:
 
 # ---- the front end's side ---------------------------------------------------------------------------------
 @dataclass(eq=False)
+class Reservation:
+    """A worker held for a job not claimed yet (RayExecutor.reserve)."""
+
+    slot: "_Slot"
+    taken: bool = False
+
+
+@dataclass(eq=False)
 class _Slot:
     name: str
     actor: Any = None  # the actor handle; None while it starts
@@ -259,7 +267,11 @@ class RayExecutor:
                 ray.init(**kwargs)
             except Exception as e:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
-                raise ExecutorUnavailable(f"cannot use {where}: {str(e).splitlines()[0][:300]}") from None
+                hint = ""
+                if self.address and not os.environ.get("RAY_AUTH_MODE"):
+                    hint = (" (a cluster started with `ray start` asks for its token: set RAY_AUTH_MODE=token and "
+                            "RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)")
+                raise ExecutorUnavailable(f"cannot use {where}: {str(e).splitlines()[0][:300]}{hint}") from None
             self._owns_ray = True
         self._actor_class = ray.remote(StudioWorker)
         self._started = True
@@ -344,6 +356,57 @@ class RayExecutor:
             raise
         return slot
 
+    def _room(self) -> bool:
+        """Whether the cluster has the resources of one more worker free now (other front ends' workers and
+        other Ray jobs hold the rest)."""
+        import ray
+
+        free = ray.available_resources()
+        if self._per_worker().get("num_gpus"):
+            return free.get("GPU", 0) >= 1
+        return free.get("CPU", 0) >= self.cpus_per_worker
+
+    def reserve(self, timeout: float) -> "Reservation | None":
+        """A started worker, held for the job about to be claimed: an idle one, else a new one when the
+        cluster has room for it now; None when neither comes within `timeout`. A front end on a shared queue
+        claims a job only once it holds a worker, so that a job never waits on a front end whose pool cannot
+        grow (another front end's workers fill the cluster) while a worker elsewhere is free. The job's
+        `generate(..., reserved=)` takes it; `unreserve` gives it back when no job was claimed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if not self._started:
+                    raise ExecutorUnavailable("the ray executor is stopped")
+                idle = [s for s in self._slots if not s.busy and s.actor is not None]
+                if idle:
+                    pick = min(idle, key=lambda s: s.last_used)
+                    pick.busy = True
+                    return Reservation(pick)
+                if len(self._slots) < self.capacity() and self._room():
+                    self._count += 1
+                    slot = _Slot(f"worker-{self._count}")
+                    self._slots.append(slot)
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left, 1.0))
+        try:
+            self._spawn(slot)
+        except Exception as e:  # the cluster filled up meanwhile (another front end took the room)
+            log.info("ray executor: %s", e)
+            with self._cond:
+                self._slots.remove(slot)
+                self._cond.notify_all()
+            return None
+        return Reservation(slot)
+
+    def unreserve(self, held: "Reservation") -> None:
+        """Give back a reserved worker that no job took."""
+        if not held.taken:
+            held.taken = True
+            self._release(held.slot)
+
     def _spawn(self, slot: _Slot) -> None:
         self._wait_started(slot, *self._create(slot))
 
@@ -366,6 +429,23 @@ class RayExecutor:
             raise ExecutorUnavailable(f"could not start a Ray worker: {str(e).splitlines()[0][:300]}") from None
         slot.actor = actor
         log.info("ray executor: %s started (pid %s)", slot.name, slot.pid)
+
+    def _take(self, held: "Reservation", key: tuple[str, str | None]) -> _Slot:
+        """The reserved worker, or an idle one that holds the job's model already (loads are minutes for
+        real models), the reserved one then going back to the pool."""
+        if held.taken:
+            raise RuntimeError("a reservation is used once")
+        held.taken = True
+        slot = held.slot
+        if slot.loaded == key:
+            return slot
+        with self._cond:
+            better = next((s for s in self._slots if not s.busy and s.actor is not None and s.loaded == key), None)
+            if better is None:
+                return slot
+            better.busy = True
+        self._release(slot)
+        return better
 
     def _release(self, slot: _Slot) -> None:
         with self._cond:
@@ -439,16 +519,20 @@ class RayExecutor:
 
     # ---- one job ----------------------------------------------------------------------------------------
     def generate(self, request: "GenerationRequest", media: MediaInputs, seed: int, on_step: "StepCallback",
-                 should_cancel: Callable[[], bool], *, model_id: str, profile: str | None) -> Generated:
-        """Run one generation on a worker of the pool. Raises what the backend raised (Cancelled,
-        RequestError, ...), or WorkerLost when the worker died under it."""
+                 should_cancel: Callable[[], bool], *, model_id: str, profile: str | None,
+                 reserved: "Reservation | None" = None) -> Generated:
+        """Run one generation on a worker of the pool (the `reserved` one, unless an idle worker already
+        holds the model). Raises what the backend raised (Cancelled, RequestError, ...), or WorkerLost when
+        the worker died under it."""
         import ray
         from ray.exceptions import ObjectLostError, RayActorError, WorkerCrashedError
         from ray.exceptions import OutOfMemoryError as RayOutOfMemory
 
         if should_cancel():
+            if reserved is not None:
+                self.unreserve(reserved)
             raise Cancelled()
-        slot = self._acquire((model_id, profile))
+        slot = self._acquire((model_id, profile)) if reserved is None else self._take(reserved, (model_id, profile))
         job_key = uuid.uuid4().hex
         lost = finished = False
         stream = None

@@ -172,6 +172,7 @@ class JobService:
         self._lease_s, self._poll_s = lease_s, poll_s
         self._mine: set[str] = set()
         self._lost: set[str] = set()
+        self._handing_back: set[str] = set()  # stop(): running jobs that go back to the shared queue
         self._renewer: threading.Thread | None = None
         self._stopping = threading.Event()  # the renewer's end
         self._draining = threading.Event()  # stop(): claim nothing more
@@ -336,6 +337,8 @@ class JobService:
         with self._lock:
             for state in self._states.values():
                 if state.status == "running" and state.job_id not in self._generated:
+                    if self._front_end is not None and state.job_id in self._mine and not state.cancel.is_set():
+                        self._handing_back.add(state.job_id)  # another front end runs it (see _finish)
                     state.cancel.set()
         for _ in self._workers:
             self._queue.put(None)
@@ -629,23 +632,36 @@ class JobService:
             busy = False
             if self._draining.is_set():
                 return
-            with self._dispatch:
-                self._record_pending()
-                try:
+            reserved = None
+            try:
+                if self._executor is not None:  # a job is claimed only with a worker to run it (see reserve)
+                    with self._session_factory() as session:
+                        if not QueueRepository(session).claimable():
+                            continue
+                    reserved = self._executor.reserve(self._poll_s)
+                    if reserved is None:
+                        continue
+                with self._dispatch:
+                    self._record_pending()
                     first = self._claim(None)
-                except Exception:
-                    log.exception("could not claim a job from the shared queue")
-                    continue
+            except Exception:
+                log.exception("could not claim a job from the shared queue")
+                first = None
             if first is None:
+                if reserved is not None:
+                    self._executor.unreserve(reserved)
                 continue
             busy = True  # there may be more: look again at once
             group = [first]
             try:
-                self._run_group(first, group)
+                self._run_group(first, group, reserved)
             except Exception:  # the worker must survive anything a job does
                 log.exception("job %s crashed the worker loop", first.job_id)
                 for job in group:
                     self._finish(job.job_id, "failed", error="internal error; see the server log")
+            finally:
+                if reserved is not None:
+                    self._executor.unreserve(reserved)  # no-op when the job took it
 
     def _claim(self, job_id: str | None) -> "_Picked | None":
         """Shared queue: claim `job_id` (a batch companion) or the next job in turn; None if none is free. A
@@ -712,7 +728,7 @@ class JobService:
                     if j != first.job_id and (st := self._states.get(j)) is not None and st.status == "queued"
                     and st.batch_id == first.batch_id and not st.cancel.is_set()][:limit]
 
-    def _run_group(self, first: "_Picked", group: list["_Picked"]) -> None:
+    def _run_group(self, first: "_Picked", group: list["_Picked"], reserved=None) -> None:  # type: ignore[no-untyped-def]
         job_id = first.job_id
         request = first.request
         if (short := self.space.shortage()) is not None:  # refused before it runs, not after minutes of work
@@ -722,7 +738,7 @@ class JobService:
             self._run_interpolation(first)
             return
         if self._executor is not None:  # generated on a worker of the executor; saved here
-            self._run_remote(first)
+            self._run_remote(first, reserved)
             return
 
         import torch
@@ -782,10 +798,11 @@ class JobService:
             if clip_id is not None:
                 self._finish(g.job_id, "done", clip_id=clip_id)
 
-    def _run_remote(self, job: "_Picked") -> None:
-        """One job on the executor's workers. A worker that dies under it (SIGKILL, out of host memory) made
-        nothing, so the job is re-queued once, at the head of the queue, on another worker (the dead one has
-        left the pool); if that one dies too, the job fails with the reason."""
+    def _run_remote(self, job: "_Picked", reserved=None) -> None:  # type: ignore[no-untyped-def]
+        """One job on the executor's workers (first on the worker `reserved` for it, if any). A worker that
+        dies under it (SIGKILL, out of host memory) made nothing, so the job is re-queued once, at the head
+        of the queue, on another worker (the dead one has left the pool); if that one dies too, the job fails
+        with the reason."""
         request, state = job.request, job.state
         t0 = time.perf_counter()
 
@@ -803,9 +820,11 @@ class JobService:
                 try:
                     result: Generated = self._executor.generate(
                         request.for_backend(), media, request.seed, on_step, state.cancel.is_set,
-                        model_id=request.model_id, profile=request.profile)
+                        model_id=request.model_id, profile=request.profile,
+                        **({"reserved": reserved} if reserved is not None else {}))
                     break
                 except WorkerLost as e:
+                    reserved = None  # taken by the worker that died
                     if state.cancel.is_set():
                         raise Cancelled() from None
                     if attempt == WORKER_ATTEMPTS:
@@ -993,6 +1012,8 @@ class JobService:
                 recorded: bool = False) -> None:
         """`recorded`: the end is in the database already (another front end wrote it, or a cancel did)."""
         if self._front_end is not None:
+            if status == "cancelled" and job_id in self._handing_back and self._hand_back(job_id):
+                return
             with self._lock:
                 self._mine.discard(job_id)
                 lost = job_id in self._lost
@@ -1014,6 +1035,27 @@ class JobService:
                 self._retire_locked(job_id)
             if job_id in self._order:
                 self._order.remove(job_id)
+
+    def _hand_back(self, job_id: str) -> bool:
+        """Stopping: a running job this front end interrupted goes back to the shared queue, for another front
+        end to run (its attempt not counted). False when that cannot be written: it is then recorded as
+        cancelled, as a job that stops with a single front end is."""
+        try:
+            with self._session_factory() as session, session.begin():
+                back = QueueRepository(session).hand_back(self._front_end or "", job_id)
+        except Exception:
+            log.exception("job %s: could not give it back to the shared queue", job_id)
+            return False
+        with self._lock:
+            self._handing_back.discard(job_id)
+            self._mine.discard(job_id)
+            if (state := self._states.get(job_id)) is not None and back == "queued":
+                state.status, state.step, state.total, state.preview = "queued", 0, 0, None
+                state.cancel = threading.Event()
+        if back == "queued":
+            log.info("job %s: this front end stops; given back to the shared queue", job_id)
+            return True
+        return False
 
     def _record(self, job_id: str, status: str, error: str | None) -> bool:
         """Write that a job ended (failed or cancelled). On a full disk, give up the reserve and try again;

@@ -1,5 +1,8 @@
 """The ray executor on a real local Ray cluster: two CPU workers, the embedded model, jobs through the facade.
 
+A second driver (tests/support/ray_frontends_driver.py) runs two front-end processes on one PostgreSQL
+database and one Ray cluster (`ray start --head`) and checks that every job ran once.
+
 The cluster runs inside a network namespace with only loopback up (`unshare -n`, as root): outside one, Ray's
 processes talk over the machine's interface address. tests/support/ray_driver.py does the work in that
 namespace and prints what it saw as JSON; the tests here check it. Skipped where Ray is not installed or a
@@ -105,6 +108,34 @@ def test_the_pool_grows_back_and_shrinks_when_idle(seen):
     assert seen["shrunk_to"] == 0
     assert seen["regrown"] == {"status": "done", "workers": 1}
     assert seen["closed_workers"] == 0
+
+
+# ---- two front ends, one PostgreSQL database, one cluster ------------------------------------------------
+@pytest.fixture(scope="module")
+def two_front_ends(tmp_path_factory):
+    from tests.support.postgres import missing_reason
+
+    reason = _namespace_reason() or missing_reason()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("ray-front-ends")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
+    command = f"ip link set lo up; exec {sys.executable} -m tests.support.ray_frontends_driver {work}"
+    done = subprocess.run(["unshare", "-n", "bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines, f"the driver failed ({done.returncode}):\n{done.stderr[-4000:]}"
+    return json.loads(lines[-1])
+
+
+def test_two_front_ends_on_one_database_and_one_cluster_run_every_job_once(two_front_ends):
+    seen = two_front_ends
+    for fe in seen["front_ends"]:  # each saw its own clips finish, whoever ran them
+        assert fe["statuses"] == ["done"] * len(fe["job_ids"]), fe["errors"]
+    assert seen["jobs"] == seen["distinct_jobs"] == 12
+    assert seen["rows"] == {"status": ["done"], "attempts": [1], "clips_per_job": [1], "distinct_clips": 12}
+    assert seen["files"]  # written once, to the data dir both front ends mount
+    assert all(n > 0 for n in seen["ran_on"].values()), seen["ran_on"]  # both front ends' workers took part
 
 
 # ---- without a cluster ------------------------------------------------------------------------------------

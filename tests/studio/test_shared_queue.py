@@ -100,6 +100,82 @@ def test_a_dead_front_ends_job_is_reclaimed_by_another(pair, backend):
     assert (job.status, job.attempts, job.claimed_by) == ("done", 2, a._front_end)
 
 
+class NoRoomExecutor:
+    """A remote executor whose cluster is full (another front end's workers hold it): reserve finds nothing."""
+
+    name = "no-room"
+
+    def __init__(self) -> None:
+        self.reserve_calls = 0
+        self.generated = 0
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def concurrency(self) -> int:
+        return 1
+
+    def reserve(self, timeout: float):  # type: ignore[no-untyped-def]
+        self.reserve_calls += 1
+        time.sleep(timeout)
+        return None
+
+    def generate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.generated += 1
+        raise AssertionError("a job was claimed without a worker to run it")
+
+
+def test_a_front_end_without_a_free_worker_claims_nothing(pair, backend):
+    """On one cluster, a front end whose pool cannot grow leaves the queue to those with a free worker,
+    instead of claiming a job that would wait on it."""
+    studio, _, b = pair
+    full = NoRoomExecutor()
+    a = front_end(studio, "front end with a full cluster", executor=full)
+    try:
+        a.start()
+        sub = a.submit(TextToVideoRequest(prompt="elsewhere", model_id=TEST_SPEC.id, seed=8))
+        deadline = time.monotonic() + 10
+        while full.reserve_calls < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        factory = make_session_factory(studio.engine)
+        with factory() as s:
+            assert JobRepository(s).get(sub.job_ids[0]).status == "queued"  # asked for a worker, claimed nothing
+        b.start()
+        [status] = a.wait(sub.job_ids, timeout=30)  # the submitter sees it end, run by the other
+        assert status.status == "done" and full.generated == 0
+        with factory() as s:
+            assert JobRepository(s).get(sub.job_ids[0]).claimed_by == b._front_end
+    finally:
+        a.stop(5)
+
+
+def test_a_front_end_that_stops_gives_its_running_job_back_at_once(pair, backend):
+    """Stopping (a restart, a scale-down) is not dying: the running job goes back to the queue now, its
+    attempt not counted, and another front end runs it; nobody waits for a lease to lapse."""
+    studio, a, b = pair
+    backend.step_delay = 0.1
+    a.start()
+    sub = a.submit(TextToVideoRequest(prompt="handed over", model_id=TEST_SPEC.id, seed=4, steps=40))
+    assert backend.started.wait(30)
+    a.stop(10)
+    factory = make_session_factory(studio.engine)
+    with factory() as s:
+        job = JobRepository(s).get(sub.job_ids[0])
+        assert (job.status, job.attempts, job.claimed_by, job.lease_until) == ("queued", 0, None, None)
+    b.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with factory() as s:
+            job = JobRepository(s).get(sub.job_ids[0])
+        if job.status == "done":
+            break
+        time.sleep(0.05)
+    assert (job.status, job.attempts, job.claimed_by) == ("done", 1, b._front_end)
+    with factory() as s:
+        assert s.query(Job).filter(Job.clip_id.is_not(None)).count() == 1
+
+
 def test_a_front_end_that_loses_its_lease_leaves_the_job_to_the_other(pair, backend):
     """A front end that stops renewing (a long pause) while it runs a job: another reclaims and runs it; the
     first one's clip, made too late, is refused by the fencing check and its files removed. One clip, once."""
