@@ -26,12 +26,13 @@ def check_consistency(gallery: GalleryRepository, store: FileStore) -> Consisten
         absent = []
         for rel in paths:
             try:
-                ok = store.resolve(rel).is_file()
+                ok = store.exists(rel)  # here, or in the object store when there is one
             except UnsafePathError:
                 ok = False
             if not ok:
                 absent.append(rel)
         if absent:
             missing[clip_id] = absent
-    orphans = sorted(store.clip_ids_on_disk() - rows.keys())
+    on_disk = store.clip_ids_on_disk() | (store.objects.clip_ids() if store.objects is not None else set())
+    orphans = sorted(on_disk - rows.keys())
     return ConsistencyReport(missing, orphans)

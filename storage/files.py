@@ -10,6 +10,10 @@ Layout (paths handed out are relative to `root`, with forward slashes):
 Every file is written under a temporary name in its final directory and moved into place
 with `os.replace`, so a reader never sees half a file and a failure leaves nothing behind.
 
+With an object store (`storage.objects.ObjectStore`, STUDIO_STORAGE_URL), clips and inputs are also
+uploaded there before their rows are committed, and `fetch` brings a file another machine wrote into this
+data dir when it is first read: the store is then the truth and the data dir a cache.
+
 The store decodes and encodes no video: what writes a clip's mp4 and thumbnail and converts it for
 export is a `ClipCodec` handed in by the composition root (`studio.media.codec.Mp4ClipCodec`).
 """
@@ -26,10 +30,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from storage.objects import ObjectStore
 
 EXPORT_FORMATS = ("mp4", "webm", "gif")
 TMP_MARK = ".tmp-"  # temporary files are named ".tmp-<random>-<final name>"
@@ -72,9 +79,10 @@ class ClipCodec(Protocol):
 
 
 class FileStore:
-    def __init__(self, root: Path | str, codec: ClipCodec | None = None):
+    def __init__(self, root: Path | str, codec: ClipCodec | None = None, objects: "ObjectStore | None" = None):
         self.root = Path(root)
         self._codec = codec  # None: a store that only reads, removes and takes inputs
+        self.objects = objects  # None: the data dir is the only copy (a shared mount, or one machine)
 
     @property
     def codec(self) -> ClipCodec:
@@ -99,6 +107,36 @@ class FileStore:
         if not target.is_relative_to(root):
             raise UnsafePathError(f"{rel!r} points outside the data dir")
         return target
+
+    def fetch(self, rel: str) -> Path:
+        """`resolve(rel)`, first downloading the file from the object store when this data dir has no copy
+        (a clip or input another machine wrote). Read files through this; a missing one stays missing."""
+        path = self.resolve(rel)
+        if self.objects is not None and not path.is_file():
+            self.objects.get(rel, path)
+        return path
+
+    def exists(self, rel: str) -> bool:
+        """Whether the file is here or in the object store."""
+        return self.resolve(rel).is_file() or (self.objects is not None and self.objects.exists(rel))
+
+    def _upload(self, rels: list[str]) -> None:
+        """Put files of this data dir in the object store (all of them, or none: a failure removes those
+        already put and raises)."""
+        if self.objects is None:
+            return
+        done: list[str] = []
+        try:
+            for rel in rels:
+                self.objects.put(self.resolve(rel), rel)
+                done.append(rel)
+        except BaseException:
+            for rel in done:
+                try:
+                    self.objects.remove(rel)
+                except Exception:
+                    pass
+            raise
 
     def _dir(self, name: str) -> Path:
         d = self.root / name
@@ -174,6 +212,7 @@ class FileStore:
             for tmp, final in zip(temps, finals):
                 os.replace(tmp, final)
                 moved.append(final)
+            self._upload([rel.video, rel.thumb, rel.sidecar])  # before the row is committed: see objects.py
         except BaseException:
             for p in temps + moved:
                 p.unlink(missing_ok=True)
@@ -186,10 +225,15 @@ class FileStore:
         if not isinstance(rel, str) or rel.split("/", 1)[0] not in ("clips", "inputs"):
             raise UnsafePathError(f"{rel!r} is not a file of clips/ or inputs/")
         target = self.resolve(rel)
-        if target.exists():
+        if target.exists() or (self.objects is not None and self.objects.exists(rel)):
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, lambda tmp: tmp.write_bytes(data))
+        try:
+            self._upload([rel])
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
         return True
 
     def remove_clip(self, clip_id: str) -> None:
@@ -197,6 +241,8 @@ class FileStore:
         rel = self.clip_paths(clip_id)
         for r in (rel.video, rel.thumb, rel.sidecar):
             (self.root / r).unlink(missing_ok=True)
+            if self.objects is not None:
+                self.objects.remove(r)
         shutil.rmtree(self.root / "exports" / clip_id, ignore_errors=True)
 
     def remove_files(self, rel_paths: list[str | None] | tuple[str | None, ...]) -> None:
@@ -204,9 +250,11 @@ class FileStore:
         for rel in rel_paths:
             if rel:
                 self.resolve(rel).unlink(missing_ok=True)
+                if self.objects is not None:
+                    self.objects.remove(rel)
 
     def read_sidecar(self, clip_id: str) -> dict[str, Any]:
-        return json.loads((self.root / self.clip_paths(clip_id).sidecar).read_text(encoding="utf-8"))
+        return json.loads(self.fetch(self.clip_paths(clip_id).sidecar).read_text(encoding="utf-8"))
 
     def clip_ids_on_disk(self) -> set[str]:
         """Ids with a finished video under clips/ (temporary files excluded)."""
@@ -252,9 +300,16 @@ class FileStore:
         rel = f"inputs/{sha[:2]}/{sha}.{ext}"
         final = self.root / rel
         if final.exists():
+            if self.objects is not None and not self.objects.exists(rel):  # kept before the store was set up
+                self._upload([rel])
             return StoredInput(rel, sha)
         final.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(final, write)
+        try:
+            self._upload([rel])  # a job may run on another machine: it reads the input from the store
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
         return StoredInput(rel, sha, created=True)
 
     # ---- exports -----------------------------------------------------------------------------
@@ -263,7 +318,7 @@ class FileStore:
         caller makes from the recipe; default the id): the mp4 linked or copied, a webm/gif converted."""
         if fmt not in EXPORT_FORMATS:
             raise ValueError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
-        video = self.root / self.clip_paths(clip_id).video
+        video = self.fetch(self.clip_paths(clip_id).video)
         if not video.is_file():
             raise FileNotFoundError(f"clip {clip_id} has no video file")
         out = self.export_path(name or clip_id, fmt, clip_id)

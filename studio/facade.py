@@ -356,7 +356,8 @@ class StudioFacade:
         """An extended chain as one stitched mp4 (each continuation without its repeated first frame)."""
         views = self.chain(clip_id)
         out = self._files.export_path(f"chain-{len(views)}-clips-{clip_id[:8]}", "mp4", clip_id)
-        atomic_write(out, lambda tmp: stitch([v.video for v in views], tmp))
+        videos = [self._files.fetch(self._files.clip_paths(v.id).video) for v in views]  # here, or fetched
+        atomic_write(out, lambda tmp: stitch(videos, tmp))
         return out
 
     def export(self, clip_id: str, fmt: str) -> Path:
@@ -377,7 +378,7 @@ class StudioFacade:
         for name in request.media_fields:
             value = getattr(request, name)
             if value and value.startswith("inputs/"):
-                changes[name] = str(self._files.resolve(value))
+                changes[name] = str(self._files.fetch(value))
         return dataclasses.replace(request, **changes) if changes else request
 
     # ---- review links ---------------------------------------------------------------------------

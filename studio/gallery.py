@@ -114,9 +114,18 @@ class GalleryService:
             return self._view(clip)
 
     def get(self, clip_id: str) -> ClipView | None:
+        """One clip, its video and thumbnail in this data dir (from the object store, when another machine
+        made it and there is one), ready to read or serve."""
         with self._session_factory() as session:
             c = GalleryRepository(session).get(clip_id)
-            return None if c is None else self._view(c)
+            if c is None:
+                return None
+            view = self._view(c)
+            paths = (c.video_path, c.thumb_path)
+        if self.files.objects is not None:
+            for rel in paths:
+                self.files.fetch(rel)
+        return view
 
     def resolve_id(self, text: str) -> str | None:
         """`text` if it is a clip id, or the one clip id it is a prefix of (at least 6 characters)."""
@@ -185,7 +194,7 @@ class GalleryService:
                 z.writestr("manifest.json", json.dumps({"format": EXPORT_FORMAT, "clips": entries}, indent=2,
                                                         ensure_ascii=False))
                 for rel in dict.fromkeys(files):
-                    z.write(self.files.resolve(rel), rel)
+                    z.write(self.files.fetch(rel), rel)
 
         atomic_write(out, write)
         return out.resolve()

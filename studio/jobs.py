@@ -891,7 +891,7 @@ class JobService:
                     raise RequestError("clip", f"clip {request.source} was deleted before it could be interpolated")
                 src = {k: getattr(source, k) for k in ("id", "video_path", "fps", "params", "manifest", "inputs",
                                                         "model_id", "model_version")}
-            frames, _ = read_video(self.files.resolve(src["video_path"]), self.media.limits)
+            frames, _ = read_video(self.files.fetch(src["video_path"]), self.media.limits)
 
             def on_pair(done: int, total: int) -> None:
                 with self._lock:

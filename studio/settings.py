@@ -66,6 +66,11 @@ class Settings:
     # several front ends on one PostgreSQL database (and one data dir, one cluster): the queue is the database's
     # (storage/claims.py). STUDIO_SHARED_QUEUE=1; refused with SQLite
     shared_queue: bool = False
+    # the clips' and inputs' shared home on several machines: an fsspec URL (`s3://bucket/studio`,
+    # `file:///mnt/shared/studio`), STUDIO_STORAGE_URL; options for its file system as JSON in
+    # STUDIO_STORAGE_OPTIONS (an endpoint, say). None: the data dir is the only copy (storage/objects.py)
+    storage_url: str | None = None
+    storage_options: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -97,6 +102,8 @@ class Settings:
             ray_address=env.get("RAY_ADDRESS") or None,
             ray_workers=int(env["STUDIO_RAY_WORKERS"]) if env.get("STUDIO_RAY_WORKERS") else None,
             shared_queue=(env.get("STUDIO_SHARED_QUEUE") or "").strip().lower() in ("1", "true", "yes", "on"),
+            storage_url=(env.get("STUDIO_STORAGE_URL") or "").strip() or None,
+            storage_options=env.get("STUDIO_STORAGE_OPTIONS") or None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

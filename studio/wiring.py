@@ -21,6 +21,7 @@ from storage.consistency import check_consistency
 from storage.db import default_database_url, make_engine, make_session_factory, upgrade
 from storage.files import FileStore
 from storage.lease import DataDirBusy, DataDirError, DataDirLease
+from storage.objects import ObjectStore, StorageUnavailable
 from storage.repositories import GalleryRepository
 from studio.accounts import AccountService
 from studio.executors import EXECUTORS, ExecutorUnavailable, RayExecutor
@@ -144,9 +145,16 @@ def build_studio(settings: Settings, registry: ModelRegistry | None = None, *, s
             reason = str(getattr(e, "orig", None) or e).splitlines()[0][:200]
             raise DataDirError(f"cannot open the gallery database of {settings.data_dir}: {reason}") from None
         session_factory = make_session_factory(engine)
-        files = FileStore(settings.data_dir, codec=Mp4ClipCodec())
+        try:
+            objects = ObjectStore.from_settings(settings.storage_url, settings.storage_options)
+            if objects is not None and start:
+                objects.check()
+        except StorageUnavailable as e:
+            engine.dispose()
+            raise DataDirError(str(e)) from None
+        files = FileStore(settings.data_dir, codec=Mp4ClipCodec(), objects=objects)
         if start:  # with a shared queue another front end may be saving a clip right now: only old leftovers
-            recover(files, session_factory, grace_s=SHARED_GRACE_S if settings.shared_queue else 0.0)
+            recover(files, session_factory, grace_s=SHARED_GRACE_S if settings.shared_queue or objects else 0.0)
         registry = registry or build_registry(settings)
         # RIFE's network is built from the weights file's bytes when a job needs it (torch imported then)
         media = MediaService(files, settings.media_limits,
@@ -188,10 +196,11 @@ def recover(files: FileStore, session_factory, *, grace_s: float = 0.0) -> None:
 
 
 def _age_s(files: FileStore, clip_id: str) -> float:
+    rel = files.clip_paths(clip_id).video
     try:
-        return time.time() - files.resolve(files.clip_paths(clip_id).video).stat().st_mtime
+        return time.time() - files.resolve(rel).stat().st_mtime
     except (OSError, ValueError):
-        return float("inf")
+        return files.objects.age_s(rel) if files.objects is not None else float("inf")
 
 
 def launch(settings: Settings) -> None:

@@ -49,7 +49,7 @@ class MediaService:
         return value.startswith("inputs/")
 
     def _source(self, name: str, value: str) -> Path:
-        path = self.files.resolve(value) if self._stored(value) else Path(value).expanduser()
+        path = self.files.fetch(value) if self._stored(value) else Path(value).expanduser()
         if not path.is_file():
             raise RequestError(name, f"file not found: {value}")
         return path
@@ -85,8 +85,8 @@ class MediaService:
         stored = dataclasses.replace(request, **changes) if changes else request
         if "mask" in request.media_fields:
             try:  # a mask that does not match the video is refused before anything is queued
-                info = videos.get("video") or probe_video(self.files.resolve(stored.video), self.limits)
-                raw = read_mask(self.files.resolve(stored.mask), self.limits)
+                info = videos.get("video") or probe_video(self.files.fetch(stored.video), self.limits)
+                raw = read_mask(self.files.fetch(stored.mask), self.limits)
                 conform_mask(raw, stored.frames, stored.width, stored.height,
                              video_shape=(info.frames, info.height, info.width))
                 if not raw.any():
@@ -107,17 +107,17 @@ class MediaService:
         image = video = mask = None
         try:
             if "image" in request.media_fields:
-                img = read_image(self.files.resolve(request.image), self.limits)
+                img = read_image(self.files.fetch(request.image), self.limits)
                 image = conform_image(img, request.width, request.height)
             if "video" in request.media_fields:
                 # only the frames the request uses, each resized as it is decoded: memory follows the
                 # output, not the upload (a 1,900-frame 512x512 source made a 1.8 GB server for a 64x64 clip)
-                source = self.files.resolve(request.video)
+                source = self.files.fetch(request.video)
                 info = probe_video(source, self.limits)
                 video = read_video_frames(source, self.limits, frame_indices(info.frames, request.frames),
                                           lambda f: conform_image(f, request.width, request.height))
             if "mask" in request.media_fields:
-                raw_mask = read_mask(self.files.resolve(request.mask), self.limits)
+                raw_mask = read_mask(self.files.fetch(request.mask), self.limits)
                 mask = conform_mask(raw_mask, request.frames, request.width, request.height,
                                     video_shape=(info.frames, info.height, info.width))
         except MediaError as e:
