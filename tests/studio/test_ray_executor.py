@@ -132,9 +132,10 @@ def test_two_front_ends_on_one_database_and_one_cluster_run_every_job_once(two_f
     seen = two_front_ends
     for fe in seen["front_ends"]:  # each saw its own clips finish, whoever ran them
         assert fe["statuses"] == ["done"] * len(fe["job_ids"]), fe["errors"]
+        assert fe["shown_here"]  # each clip's files in this front end's data dir, fetched if made elsewhere
     assert seen["jobs"] == seen["distinct_jobs"] == 12
     assert seen["rows"] == {"status": ["done"], "attempts": [1], "clips_per_job": [1], "distinct_clips": 12}
-    assert seen["files"]  # written once, to the data dir both front ends mount
+    assert seen["files"]  # in the object store both front ends use, each with a data dir of its own
     assert all(n > 0 for n in seen["ran_on"].values()), seen["ran_on"]  # both front ends' workers took part
 
 

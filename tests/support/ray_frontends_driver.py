@@ -6,8 +6,9 @@ Run inside a network namespace with only loopback up (tests/studio/test_ray_exec
 
 It starts a throwaway PostgreSQL cluster and a Ray head (`ray start --head`, two CPUs), then two front-end
 processes (`... ray_frontends_driver frontend ...`), each a whole studio as `studio serve` builds it
-(build_executor + build_studio, STUDIO_SHARED_QUEUE on, one data dir every "node" mounts) with at most one
-Ray worker of its own, so that both take part. Each submits clips through the facade, as the UI does, and
+(build_executor + build_studio, STUDIO_SHARED_QUEUE on) with a data dir of its own, as on two machines,
+the clips going to one object store (STUDIO_STORAGE_URL, a file:// "bucket"), and at most one Ray worker of
+its own, so that both take part. Each submits clips through the facade, as the UI does, and
 waits for its own. The main process then reads the database and prints what it saw as one JSON object on the
 last line of stdout.
 """
@@ -28,7 +29,7 @@ SUBMISSIONS = 3  # per front end, each of SEEDS clips
 SEEDS = 2
 
 
-def frontend(name: str, data_dir: str, url: str, address: str, seed_base: int) -> dict:
+def frontend(name: str, data_dir: str, url: str, address: str, seed_base: int, bucket: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -37,7 +38,7 @@ def frontend(name: str, data_dir: str, url: str, address: str, seed_base: int) -
     from studio.wiring import build_executor, build_studio
 
     settings = Settings(data_dir=Path(data_dir), device="cpu", torch_threads=1, executor="ray", ray_address=address,
-                        ray_workers=1, database_url=url, shared_queue=True)
+                        ray_workers=1, database_url=url, shared_queue=True, storage_url=f"file://{bucket}")
     studio = build_studio(settings, holder=name, executor=build_executor(settings))
     try:
         facade = studio.facade
@@ -47,7 +48,8 @@ def frontend(name: str, data_dir: str, url: str, address: str, seed_base: int) -
                                                    seed=seed_base + 10 * i), seeds=SEEDS)
             ids += sub.job_ids
         statuses = facade.wait(ids, timeout=240)
-        return {"name": name, "front_end": studio.jobs._front_end, "job_ids": ids,
+        views = [facade.clip(s.clip_id) if s.clip_id else None for s in statuses]  # made here or elsewhere
+        return {"shown_here": all(v is not None and v.video.is_file() and v.thumb.is_file() for v in views),"name": name, "front_end": studio.jobs._front_end, "job_ids": ids,
                 "statuses": [s.status for s in statuses], "errors": [s.error for s in statuses if s.error],
                 "clip_ids": [s.clip_id for s in statuses]}
     finally:
@@ -67,7 +69,7 @@ def main(work: str) -> dict:
     from tests.support.postgres import PostgresCluster
 
     work_dir = Path(work)
-    data_dir = work_dir / "shared-mount"
+    bucket = work_dir / "bucket"
     out: dict = {}
     pg = PostgresCluster()
     pg.start()
@@ -92,7 +94,8 @@ def main(work: str) -> dict:
         address = f"127.0.0.1:{port}"
         t0 = time.monotonic()
         procs = [subprocess.Popen([sys.executable, "-m", "tests.support.ray_frontends_driver", "frontend", name,
-                                   str(data_dir), url, address, str(base)], cwd=ROOT, env=env,
+                                   str(work_dir / name.replace(" ", "-")), url, address, str(base), str(bucket)],
+                                  cwd=ROOT, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for name, base in (("front end a", 100), ("front end b", 200))]
         seen = []
@@ -126,7 +129,7 @@ def main(work: str) -> dict:
         # jobs one front end queued and the other ran (the queue is the database's, not a front end's)
         submitted_by = {j: s["name"] for s in seen for j in s["job_ids"]}
         out["ran_elsewhere"] = sum(1 for j in ids if by_id.get(jobs[j].claimed_by) != submitted_by[j])
-        out["files"] = len(clip_files) == len(ids) and all((data_dir / p).is_file() for p in clip_files)
+        out["files"] = len(clip_files) == len(ids) and all((bucket / p).is_file() for p in clip_files)
         return out
     finally:
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
@@ -135,6 +138,6 @@ def main(work: str) -> dict:
 
 if __name__ == "__main__":
     if sys.argv[1] == "frontend":
-        print(json.dumps(frontend(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))))
+        print(json.dumps(frontend(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7])))
     else:
         print(json.dumps(main(sys.argv[1])))
