@@ -251,6 +251,19 @@ class QueueRepository:
         kept = frozenset(r[0] for r in rows)
         return Renewal(kept, frozenset(ids) - kept, frozenset(r[0] for r in rows if r[1]))
 
+    def states(self, job_ids: Iterable[str]) -> list[tuple]:
+        """(id, status, step, total, clip id, error) of jobs a front end watches that run elsewhere."""
+        ids = list(job_ids)
+        if not ids:
+            return []
+        q = select(Job.id, Job.status, Job.progress_step, Job.progress_total, Job.clip_id, Job.error)
+        return [tuple(r) for r in self.session.execute(q.where(Job.id.in_(ids))).all()]
+
+    def lock(self, job_id: str) -> Job | None:
+        """The job, locked until the transaction ends (no claim or reclaim changes it meanwhile)."""
+        q = select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+        return self.session.scalars(q).first()
+
     def check_claim(self, front_end: str, job_id: str) -> Job:
         """The job, locked until the transaction ends, if it is running under `front_end`; else LostClaim.
         Call it in the transaction that writes the job's end."""

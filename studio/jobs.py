@@ -34,8 +34,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from sqlalchemy import select
-
 from pipelines.contract import (
     MAX_SEED,
     TERMINAL,
@@ -252,8 +250,7 @@ class JobService:
             queue_repo = QueueRepository(session)
             renewal = queue_repo.renew(self._front_end or "", mine, self._lease_s, progress=mine)
             reclaimed = queue_repo.reclaim_expired(max_attempts=MAX_ATTEMPTS)
-            rows = session.execute(select(Job.id, Job.status, Job.progress_step, Job.progress_total, Job.clip_id,
-                                          Job.error).where(Job.id.in_(others))).all() if others else []
+            rows = queue_repo.states(others)
         self._log_reclaimed(reclaimed)
         ended = []
         with self._lock:
@@ -1098,8 +1095,7 @@ class JobService:
         with self._session_factory() as session, session.begin():
             repo = JobRepository(session)
             if self._shared_name is not None:  # locked: no claim or reclaim changes it under this write
-                job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()
-                                      .execution_options(populate_existing=True)).first()
+                job = QueueRepository(session).lock(job_id)
                 if job is not None and job.status == "running" and job.claimed_by != self._front_end:
                     return  # another front end's now: not ours to end
             else:
