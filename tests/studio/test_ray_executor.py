@@ -35,19 +35,23 @@ def _namespace_reason() -> str | None:
     return None
 
 
+def _drive(module: str, arg: Path, timeout: float) -> dict:
+    """Run a driver module in a loopback-only network namespace; what it printed last, as JSON."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
+    command = f"ip link set lo up; exec {sys.executable} -m {module} {arg}"
+    done = subprocess.run(["unshare", "-n", "bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines, f"{module} failed ({done.returncode}):\n{done.stderr[-4000:]}"
+    return json.loads(lines[-1])
+
+
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory):
     reason = _namespace_reason()
     if reason:
         pytest.skip(reason)
-    data_dir = tmp_path_factory.mktemp("ray") / "data"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
-    command = f"ip link set lo up; exec {sys.executable} -m tests.support.ray_driver {data_dir}"
-    done = subprocess.run(["unshare", "-n", "bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    lines = done.stdout.strip().splitlines()
-    assert done.returncode == 0 and lines, f"the Ray driver failed ({done.returncode}):\n{done.stderr[-4000:]}"
-    return json.loads(lines[-1])
+    return _drive("tests.support.ray_driver", tmp_path_factory.mktemp("ray") / "data", 300)
 
 
 def test_two_workers_start_with_the_model_loaded(seen):
@@ -118,14 +122,7 @@ def two_front_ends(tmp_path_factory):
     reason = _namespace_reason() or missing_reason()
     if reason:
         pytest.skip(reason)
-    work = tmp_path_factory.mktemp("ray-front-ends")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
-    command = f"ip link set lo up; exec {sys.executable} -m tests.support.ray_frontends_driver {work}"
-    done = subprocess.run(["unshare", "-n", "bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-    lines = done.stdout.strip().splitlines()
-    assert done.returncode == 0 and lines, f"the driver failed ({done.returncode}):\n{done.stderr[-4000:]}"
-    return json.loads(lines[-1])
+    return _drive("tests.support.ray_frontends_driver", tmp_path_factory.mktemp("ray-front-ends"), 600)
 
 
 def test_two_front_ends_on_one_database_and_one_cluster_run_every_job_once(two_front_ends):

@@ -26,6 +26,17 @@ def front_end(studio, name: str, **kw) -> JobService:
                       shared_queue=name, poll_s=0.05, **kw)
 
 
+def _until_done(factory, job_id: str, timeout: float = 30.0) -> Job:  # type: ignore[no-untyped-def]
+    """The job's row once it is done (or as it is when the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with factory() as s:
+            job = JobRepository(s).get(job_id)
+        if job.status == "done" or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def pair(settings, registry, db_backend):
     if db_backend != "postgresql":
@@ -90,13 +101,7 @@ def test_a_dead_front_ends_job_is_reclaimed_by_another(pair, backend):
         assert QueueRepository(s).claim_next(dead, lease_s=0.5).id == sub.job_ids[0]
     time.sleep(0.6)
     a.start()  # reclaims it and runs it
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with factory() as s:
-            job = JobRepository(s).get(sub.job_ids[0])
-        if job.status == "done":
-            break
-        time.sleep(0.05)
+    job = _until_done(factory, sub.job_ids[0])
     assert (job.status, job.attempts, job.claimed_by) == ("done", 2, a._front_end)
 
 
@@ -164,13 +169,7 @@ def test_a_front_end_that_stops_gives_its_running_job_back_at_once(pair, backend
         job = JobRepository(s).get(sub.job_ids[0])
         assert (job.status, job.attempts, job.claimed_by, job.lease_until) == ("queued", 0, None, None)
     b.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with factory() as s:
-            job = JobRepository(s).get(sub.job_ids[0])
-        if job.status == "done":
-            break
-        time.sleep(0.05)
+    job = _until_done(factory, sub.job_ids[0])
     assert (job.status, job.attempts, job.claimed_by) == ("done", 1, b._front_end)
     with factory() as s:
         assert s.query(Job).filter(Job.clip_id.is_not(None)).count() == 1
