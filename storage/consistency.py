@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from storage.files import FileStore, UnsafePathError
 from storage.repositories import GalleryRepository
@@ -21,18 +22,19 @@ class ConsistencyReport:
 def check_consistency(gallery: GalleryRepository, store: FileStore) -> ConsistencyReport:
     """Rows whose files are missing (or unsafe), and clip videos on disk that no row refers to."""
     rows = gallery.all_file_paths()
+    stored = store.objects.listing("clips") if store.objects is not None else set()  # one call, not one per file
     missing: dict[str, list[str]] = {}
     for clip_id, paths in rows.items():
         absent = []
         for rel in paths:
             try:
-                ok = store.exists(rel)  # here, or in the object store when there is one
+                ok = store.resolve(rel).is_file() or rel in stored  # here, or in the object store
             except UnsafePathError:
                 ok = False
             if not ok:
                 absent.append(rel)
         if absent:
             missing[clip_id] = absent
-    on_disk = store.clip_ids_on_disk() | (store.objects.clip_ids() if store.objects is not None else set())
+    on_disk = store.clip_ids_on_disk() | {Path(rel).stem for rel in stored if rel.endswith(".mp4")}
     orphans = sorted(on_disk - rows.keys())
     return ConsistencyReport(missing, orphans)

@@ -139,16 +139,17 @@ class ObjectStore:
             return time.time() - modified.timestamp() if isinstance(modified, datetime) else float("inf")
         return time.time() - modified.timestamp()
 
-    def clip_ids(self) -> set[str]:
-        """Ids of the clips whose video is in the store."""
+    def listing(self, folder: str) -> set[str]:
+        """Relative paths of the finished objects directly in `folder` ("clips"): one listing call, where
+        asking for each file would be a request per file."""
         try:
-            self._fresh(self.key("clips/x"))
-            names = self.fs.ls(self.key("clips"), detail=False)
+            self._fresh(self.key(f"{folder}/x"))
+            names = self.fs.ls(self.key(folder), detail=False)
         except FileNotFoundError:
             return set()
-        out = set()
-        for name in names:
-            base = posixpath.basename(str(name).rstrip("/"))
-            if base.endswith(".mp4") and not base.startswith(TMP_MARK):
-                out.add(base[:-4])
-        return out
+        bases = (posixpath.basename(str(name).rstrip("/")) for name in names)
+        return {f"{folder}/{b}" for b in bases if not b.startswith(TMP_MARK)}
+
+    def clip_ids(self) -> set[str]:
+        """Ids of the clips whose video is in the store."""
+        return {posixpath.basename(rel)[:-4] for rel in self.listing("clips") if rel.endswith(".mp4")}
