@@ -334,7 +334,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 args.clip = studio.resolve_clip_id(args.clip) or args.clip
                 request = studio.from_clip(request, args.clip, args.frame)
                 sweep = SweepRequest(request, sweep.seeds, sweep.axes)
-            submission = studio.submit_sweep(sweep, parent_id=args.clip)
+            submission = studio.submit_sweep(sweep, parent_id=args.clip, local_paths=True)  # the owner's machine
         except RequestError as e:
             _error(e)
             return EXIT_BAD_ARGS

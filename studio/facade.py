@@ -193,14 +193,24 @@ class StudioFacade:
 
     # ---- jobs -----------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest, seeds: int = 1, *, parent_id: str | None = None,
-               account: Account | None = None) -> "Submission":
-        return self.submit_sweep(SweepRequest(request, seeds), parent_id=parent_id, account=account).cells[0]
+               account: Account | None = None, local_paths: bool = False) -> "Submission":
+        return self.submit_sweep(SweepRequest(request, seeds), parent_id=parent_id, account=account,
+                                 local_paths=local_paths).cells[0]
 
     def submit_sweep(self, sweep: SweepRequest, *, parent_id: str | None = None,
-                     account: Account | None = None) -> "SweepSubmission":
+                     account: Account | None = None, local_paths: bool = False) -> "SweepSubmission":
         """A sweep with axes gets a sweep id; without axes it is a plain batch of seeds (sweep id "").
-        With accounts on, `account` must be allowed to generate and becomes the clips' author."""
+        With accounts on, `account` must be allowed to generate and becomes the clips' author.
+        `local_paths`: a model may be a folder on this machine (the CLI, run by whoever owns it); the page
+        and the API pick models by id only, never by a path on the server."""
         self.check_generate(account)
+        if not local_paths:
+            ids = [sweep.request.model_id] + [v for a in sweep.axes if a.field == "model_id" for v in a.values]
+            for model_id in ids:
+                if isinstance(model_id, str) and is_server_path(model_id):
+                    raise RequestError("model_id", f"{model_id!r} is a path on the server: the page and the API "
+                                       "pick a model by its id (a local folder is for `studio generate --model "
+                                       "PATH` on the machine itself)")
         author = account.name if account is not None else None
         if not sweep.axes:
             return SweepSubmission("", (self._jobs.submit(sweep.request, sweep.seeds, parent_id=parent_id,
@@ -511,3 +521,12 @@ INTERPOLATION_FACTORS, INTERPOLATION_METHODS = FACTORS, METHODS
 __all__ = ["FROM_CLIP", "is_disk_full", "INTERPOLATION_FACTORS", "INTERPOLATION_METHODS", "Account", "NotAllowed", "ClipView",
            "GalleryQuery", "QueryError", "StudioFacade", "ExtendRequest", "ImageToVideoRequest", "CommentView",
            "CommentsOff", "RateLimited", "ReviewError", "ReviewNotFound", "ReviewView", "VoteView", "duration"]
+
+
+def is_server_path(model_id: str) -> bool:
+    """Whether a model id names a place on the server's disk rather than a model: absolute, home- or
+    dot-relative, with backslashes or `..`, or an existing folder (a relative "org/name" would be tried
+    as a folder first)."""
+    if model_id.startswith(("/", "~", ".")) or "\\" in model_id or ".." in model_id.split("/"):
+        return True
+    return "/" in model_id.split("@", 1)[0] and Path(model_id).is_dir()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from pipelines.contract import AXES, RequestError, SweepRequest, parse_axis
-from studio.facade import NotAllowed
+from studio.facade import NotAllowed, is_server_path
 from studio.ui.common import GridCell, axes_label, grid_html, model_choice, setting_props, signed_in, SETTINGS
 from studio.ui.widgets import contact_sheet, format_eta, mask_from_editor, request_from_widgets
 
@@ -60,7 +60,7 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
             f["model_id"] = gr.Dropdown(
                 choices=[model_choice(s, studio.missing(s.id)) for s in specs],
                 value=default.id if default else None, label="Model", allow_custom_value=True,
-                info="a registry id (<id>@<file>.gguf: a GGUF transformer from the GGUF folder), a Hugging Face repo id, or a local diffusers folder", elem_id=f"{mode}-model",
+                info="a registry id (<id>@<file>.gguf: a GGUF transformer from the GGUF folder) or a Hugging Face repo id in the server's cache", elem_id=f"{mode}-model",
             )
             if mode == "i2v":
                 f["image"] = gr.Image(label="First frame", type="filepath", sources=["upload", "clipboard"], height=220,
@@ -138,6 +138,8 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
     dice.click(lambda: secrets.randbelow(2**31), outputs=f["seed"], api_visibility="private")
 
     def note_prompt(model_id, prompt):  # before generating: what the model will not follow
+        if isinstance(model_id, str) and is_server_path(model_id):  # never opened from the page (see on_model)
+            return ""
         said = studio.prompt_warnings(model_id, prompt) if isinstance(prompt, str) else []
         return "".join(f"⚠ {html.escape(w)}  \n" for w in said)
 
@@ -147,6 +149,10 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
     settings_widgets = [f[k] for k in SETTINGS if k in f]
 
     def on_model(model_id):
+        if isinstance(model_id, str) and is_server_path(model_id):  # the page picks models by id, never a path
+            gr.Warning(f"{model_id!r} is a path on the server: pick a model by its id (a local folder is for "
+                       "`studio generate --model PATH` on the machine itself)")
+            return {f["steps"]: gr.update()}
         try:
             spec = studio.spec(model_id)
         except Exception as e:  # unknown id or a folder that is not a model: say so, keep the values

@@ -243,3 +243,20 @@ def test_loras_parameter_reaches_the_job_service(client, settings):
         c.predict(prompt="x", loras=["/etc/passwd"], api_name="/text_to_video")
     with pytest.raises(Exception, match="outside -4 to 4"):
         c.predict(prompt="x", loras=["style:9"], api_name="/text_to_video")
+
+
+@pytest.mark.parametrize("where", ["model_id", "vary"])
+def test_a_model_folder_on_the_server_is_refused(client, tmp_path, where):
+    """The page and the API pick models by id: a path would make the server load whatever folder it names."""
+    c, studio = client
+    folder = tmp_path / "someone-elses-model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
+    kwargs = ({"model": str(folder)} if where == "model_id"
+              else {"vary": [f"model={studio.facade.default_model_id},{folder}"]})
+    with pytest.raises(Exception, match="is a path on the server"):
+        c.predict(prompt="x", api_name="/text_to_video", **kwargs)
+    for sneaky in ("~/models/x", "../x", "a\\b"):
+        with pytest.raises(Exception, match="is a path on the server"):
+            c.predict(prompt="x", model=sneaky, api_name="/text_to_video")
+    assert studio.gallery.list() == []

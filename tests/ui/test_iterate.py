@@ -177,3 +177,19 @@ def test_branching_keeps_the_clips_settings_and_recall_clears_the_sweep(page):
     pg.click("#gallery-recall")
     pg.wait_for_function("() => document.querySelector('#t2v-seed input').value === '3'")
     assert pg.input_value("#t2v-vary1-values textarea") == ""  # Use all makes the clip, not the old sweep
+
+
+def test_a_folder_typed_as_the_model_is_refused_on_the_page(page, tmp_path):
+    pg, studio = page
+    folder = tmp_path / "a-model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
+    pg.fill("#t2v-prompt textarea", "x")
+    pg.fill("#t2v-model input", str(folder))
+    pg.press("#t2v-model input", "Enter")
+    pg.wait_for_selector("text=is a path on the server", timeout=30_000)  # the warning toast, from on_model
+    pg.click("#t2v-generate")
+    pg.wait_for_function("() => document.querySelector('#t2v-status').innerText.includes('path on the server')",
+                         timeout=90_000)
+    pg.screenshot(path=str(tmp_path / "refused.png"))
+    assert studio.gallery.list() == []
