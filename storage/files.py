@@ -116,10 +116,6 @@ class FileStore:
             self.objects.get(rel, path)
         return path
 
-    def exists(self, rel: str) -> bool:
-        """Whether the file is here or in the object store."""
-        return self.resolve(rel).is_file() or (self.objects is not None and self.objects.exists(rel))
-
     def _upload(self, rels: list[str]) -> None:
         """Put files of this data dir in the object store (all of them, or none: a failure removes those
         already put and raises)."""
@@ -136,6 +132,18 @@ class FileStore:
                     self.objects.remove(rel)
                 except Exception:
                     pass
+            raise
+
+    def _write_new(self, rel: str, write: Callable[[Path], Any]) -> None:
+        """Write a new file at `rel` atomically and put it in the object store (a job may run on another
+        machine, which reads it from there); if the upload fails the file is removed again."""
+        final = self.resolve(rel)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(final, write)
+        try:
+            self._upload([rel])
+        except BaseException:
+            final.unlink(missing_ok=True)
             raise
 
     def _dir(self, name: str) -> Path:
@@ -224,16 +232,9 @@ class FileStore:
         Returns whether it wrote. For imports: the bytes are taken as they are, nothing is decoded."""
         if not isinstance(rel, str) or rel.split("/", 1)[0] not in ("clips", "inputs"):
             raise UnsafePathError(f"{rel!r} is not a file of clips/ or inputs/")
-        target = self.resolve(rel)
-        if target.exists() or (self.objects is not None and self.objects.exists(rel)):
+        if self.resolve(rel).exists() or (self.objects is not None and self.objects.exists(rel)):
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda tmp: tmp.write_bytes(data))
-        try:
-            self._upload([rel])
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
+        self._write_new(rel, lambda tmp: tmp.write_bytes(data))
         return True
 
     def remove_clip(self, clip_id: str) -> None:
@@ -303,13 +304,7 @@ class FileStore:
             if self.objects is not None and not self.objects.exists(rel):  # kept before the store was set up
                 self._upload([rel])
             return StoredInput(rel, sha)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(final, write)
-        try:
-            self._upload([rel])  # a job may run on another machine: it reads the input from the store
-        except BaseException:
-            final.unlink(missing_ok=True)
-            raise
+        self._write_new(rel, write)
         return StoredInput(rel, sha, created=True)
 
     # ---- exports -----------------------------------------------------------------------------

@@ -149,7 +149,3 @@ class ObjectStore:
             return set()
         bases = (posixpath.basename(str(name).rstrip("/")) for name in names)
         return {f"{folder}/{b}" for b in bases if not b.startswith(TMP_MARK)}
-
-    def clip_ids(self) -> set[str]:
-        """Ids of the clips whose video is in the store."""
-        return {posixpath.basename(rel)[:-4] for rel in self.listing("clips") if rel.endswith(".mp4")}

@@ -817,8 +817,7 @@ class JobService:
                 try:
                     result: Generated = self._executor.generate(
                         request.for_backend(), media, request.seed, on_step, state.cancel.is_set,
-                        model_id=request.model_id, profile=request.profile,
-                        **({"reserved": reserved} if reserved is not None else {}))
+                        model_id=request.model_id, profile=request.profile, reserved=reserved)
                     break
                 except WorkerLost as e:
                     reserved = None  # taken by the worker that died

@@ -43,7 +43,8 @@ class InThreadExecutor:
     def warm_up(self, model_id, profile=None) -> None:  # type: ignore[no-untyped-def]
         self.events.append(f"warm_up {model_id}")
 
-    def generate(self, request, media, seed, on_step, should_cancel, *, model_id, profile):  # type: ignore[no-untyped-def]
+    def generate(self, request, media, seed, on_step, should_cancel, *, model_id, profile,  # type: ignore[no-untyped-def]
+                 reserved=None):
         import torch
 
         with self.lock:

@@ -160,7 +160,7 @@ def test_clips_go_to_an_s3_bucket_and_come_back_on_another_machine(tmp_path, reg
         [done] = a.facade.wait(sub.job_ids, timeout=30)
         assert done.status == "done", done.error
         made = (a.settings.data_dir / "clips" / f"{done.clip_id}.mp4").read_bytes()
-        assert a.files.objects.clip_ids() == {done.clip_id}
+        assert a.files.objects.listing("clips") == {f"clips/{done.clip_id}.{e}" for e in ("mp4", "jpg", "json")}
     finally:
         a.close()
     b = machine("machine-b")
@@ -169,6 +169,6 @@ def test_clips_go_to_an_s3_bucket_and_come_back_on_another_machine(tmp_path, reg
         assert view.video.read_bytes() == made and view.thumb.is_file()
         assert b.files.read_sidecar(done.clip_id)["params"]["seed"] == 3
         assert b.gallery.delete(done.clip_id)
-        assert b.files.objects.clip_ids() == set()
+        assert b.files.objects.listing("clips") == set()
     finally:
         b.close()
