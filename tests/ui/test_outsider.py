@@ -430,3 +430,26 @@ def test_malformed_calls_get_a_message_and_the_server_keeps_answering(served, as
             assert once.post(path, json=body).status_code >= 400, (path, body)
     assert bob.http.get("/gradio_api/info").status_code == 200
 
+
+
+def test_a_member_cannot_make_the_server_open_a_folder_as_a_model(served, as_user, tmp_path):
+    """By the page's own handlers (fn_index) and the API: a model id naming a folder on the server is
+    refused before anything reads it (model_index.json would tell what the folder holds)."""
+    bob = as_user("bob")
+    folder = tmp_path / "private-model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "WanPipeline", "secret": "dont-tell"}')
+    rows = [c.id for c in served.studio.gallery.list()]
+    [model] = [c["id"] for c in bob.config["components"] if c.get("props", {}).get("elem_id") == "t2v-model"]
+    on_change = [d["id"] for d in bob.config["dependencies"] if [model, "change"] in d["targets"]]
+    generate = bob.fn_index("t2v-generate", "click")
+    assert len(on_change) == 2  # the settings it fills in, and the words it would not follow
+    for fn in (*on_change, generate):
+        msg = bob.join(fn, bob.defaults(fn, **{"t2v-model": str(folder), "t2v-prompt": "a red circle"}))
+        text = json.dumps(msg)
+        assert "WanPipeline" not in text and "dont-tell" not in text  # nothing read from the folder came back
+        if fn == generate:
+            assert "is a path on the server" in text, msg
+    event, error = bob.call("text_to_video", prompt="a red circle", model=str(folder))
+    assert event == "error" and "is a path on the server" in error
+    assert [c.id for c in served.studio.gallery.list()] == rows
