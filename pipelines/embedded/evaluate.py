@@ -279,6 +279,7 @@ class EvalSize:
     diversity_prompts: int = 6  # of DIVERSITY_PROMPTS
     diversity_seeds: int = 32  # per prompt for the spread (the first 8 for near-copies)
     few_steps: int = 8
+    recon: int = 200  # world clips through the autoencoder alone (the decoder's ceiling for the model)
 
 
 def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps: int | None = None,
@@ -287,14 +288,14 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
              unguided_final_steps: int | None = None) -> dict:
     """Every figure of the model card's evaluation. steps: the default step count (None: the spec's);
     solver / shift: override the weights' sampler (experiments); sections: a subset of
-    ("speed", "t2v", "few", "modes", "partial", "diversity") (None: all)."""
+    ("speed", "recon", "t2v", "few", "modes", "partial", "diversity") (None: all)."""
     import torch
 
     from pipelines.embedded.backend import EmbeddedBackend
     from pipelines.contract import (ImageToVideoRequest, InpaintRequest, MediaInputs, TextToVideoRequest,
                                     VideoToVideoRequest)
 
-    want = set(sections or ("speed", "t2v", "few", "modes", "partial", "diversity"))
+    want = set(sections or ("speed", "recon", "t2v", "few", "modes", "partial", "diversity"))
     results: dict = {}
     # speed first, while the process is small
     t = time.perf_counter()
@@ -331,6 +332,22 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
             results[key] = float(np.median(times))
         log(f"load {results['load_s']:.2f}s, t2v {results['t2v_s']:.2f}s at {steps} steps (CFG {results['cfg_scale']}), "
             f"{results['t2v_few_s']:.2f}s at {size.few_steps}, median of 3, threads {torch.get_num_threads()}")
+
+    if "recon" in want:  # the autoencoder alone: what the decoder draws of a perfect latent
+        from pipelines.embedded.vae import frames_to_model, model_to_frames
+
+        clips, labels = groundtruth_clips(size.recon, seed=789)
+        pairs, db = [], []
+        with torch.no_grad():
+            for i in range(0, size.recon, 16):
+                out = model_to_frames(backend.vae.decode(backend.vae.encode(frames_to_model(torch.from_numpy(
+                    clips[i : i + 16]))))).numpy()
+                for j in range(len(out)):
+                    db.append(psnr(out[j], clips[i + j]))
+                    pairs.append((labels[i + j], analyse(out[j])))
+        results["recon_psnr"] = float(np.mean(db))
+        results["recon"] = score(pairs)
+        log(f"autoencoder alone ({size.recon} world clips): PSNR {results['recon_psnr']:.1f} dB, " + _fmt(results["recon"]))
 
     # t2v on paraphrased prompts, at the default steps and at few steps
     for key, n_steps in (("t2v_paraphrase", steps), ("t2v_paraphrase_few", size.few_steps)):
@@ -509,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--diversity-seeds", type=int, default=None, help="seeds per diversity prompt (default 32)")
     p.add_argument("--few-steps", type=int, default=8, help="the few-step t2v check's step count")
     p.add_argument("--quick", action="store_true",
-                   help="small sizes (10 prompts x 1 seed, 8 modes, 12 partial, 3 diversity prompts x 16 seeds)")
+                   help="small sizes (10 prompts x 1 seed, 8 modes, 12 partial, 3 diversity prompts x 16 seeds, 48 clips through the autoencoder)")
     p.add_argument("--steps", type=int, default=None, help="default step count to evaluate (default: the spec's)")
     p.add_argument("--solver", default=None, help="override the sampler's solver (experiments)")
     p.add_argument("--shift", type=float, default=None, help="override the sampler's timestep shift (experiments)")
@@ -519,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unguided-final-steps", type=int, default=None,
                    help="the last N sampling steps without guidance (default: the backend's)")
     p.add_argument("--sections", default=None,
-                   help="comma-separated subset of speed,t2v,few,modes,partial,diversity (default all)")
+                   help="comma-separated subset of speed,recon,t2v,few,modes,partial,diversity (default all)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--groundtruth", action="store_true", help="only validate the analyser on world clips")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -532,7 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         s = score([(lab, analyse(c)) for c, lab in zip(clips, labels)])
         print("analyser on 500 ground-truth clips: " + _fmt(s))
         return 0
-    base = EvalSize(seeds=1, prompts=10, modes=8, partial=12, diversity_prompts=3, diversity_seeds=16) if args.quick else EvalSize()
+    base = (EvalSize(seeds=1, prompts=10, modes=8, partial=12, diversity_prompts=3, diversity_seeds=16, recon=48)
+            if args.quick else EvalSize())
     given = {"seeds": args.seeds, "prompts": args.prompts, "modes": args.modes, "partial": args.partial,
              "diversity_prompts": args.diversity_prompts, "diversity_seeds": args.diversity_seeds,
              "few_steps": args.few_steps}

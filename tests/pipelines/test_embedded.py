@@ -29,7 +29,7 @@ from pipelines.embedded.weights import TRAIN_COMMAND, WEIGHTS_DIR, WEIGHTS_VERSI
 from pipelines.embedded.evaluate import analyse, groundtruth_clips, jump, psnr, score  # noqa: E402
 from pipelines.embedded.text import BOS, UNK, Tokenizer  # noqa: E402
 from pipelines.embedded.unet import UNetConfig, build_denoiser  # noqa: E402
-from pipelines.embedded.vae import VAEConfig, VideoAutoencoder, frames_to_model  # noqa: E402
+from pipelines.embedded.vae import VAEConfig, VideoAutoencoder  # noqa: E402
 from pipelines.contract import (  # noqa: E402
     ImageToVideoRequest,
     InpaintRequest,
@@ -162,6 +162,22 @@ def test_new_decoder_stage_keeps_encoder_and_latents(tmp_path):
         assert new.decode(new.encode(x)).shape == x.shape
     train_vae(TrainConfig.shipped(), tmp_path, 0.01, True, "cpu", decoder_only=True, new_decoder=((4, 4, 4, 4), 8))
     assert torch.load(tmp_path / "vae.pt", weights_only=False)["step"] > 7  # resumes the same decoder
+
+
+def test_size_normalised_object_weight_gives_small_and_large_objects_the_same_total():
+    """vae_object_norm: a clip's object pixels weigh in total what the batch's average object does, so
+    the loss cares about a 10 px square's corners as much as about a 22 px one's."""
+    from pipelines.embedded.training.autoencoder import object_weight
+
+    b = world.sample_batch(2, torch.Generator().manual_seed(0), motion=4)
+    b.size = torch.tensor([10.0, 22.0])
+    x = world.render(b)
+    extra = lambda wt: (wt[:, 0] - 1).sum((1, 2, 3))  # noqa: E731  (per clip: the object part)
+    plain, normed = extra(object_weight(b, x, 5.0)), extra(object_weight(b, x, 5.0, norm=True))
+    assert plain[1] > 3 * plain[0]  # without: the large object dominates
+    assert torch.allclose(normed[0], normed[1], rtol=1e-4)
+    assert torch.allclose(normed.sum(), plain.sum(), rtol=1e-4)  # the same total as before, redistributed
+
 
 
 @pytest.mark.parametrize("arch", ["dit", "unet", "unet-attn8"])

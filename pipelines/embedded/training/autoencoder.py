@@ -15,11 +15,16 @@ from pipelines.embedded.training.config import TrainConfig
 from pipelines.embedded.vae import VideoAutoencoder, frames_to_model
 
 
-def object_weight(b: world.Batch, x: torch.Tensor, w: float) -> torch.Tensor:
-    """(B, 1, F, H, W) loss weights: 1 on background, 1 + w where the pixel differs from it."""
+def object_weight(b: world.Batch, x: torch.Tensor, w: float, norm: bool = False) -> torch.Tensor:
+    """(B, 1, F, H, W) loss weights: 1 on background, 1 + w where the pixel differs from it. norm: the
+    object weight of each clip scaled by the batch's mean object area over its own (clamped to 1/4..8),
+    so a small object's edges weigh as much as a large one's (small shapes are the ones drawn round)."""
     bg = torch.tensor(list(world.BACKGROUNDS.values()), dtype=torch.float32)[b.bg] / 255.0  # (B, 3)
-    diff = (x - bg[:, None, None, None, :]).abs().sum(-1) > 0.02  # (B, F, H, W)
-    return (1 + w * diff.float())[:, None]
+    diff = ((x - bg[:, None, None, None, :]).abs().sum(-1) > 0.02).float()  # (B, F, H, W)
+    if norm:
+        area = diff.sum((1, 2, 3)).clamp(min=1.0)  # (B,)
+        diff = diff * (area.mean() / area).clamp(0.25, 8.0)[:, None, None, None]
+    return (1 + w * diff)[:, None]
 
 
 def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str,
@@ -35,8 +40,8 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
     elif decoder_only:
         raise SystemExit(f"--stage decoder needs a trained autoencoder at {ckpt_path}")
     fresh_decoder = False
-    if decoder_only:  # the encoder and latent normalisation are the checkpoint's: take its config
-        cfg = TrainConfig.from_dict(ck["config"])
+    if decoder_only:  # the encoder and latent normalisation are the checkpoint's: take its autoencoder config
+        cfg = replace(cfg, vae=TrainConfig.from_dict(ck["config"]).vae)
         if new_decoder and (tuple(new_decoder[0]), new_decoder[1]) != (cfg.vae.dec_ch, cfg.vae.dec_t_ch):
             cfg = replace(cfg, vae=replace(cfg.vae, dec_ch=tuple(new_decoder[0]), dec_t_ch=new_decoder[1]))
             fresh_decoder = True
@@ -79,7 +84,7 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         k = cfg.vae.time_down
         first = torch.randint(0, x.shape[1] // k, (x.shape[0],), generator=g) * k  # one chunk per clip
         x = x[torch.arange(x.shape[0])[:, None], first[:, None] + torch.arange(k)[None]]  # (B, k, H, W, 3)
-        wt = object_weight(b, x, cfg.vae_object_weight).to(device)
+        wt = object_weight(b, x, cfg.vae_object_weight, cfg.vae_object_norm).to(device)
         xm = frames_to_model(x).to(device)
         with torch.set_grad_enabled(not decoder_only):
             z = model.encoder(xm)

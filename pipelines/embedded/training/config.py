@@ -58,6 +58,7 @@ class TrainConfig:
     p_image_partial: float = 0.0  # i2v samples captioned with the motion and at most part of the look
     p_edit_change: float = 0.0  # edit samples captioned with only what changes ("make it blue")
     p_t_uniform: float = 0.0  # training timesteps drawn uniformly in [0, 1] instead of logit-normal
+    vae_object_norm: bool = False  # autoencoder loss: each clip's object pixels weigh the same in total, whatever its size
     # bookkeeping
     checkpoint_every_s: float = 180.0
     log_every: int = 20
