@@ -205,6 +205,33 @@ def near_copies(clips: list[np.ndarray], tol: float = 3.0) -> tuple[int, int, fl
     return hits, n * (n - 1) // 2, lo
 
 
+def geometric_copies(geo: np.ndarray, tol: float = 2.0) -> int:
+    """Pairs among the rows of geometry() whose start (x and y) and size all lie within tol pixels: the
+    same layout drawn twice, whatever the colours (a pair with no track counts as no copy)."""
+    n, hits = len(geo), 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            hits += bool(np.all(np.abs(geo[i] - geo[j]) < tol))
+    return hits
+
+
+def world_copies(labels: dict, draws: int, seed: int) -> tuple[int, int, int]:
+    """The near-copy measures on the world itself: `draws` sets of 8 clips with these attributes, as
+    the training data draws them. (MAD near-copy pairs, geometric copies, pairs)."""
+    import torch
+
+    fixed = {"bg": world.BG_NAMES, "obj": world.OBJ_NAMES, "shape": world.SHAPES, "motion": world.MOTIONS}
+    g = torch.Generator().manual_seed(seed)
+    mad = geo = pairs = 0
+    for _ in range(draws):
+        b = world.sample_batch(8, g, **{k: names.index(labels[k]) for k, names in fixed.items() if k in labels})
+        clips = list(world.to_uint8(world.render(b)).numpy())
+        h, m, _ = near_copies(clips)
+        mad, pairs = mad + h, pairs + m
+        geo += geometric_copies(geometry([analyse(c) for c in clips]))
+    return mad, geo, pairs
+
+
 def object_mask(clip: np.ndarray, lab: dict, pad: int = 4) -> np.ndarray:
     """(F, H, W) float mask: the bounding box of every pixel that is not the background, over the whole
     clip, grown by pad pixels (inpaint then redraws the whole object)."""
@@ -280,6 +307,7 @@ class EvalSize:
     diversity_seeds: int = 32  # per prompt for the spread (the first 8 for near-copies)
     few_steps: int = 8
     recon: int = 200  # world clips through the autoencoder alone (the decoder's ceiling for the model)
+    world_draws: int = 50  # sets of 8 world clips per diversity prompt: the near-copy rates of the data itself
 
 
 def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps: int | None = None,
@@ -473,7 +501,7 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
         log("  examples: " + "; ".join(examples))
 
     if "diversity" in want:
-        hits = pairs_n = 0
+        hits = pairs_n = geo_hits = w_mad = w_geo = w_pairs = 0
         dist, floor, per_prompt = [], [], {}
         for k, (prompt, lab, seed0) in enumerate(DIVERSITY_PROMPTS[: size.diversity_prompts]):
             n = max(8, size.diversity_seeds)
@@ -481,22 +509,34 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
             h, m, lo = near_copies(outs[:8])
             hits, pairs_n = hits + h, pairs_n + m
             geo = geometry([analyse(c) for c in outs])
+            gh = geometric_copies(geo[:8])
+            geo_hits += gh
+            wm, wg, wp = world_copies(lab, size.world_draws, seed=200 + k)  # the same measures on the world
+            w_mad, w_geo, w_pairs = w_mad + wm, w_geo + wg, w_pairs + wp
             ref = world_geometry(lab, 512, seed=10 + k)
             own = world_geometry(lab, n, seed=100 + k)  # n world clips: the distance sampling alone gives
             d = [wasserstein1(geo[:, j], ref[:, j]) for j in range(3)]
             f = [wasserstein1(own[:, j], ref[:, j]) for j in range(3)]
             dist.append(d)
             floor.append(f)
-            per_prompt[prompt] = {"near_copies": h, "pairs": m, "min_mad": lo, "w1_x_y_size": d}
-            log(f"  {prompt!r}: near-copies {h}/{m} (smallest MAD {lo:.2f}/255), W1 start x {d[0]:.1f}, "
+            per_prompt[prompt] = {"near_copies": h, "pairs": m, "min_mad": lo, "geometric_copies": gh,
+                                  "world_near_copy_fraction": wm / wp, "world_geometric_copy_fraction": wg / wp,
+                                  "w1_x_y_size": d}
+            log(f"  {prompt!r}: near-copies {h}/{m} (smallest MAD {lo:.2f}/255; the world's own: {wm / wp:.1%}), "
+                f"geometric copies {gh}/{m} (world {wg / wp:.1%}), W1 start x {d[0]:.1f}, "
                 f"y {d[1]:.1f}, size {d[2]:.1f} px (world's own {n} clips: {f[0]:.1f}, {f[1]:.1f}, {f[2]:.1f})")
         dist_m, floor_m = np.nanmean(dist, 0), np.nanmean(floor, 0)
         results["diversity"] = {"near_copy_fraction": hits / max(pairs_n, 1), "near_copy_pairs": pairs_n,
+                                "world_near_copy_fraction": w_mad / max(w_pairs, 1),
+                                "geometric_copy_fraction": geo_hits / max(pairs_n, 1),
+                                "world_geometric_copy_fraction": w_geo / max(w_pairs, 1),
                                 "w1_start_x_px": float(dist_m[0]), "w1_start_y_px": float(dist_m[1]),
                                 "w1_size_px": float(dist_m[2]), "w1_world_floor_px": [float(v) for v in floor_m],
                                 "seeds": max(8, size.diversity_seeds), "per_prompt": per_prompt}
         log(f"seed diversity ({len(dist)} prompts): near-copy pairs (MAD < 3/255) among 8 consecutive seeds "
-            f"{hits}/{pairs_n} = {hits / max(pairs_n, 1):.1%}; W1 vs the world over {max(8, size.diversity_seeds)} "
+            f"{hits}/{pairs_n} = {hits / max(pairs_n, 1):.1%} (world clips of the same attributes: "
+            f"{w_mad / max(w_pairs, 1):.1%}); geometric copies (start and size within 2 px) {geo_hits}/{pairs_n} = "
+            f"{geo_hits / max(pairs_n, 1):.1%} (world {w_geo / max(w_pairs, 1):.1%}); W1 vs the world over {max(8, size.diversity_seeds)} "
             f"seeds: start x {dist_m[0]:.1f}, start y {dist_m[1]:.1f}, size {dist_m[2]:.1f} px "
             f"(floor from {max(8, size.diversity_seeds)} world clips: {floor_m[0]:.1f}, {floor_m[1]:.1f}, {floor_m[2]:.1f})")
 
@@ -549,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         s = score([(lab, analyse(c)) for c, lab in zip(clips, labels)])
         print("analyser on 500 ground-truth clips: " + _fmt(s))
         return 0
-    base = (EvalSize(seeds=1, prompts=10, modes=8, partial=12, diversity_prompts=3, diversity_seeds=16, recon=48)
+    base = (EvalSize(seeds=1, prompts=10, modes=8, partial=12, diversity_prompts=3, diversity_seeds=16, recon=48,
+                      world_draws=10)
             if args.quick else EvalSize())
     given = {"seeds": args.seeds, "prompts": args.prompts, "modes": args.modes, "partial": args.partial,
              "diversity_prompts": args.diversity_prompts, "diversity_seeds": args.diversity_seeds,

@@ -96,6 +96,19 @@ def test_analyser_scores_ground_truth_clips_perfectly():
     assert jump(analyse(teleport).track) > 15
 
 
+def test_copy_measures_count_close_pairs_and_world_clips_are_the_reference():
+    """geometric_copies: pairs with start and size within 2 px; world_copies applies both measures to
+    the world's own draws (a small object on a close background is a 'near-copy' by MAD even there)."""
+    from pipelines.embedded.evaluate import geometric_copies, near_copies, world_copies
+
+    geo = np.array([[10, 10, 12], [11, 10.5, 12.5], [30, 10, 12], [np.nan, 10, 12]], dtype=np.float64)
+    assert geometric_copies(geo) == 1
+    same = np.zeros((4, 8, 8, 3), np.uint8)
+    assert near_copies([same, same, same + 10]) == (1, 3, 0.0)
+    mad, geo_n, pairs = world_copies({"bg": "beige", "obj": "white", "shape": "triangle", "motion": "still"}, 3, seed=0)
+    assert pairs == 84 and 0 <= geo_n <= pairs and 1 <= mad <= pairs  # white on beige: close by MAD even here
+
+
 def test_captions_vary_and_eval_templates_are_held_out():
     import random
 
