@@ -11,7 +11,7 @@ import torch
 from pipelines.embedded.training.common import log
 from pipelines.embedded.training.config import TrainConfig
 from pipelines.embedded.vae import VAEConfig
-from pipelines.embedded.weights import CONFIG_FILE, DENOISER_KEY, WEIGHTS_FILE, WEIGHTS_VERSION, join_state
+from pipelines.embedded.weights import CONFIG_FILE, DENOISER_KEY, SAMPLER, WEIGHTS_FILE, WEIGHTS_VERSION, join_state
 
 
 def write_assets(assets: Path, vae_state: dict, denoiser_state: dict, vae_cfg: dict, denoiser_cfg: dict,
@@ -24,7 +24,7 @@ def write_assets(assets: Path, vae_state: dict, denoiser_state: dict, vae_cfg: d
     assets.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(assets / WEIGHTS_FILE))
     meta = {"version": WEIGHTS_VERSION, "vae": vae_cfg, DENOISER_KEY: denoiser_cfg, "vocab": vocab,
-            "sampler": {"shift": shift}, "training": training or {}}
+            "sampler": {"shift": shift, **SAMPLER}, "training": training or {}}
     (assets / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
     return assets / WEIGHTS_FILE
 
