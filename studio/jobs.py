@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -456,7 +457,7 @@ class JobService:
                 raise RequestError("model_id", missing)
             resolved = request.resolve(spec, seed)
             resolved.validate(spec)
-            return self._pin_loras(resolved)
+            return self._pin_transformer(self._pin_loras(resolved))
         except RequestError as e:
             culprit = next((name for name in axes if AXES[name][0] == e.field), None)
             if culprit is None:
@@ -473,6 +474,26 @@ class JobService:
             if why:
                 raise RequestError("loras", why)
         return dataclasses.replace(request, loras=pinned)
+
+    def _pin_transformer(self, request: GenerationRequest) -> GenerationRequest:
+        """A model whose denoiser is one named file (a GGUF transformer) gets that file's sha256 in the request;
+        a recalled request whose file changed since is refused, as a changed LoRA is."""
+        path = self.registry.weights_file(request.model_id)
+        if path is None:
+            if request.transformer_sha256 is not None:
+                raise RequestError("transformer_sha256", f"model {request.model_id} has no transformer file to "
+                                                         "check; leave transformer_sha256 empty")
+            return request
+        try:
+            digest = self.loras.sha256(Path(path))
+        except OSError as e:
+            raise RequestError("model_id", f"cannot read the transformer file {Path(path).name}: "
+                                           f"{e.strerror or e}") from None
+        if request.transformer_sha256 is not None and request.transformer_sha256 != digest:
+            raise RequestError("model_id", f"{Path(path).name} has changed since the clip was made (sha256 "
+                                           f"{digest[:12]}, the recipe has {request.transformer_sha256[:12]}); "
+                                           "put the original file back")
+        return dataclasses.replace(request, transformer_sha256=digest)
 
     def _enqueue(self, job_id: str, batch_id: str, author: str | None = None) -> None:
         with self._lock:

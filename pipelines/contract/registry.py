@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
@@ -31,6 +32,9 @@ class RegistryEntry:
     # (LoRA name, path) -> None when the LoRA fits the model's denoiser, else why not; cheap (file headers only).
     # None: the model takes no LoRAs.
     check_lora: Callable[[str, str], "str | None"] | None = None
+    # the one file the denoiser's weights come from when it is chosen by name (a GGUF transformer): the job
+    # service pins its sha256 in the request, so a recall of a clip never runs on a changed file
+    weights_file: Path | None = None
 
 
 # A resolver turns an id that is not in the table (a local folder, a hub repo id) into an entry, or None.
@@ -88,6 +92,10 @@ class ModelRegistry:
         """What `model_id` will not follow in `prompt` (words it does not know); [] when it cannot tell."""
         entry = self.entry(model_id)
         return list(entry.prompt_warnings(prompt or "")) if entry.prompt_warnings is not None else []
+
+    def weights_file(self, model_id: str) -> Path | None:
+        """The model's single denoiser weights file (a GGUF transformer), or None."""
+        return self.entry(model_id).weights_file
 
     def check_lora(self, model_id: str, name: str, path: str) -> str | None:
         """None when the LoRA file at `path` can be applied to `model_id`, else a message naming both."""

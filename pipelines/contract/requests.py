@@ -47,6 +47,9 @@ class GenerationRequest:
     profile: str | None = None  # speed/memory profile; None = the model's first (or none)
     # LoRAs applied to the denoiser, in order: (name, weight) pairs or LoraRef; the job service pins each file
     loras: tuple[LoraRef, ...] = ()
+    # sha256 of the model's single transformer file (a GGUF), pinned by the job service at submission; a
+    # recalled request carries it, and a file that changed since is refused
+    transformer_sha256: str | None = None
 
     def __post_init__(self) -> None:
         loras = self.loras
@@ -107,6 +110,10 @@ class GenerationRequest:
         if self.profile is not None and not isinstance(self.profile, str):
             raise RequestError("profile", f"{self.profile!r} is not a profile name")
         self.validate_loras()
+        sha = self.transformer_sha256
+        if sha is not None and not (isinstance(sha, str) and len(sha) == 64
+                                    and all(c in "0123456789abcdef" for c in sha)):
+            raise RequestError("transformer_sha256", f"{sha!r} is not a sha256 (64 lowercase hex digits)")
         for name in self.media_fields:
             value = getattr(self, name)
             if not value:

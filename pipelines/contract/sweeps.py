@@ -124,5 +124,7 @@ class SweepRequest:
             if "lora_weight" in values:
                 first, *rest = self.request.loras
                 changes["loras"] = (dataclasses.replace(first, weight=values["lora_weight"]), *rest)
+            if changes.get("model_id", self.request.model_id) != self.request.model_id:
+                changes["transformer_sha256"] = None  # the pin is the recalled model's file, not this one's
             out.append(Cell({a.name: values[a.name] for a in self.axes}, dataclasses.replace(self.request, **changes)))
         return out or [Cell({}, self.request)]

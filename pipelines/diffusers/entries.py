@@ -31,7 +31,7 @@ def _entry(model: CatalogModel, models_dir: Path | None, preview_every: int) -> 
         return loras.check(model, folder, name, path)
 
     return RegistryEntry(spec=model.spec, load=load, missing=lambda: hub.missing(model, models_dir),
-                         check_lora=check_lora)
+                         check_lora=check_lora, weights_file=model.transformer_file)
 
 
 def catalog_models(

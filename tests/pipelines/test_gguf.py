@@ -5,6 +5,7 @@ or size refused before loading; recorded in the manifest; through the job servic
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.contract import MediaInputs, ModelLoadError, ModelRegistry, TextToVideoRequest, UnknownModel
+from pipelines.contract import (MediaInputs, ModelLoadError, ModelRegistry, RequestError, TextToVideoRequest,
+                                UnknownModel)
 from pipelines.diffusers import catalog_entries, gguf_resolver
 from tests.support.tiny_diffusers import SIZE, build_tiny_pipe
 from tests.support.tiny_gguf import build_wide_wan_folder, wide_wan_transformer, write_gguf
@@ -151,7 +153,11 @@ def test_the_job_records_the_gguf_model_and_recall_reproduces(made, settings, mo
 
     _fake_hf_cache(tmp_path / "hf", made[0])
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("STUDIO_GGUF_DIR", str(made[1]))
+    ggufs = tmp_path / "gguf"  # its own folder: this test changes a file
+    ggufs.mkdir()
+    q8 = ggufs / f"{BASE}-tiny-Q8_0.gguf"
+    q8.write_bytes((made[1] / q8.name).read_bytes())
+    monkeypatch.setenv("STUDIO_GGUF_DIR", str(ggufs))
     s = build_studio(settings)
     try:
         model_id = f"{BASE}@{BASE}-tiny-Q8_0.gguf"
@@ -167,6 +173,16 @@ def test_the_job_records_the_gguf_model_and_recall_reproduces(made, settings, mo
         one, _ = read_video(clip.video, s.media.limits)
         two, _ = read_video(s.gallery.get(st2.clip_id).video, s.media.limits)
         assert np.array_equal(one, two)
+        # the file's sha256 is in the recipe; a recall after the file changed is refused, nothing queued
+        assert clip.params["transformer_sha256"] == hashlib.sha256(q8.read_bytes()).hexdigest()
+        q8.write_bytes((made[1] / f"{BASE}-tiny-Q4_0.gguf").read_bytes())
+        before = len(s.gallery.list())
+        with pytest.raises(RequestError, match="has changed since the clip was made") as e:
+            s.jobs.submit(s.gallery.recall(st.clip_id))
+        assert e.value.field == "model_id" and q8.name in str(e.value)
+        assert len(s.gallery.list()) == before
+        with pytest.raises(RequestError, match="no transformer file to check"):  # a sha for a model without one
+            s.jobs.submit(dataclasses.replace(s.gallery.recall(st.clip_id), model_id=BASE))
     finally:
         s.close()
 
@@ -215,6 +231,11 @@ def test_gguf_files_are_recorded_per_request_model_in_a_sweep(made):
     sweep = SweepRequest(_request(BASE), 1, (parse_axis(f"model={BASE},{BASE}@{BASE}-tiny-Q8_0.gguf"),))
     sweep.validate()
     assert [c.request.model_id for c in sweep.cells()] == [BASE, f"{BASE}@{BASE}-tiny-Q8_0.gguf"]
+    # a recalled request's transformer pin stays with its own model only
+    q8, q4 = f"{BASE}@{BASE}-tiny-Q8_0.gguf", f"{BASE}@{BASE}-tiny-Q4_0.gguf"
+    recalled = dataclasses.replace(_request(q8), transformer_sha256="ab" * 32)
+    cells = SweepRequest(recalled, 1, (parse_axis(f"model={BASE},{q8},{q4}"),)).cells()
+    assert [c.request.transformer_sha256 for c in cells] == [None, "ab" * 32, None]
 
 
 def test_a_lora_applies_on_a_gguf_transformer(made, tmp_path):
