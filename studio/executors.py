@@ -137,7 +137,7 @@ class StudioWorker:
                 import numpy as np
                 import torch
 
-                backend = self._registry.load(model_id, profile)
+                backend = self._registry.load(model_id, profile, getattr(request, "transformer_sha256", None))
                 self._loaded = (model_id, profile)
                 generator = torch.Generator(device="cpu").manual_seed(seed)
                 frames = backend.generate(request, media, generator, on_step, cancel.is_set)

@@ -30,7 +30,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -477,22 +476,22 @@ class JobService:
 
     def _pin_transformer(self, request: GenerationRequest) -> GenerationRequest:
         """A model whose denoiser is one named file (a GGUF transformer) gets that file's sha256 in the request;
-        a recalled request whose file changed since is refused, as a changed LoRA is."""
-        path = self.registry.weights_file(request.model_id)
-        if path is None:
+        a recalled request whose file changed since is refused, as a changed LoRA is (loading checks it again)."""
+        try:
+            digest = self.registry.weights_sha256(request.model_id)
+        except OSError as e:
+            raise RequestError("model_id", f"cannot read the transformer file of {request.model_id}: "
+                                           f"{e.strerror or e}") from None
+        if digest is None:
             if request.transformer_sha256 is not None:
                 raise RequestError("transformer_sha256", f"model {request.model_id} has no transformer file to "
                                                          "check; leave transformer_sha256 empty")
             return request
-        try:
-            digest = self.loras.sha256(Path(path))
-        except OSError as e:
-            raise RequestError("model_id", f"cannot read the transformer file {Path(path).name}: "
-                                           f"{e.strerror or e}") from None
         if request.transformer_sha256 is not None and request.transformer_sha256 != digest:
-            raise RequestError("model_id", f"{Path(path).name} has changed since the clip was made (sha256 "
-                                           f"{digest[:12]}, the recipe has {request.transformer_sha256[:12]}); "
-                                           "put the original file back")
+            name = request.model_id.rpartition("@")[2]
+            raise RequestError("model_id", f"{name} has changed since the clip was made (sha256 {digest[:12]}, "
+                                           f"the recipe has {request.transformer_sha256[:12]}); put the original "
+                                           "file back")
         return dataclasses.replace(request, transformer_sha256=digest)
 
     def _enqueue(self, job_id: str, batch_id: str, author: str | None = None) -> None:
@@ -763,7 +762,7 @@ class JobService:
 
         t0 = time.perf_counter()
         try:
-            backend = self.registry.load(request.model_id, request.profile)
+            backend = self.registry.load(request.model_id, request.profile, request.transformer_sha256)
             batch = getattr(backend, "generate_batch", None)
             if batch is not None and first.batch_id:
                 for other in self._companions(first, max(0, int(getattr(backend, "max_batch", 1)) - 1)):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from pipelines.contract.backend import Backend
+from pipelines.contract.backend import Backend, ModelLoadError
 from pipelines.contract.spec import ModelSpec
 
 
@@ -32,9 +31,10 @@ class RegistryEntry:
     # (LoRA name, path) -> None when the LoRA fits the model's denoiser, else why not; cheap (file headers only).
     # None: the model takes no LoRAs.
     check_lora: Callable[[str, str], "str | None"] | None = None
-    # the one file the denoiser's weights come from when it is chosen by name (a GGUF transformer): the job
-    # service pins its sha256 in the request, so a recall of a clip never runs on a changed file
-    weights_file: Path | None = None
+    # () -> sha256 of the one file the denoiser's weights come from when it is chosen by name (a GGUF
+    # transformer), cached per (path, size, mtime); None: the weights are not one named file. The job service
+    # pins it in the request and loading checks it, so a recall never runs on a changed file.
+    weights_sha256: Callable[[], str] | None = None
 
 
 # A resolver turns an id that is not in the table (a local folder, a hub repo id) into an entry, or None.
@@ -57,7 +57,7 @@ class ModelRegistry:
         self._resolvers = list(resolvers)
         self.device = device
         self.default_id = default_id or next(iter(self._entries))
-        self._loaded: tuple[tuple[str, str | None], Backend] | None = None
+        self._loaded: tuple[tuple[str, str | None, str | None], Backend] | None = None
         self._lock = threading.Lock()
 
     def specs(self) -> list[ModelSpec]:
@@ -93,9 +93,11 @@ class ModelRegistry:
         entry = self.entry(model_id)
         return list(entry.prompt_warnings(prompt or "")) if entry.prompt_warnings is not None else []
 
-    def weights_file(self, model_id: str) -> Path | None:
-        """The model's single denoiser weights file (a GGUF transformer), or None."""
-        return self.entry(model_id).weights_file
+    def weights_sha256(self, model_id: str) -> str | None:
+        """sha256 of the model's single denoiser weights file (a GGUF transformer) as it is now, or None.
+        OSError when the file cannot be read."""
+        entry = self.entry(model_id)
+        return entry.weights_sha256() if entry.weights_sha256 is not None else None
 
     def check_lora(self, model_id: str, name: str, path: str) -> str | None:
         """None when the LoRA file at `path` can be applied to `model_id`, else a message naming both."""
@@ -104,13 +106,23 @@ class ModelRegistry:
             return f"model {entry.spec.label} ({model_id}) does not take LoRAs; pick a diffusers model"
         return entry.check_lora(name, path)
 
-    def load(self, model_id: str, profile: str | None = None) -> Backend:
-        """Return the backend for `model_id` under `profile`, freeing whichever other one was loaded."""
+    def load(self, model_id: str, profile: str | None = None, weights_sha256: str | None = None) -> Backend:
+        """Return the backend for `model_id` under `profile`, freeing whichever other one was loaded. A model
+        whose weights are one named file is reloaded when the file changed; `weights_sha256` (a request's
+        pin) refuses a file that is not the one the request was made for (ModelLoadError)."""
         with self._lock:
-            key = (model_id, profile)
+            entry = self.entry(model_id)
+            try:
+                current = entry.weights_sha256() if entry.weights_sha256 is not None else None
+            except OSError as e:
+                raise ModelLoadError(f"{model_id}: cannot read its transformer file ({e.strerror or e})") from None
+            if weights_sha256 is not None and current != weights_sha256:
+                raise ModelLoadError(f"{model_id}: its transformer file changed after the job was queued "
+                                     f"(sha256 {str(current)[:12]}, the request has {weights_sha256[:12]}); "
+                                     "put the original file back")
+            key = (model_id, profile, current)
             if self._loaded and self._loaded[0] == key:
                 return self._loaded[1]
-            entry = self.entry(model_id)
             self._unload_locked()
             backend = entry.load(self.device, profile)
             self._loaded = (key, backend)

@@ -31,7 +31,9 @@ def _entry(model: CatalogModel, models_dir: Path | None, preview_every: int) -> 
         return loras.check(model, folder, name, path)
 
     return RegistryEntry(spec=model.spec, load=load, missing=lambda: hub.missing(model, models_dir),
-                         check_lora=check_lora, weights_file=model.transformer_file)
+                         check_lora=check_lora,
+                         weights_sha256=None if model.transformer_file is None
+                         else lambda: gguf.sha256(Path(model.transformer_file)))
 
 
 def catalog_models(

@@ -176,15 +176,47 @@ def test_the_job_records_the_gguf_model_and_recall_reproduces(made, settings, mo
         # the file's sha256 is in the recipe; a recall after the file changed is refused, nothing queued
         assert clip.params["transformer_sha256"] == hashlib.sha256(q8.read_bytes()).hexdigest()
         q8.write_bytes((made[1] / f"{BASE}-tiny-Q4_0.gguf").read_bytes())
-        before = len(s.gallery.list())
+        before = len(s.gallery.list()), _job_count(s)
         with pytest.raises(RequestError, match="has changed since the clip was made") as e:
             s.jobs.submit(s.gallery.recall(st.clip_id))
         assert e.value.field == "model_id" and q8.name in str(e.value)
-        assert len(s.gallery.list()) == before
+        assert (len(s.gallery.list()), _job_count(s)) == before  # nothing queued, nothing lost
         with pytest.raises(RequestError, match="no transformer file to check"):  # a sha for a model without one
             s.jobs.submit(dataclasses.replace(s.gallery.recall(st.clip_id), model_id=BASE))
     finally:
         s.close()
+
+
+def _job_count(studio) -> int:
+    from sqlalchemy import func, select
+
+    from storage.models import Job
+
+    with studio.jobs._session_factory() as session:
+        return session.scalar(select(func.count()).select_from(Job))
+
+
+def test_loading_reloads_a_changed_file_and_refuses_one_a_request_was_not_made_for(made, tmp_path):
+    """The registry keys a loaded GGUF model on its file's sha256: a replaced file is loaded afresh, never
+    served from memory under the new pin; a job whose pin no longer matches the file fails at load."""
+    folder, _ = made
+    ggufs = tmp_path / "gguf"
+    ggufs.mkdir()
+    f = ggufs / f"{BASE}-tiny-Q8_0.gguf"
+    f.write_bytes((made[1] / f.name).read_bytes())
+    model_id = f"{BASE}@{f.name}"
+    registry = ModelRegistry(catalog_entries(local_dirs={BASE: folder}, gguf_dir=ggufs))
+    pin = registry.weights_sha256(model_id)
+    assert pin == hashlib.sha256(f.read_bytes()).hexdigest() and registry.weights_sha256(BASE) is None
+    first = registry.load(model_id, None, pin)
+    assert registry.load(model_id, None, pin) is first  # unchanged file: the loaded backend is kept
+    f.write_bytes((made[1] / f"{BASE}-tiny-Q4_0.gguf").read_bytes())
+    with pytest.raises(ModelLoadError, match="changed after the job was queued"):
+        registry.load(model_id, None, pin)
+    again = registry.load(model_id, None, registry.weights_sha256(model_id))
+    assert again is not first
+    assert again.manifest()["transformer_file"]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest() != pin
+    registry.unload()
 
 
 def _cli(*args, data_dir: Path, hf: Path):
