@@ -42,11 +42,10 @@ def world_inputs(folder: Path) -> tuple[Path, Path]:
                                 shape=world.SHAPES.index("circle"), motion=world.MOTIONS.index("still"))
     square = world.sample_batch(1, g, bg=world.BG_NAMES.index("gray"), obj=world.OBJ_NAMES.index("blue"),
                                 shape=world.SHAPES.index("square"), motion=world.MOTIONS.index("right"))
-    to_u8 = lambda clip: (clip[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # noqa: E731
     image = folder / "first.png"
-    Image.fromarray(to_u8(world.render(circle))[0]).save(image)
+    Image.fromarray(world.to_uint8(world.render(circle))[0, 0].numpy()).save(image)
     video = folder / "in.mp4"
-    write_mp4(to_u8(world.render(square)), 8, video)
+    write_mp4(world.to_uint8(world.render(square))[0].numpy(), 8, video)
     return image, video
 
 

@@ -29,7 +29,7 @@ from pipelines.contract import RegistryEntry
 from pipelines.embedded.weights import (
     CONFIG_FILE,
     DENOISER_KEY,
-    SAMPLER,
+    SAMPLER_FALLBACK,
     TRAIN_COMMAND,
     WEIGHTS_DIR,
     WEIGHTS_FILE,
@@ -112,12 +112,12 @@ class EmbeddedBackend:
     # overrides): guided at t > 0.7, CFG 5 draws objects ~10 px larger than any in the world and narrows
     # their spread; without it the size's W1 distance to the world falls from 9.9 to 3.9 px, near-copies from
     # 8.3 to 5.4% of pairs, and the step costs one network evaluation instead of two
-    cfg_interval: tuple[float, float] = tuple(SAMPLER["cfg_interval"])
+    cfg_interval: tuple[float, float] = tuple(SAMPLER_FALLBACK["cfg_interval"])
     # the last this-many sampling steps run without guidance (the prompt's branch alone): at 8 steps the
     # guided last step (t = 0.125 -> 0) overshoots colours and backgrounds; unguided, 8 steps get bg, colour
     # and motion 100% (from 79 / 88 / 94%), default steps unchanged. config.json's sampler.unguided_final_steps
     # overrides (measurements: MODEL_CARD.md, "Second round")
-    unguided_final_steps: int = SAMPLER["unguided_final_steps"]
+    unguided_final_steps: int = SAMPLER_FALLBACK["unguided_final_steps"]
     inpaint_refine_steps: int = 4
     inpaint_refine_lr: float = 0.1
 
@@ -148,7 +148,7 @@ class EmbeddedBackend:
         self.denoiser.to(self.device).eval().requires_grad_(False)
         self.tokenizer = Tokenizer(meta["vocab"], max_len=self.denoiser.cfg.text_len)
         self.shift = float(meta.get("sampler", {}).get("shift", 1.0))
-        self.solver = str(meta.get("sampler", {}).get("solver", SAMPLER["solver"]))  # diffusion.SOLVERS
+        self.solver = str(meta.get("sampler", {}).get("solver", SAMPLER_FALLBACK["solver"]))  # diffusion.SOLVERS
         self.cfg_interval = tuple(float(v) for v in meta.get("sampler", {}).get("cfg_interval", self.cfg_interval))
         self.unguided_final_steps = int(meta.get("sampler", {}).get("unguided_final_steps", self.unguided_final_steps))
         self.meta = meta

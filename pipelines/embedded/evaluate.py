@@ -181,16 +181,21 @@ def geometry(analyses: list[Analysis]) -> np.ndarray:
     return np.array([[a.start[0], a.start[1], a.size] for a in analyses], dtype=np.float64)
 
 
+def _world_clips(labels: dict, n: int, g) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    """n world clips (uint8) with the attributes `labels` names fixed, the others drawn as in training."""
+    fixed = {"bg": world.BG_NAMES, "obj": world.OBJ_NAMES, "shape": world.SHAPES, "motion": world.MOTIONS}
+    b = world.sample_batch(n, g, **{k: names.index(labels[k]) for k, names in fixed.items() if k in labels})
+    return list(world.to_uint8(world.render(b)).numpy())
+
+
 def world_geometry(labels: dict, n: int, seed: int) -> np.ndarray:
     """geometry() of n world clips with the attributes `labels` names fixed (others drawn as in training)."""
     import torch
 
-    fixed = {"bg": world.BG_NAMES, "obj": world.OBJ_NAMES, "shape": world.SHAPES, "motion": world.MOTIONS}
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, n, 128):
-        b = world.sample_batch(min(128, n - i), g, **{k: names.index(labels[k]) for k, names in fixed.items() if k in labels})
-        out += [analyse(c) for c in world.to_uint8(world.render(b)).numpy()]
+        out += [analyse(c) for c in _world_clips(labels, min(128, n - i), g)]
     return geometry(out)
 
 
@@ -220,12 +225,10 @@ def world_copies(labels: dict, draws: int, seed: int) -> tuple[int, int, int]:
     the training data draws them. (MAD near-copy pairs, geometric copies, pairs)."""
     import torch
 
-    fixed = {"bg": world.BG_NAMES, "obj": world.OBJ_NAMES, "shape": world.SHAPES, "motion": world.MOTIONS}
     g = torch.Generator().manual_seed(seed)
     mad = geo = pairs = 0
     for _ in range(draws):
-        b = world.sample_batch(8, g, **{k: names.index(labels[k]) for k, names in fixed.items() if k in labels})
-        clips = list(world.to_uint8(world.render(b)).numpy())
+        clips = _world_clips(labels, 8, g)
         h, m, _ = near_copies(clips)
         mad, pairs = mad + h, pairs + m
         geo += geometric_copies(geometry([analyse(c) for c in clips]))
@@ -520,10 +523,11 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
             dist.append(d)
             floor.append(f)
             per_prompt[prompt] = {"near_copies": h, "pairs": m, "min_mad": lo, "geometric_copies": gh,
-                                  "world_near_copy_fraction": wm / wp, "world_geometric_copy_fraction": wg / wp,
+                                  "world_near_copy_fraction": wm / max(wp, 1),
+                                  "world_geometric_copy_fraction": wg / max(wp, 1),
                                   "w1_x_y_size": d}
-            log(f"  {prompt!r}: near-copies {h}/{m} (smallest MAD {lo:.2f}/255; the world's own: {wm / wp:.1%}), "
-                f"geometric copies {gh}/{m} (world {wg / wp:.1%}), W1 start x {d[0]:.1f}, "
+            log(f"  {prompt!r}: near-copies {h}/{m} (smallest MAD {lo:.2f}/255; the world's own: {wm / max(wp, 1):.1%}), "
+                f"geometric copies {gh}/{m} (world {wg / max(wp, 1):.1%}), W1 start x {d[0]:.1f}, "
                 f"y {d[1]:.1f}, size {d[2]:.1f} px (world's own {n} clips: {f[0]:.1f}, {f[1]:.1f}, {f[2]:.1f})")
         dist_m, floor_m = np.nanmean(dist, 0), np.nanmean(floor, 0)
         results["diversity"] = {"near_copy_fraction": hits / max(pairs_n, 1), "near_copy_pairs": pairs_n,

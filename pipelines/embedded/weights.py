@@ -17,10 +17,12 @@ from pathlib import Path
 
 WEIGHTS_VERSION = "5.1"  # export writes it into config.json; bump it when shipping new weights or a sampler
 # that changes what a seed gives (5.1: the weights of 5 with guidance only for t <= 0.7 and an unguided last step)
-# The sampler export writes into config.json (with the training's timestep shift) and the backend uses
-# when config.json does not say: guidance only for t <= 0.7, the last step unguided (MODEL_CARD.md,
-# "Second round"); config.json's "sampler" overrides each key
+# The sampler export writes into config.json (with the training's timestep shift): guidance only for
+# t <= 0.7, the last step unguided (MODEL_CARD.md, "Second round"). Change it for new weights only.
 SAMPLER = {"solver": "euler", "cfg_interval": [0.0, 0.7], "unguided_final_steps": 1}
+# What the backend uses for a key config.json's "sampler" does not give: version 5.1's sampler, frozen, so
+# that weights exported before a key existed keep sampling as they did whatever SAMPLER becomes
+SAMPLER_FALLBACK = {"solver": "euler", "cfg_interval": [0.0, 0.7], "unguided_final_steps": 1}
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "embedded"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

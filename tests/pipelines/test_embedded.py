@@ -857,3 +857,15 @@ def test_guidance_skips_the_noisiest_steps_and_the_last_by_default_and_the_manif
     assert b._guidance_interval(1, 1.0, None) == (0.0, 1.0)  # a single step stays guided
     b.unguided_final_steps = 0
     assert b._guidance_interval(8, 1.0, None) == (0.0, 1.0) and "unguided" not in b.manifest()["sampler"]
+
+
+def test_a_config_without_a_sampler_samples_as_version_5_1(tiny_weights, tmp_path):
+    """config.json files written before export recorded the sampler keep their sampler: euler, guidance for
+    t <= 0.7, the last step unguided, whatever the exporter's SAMPLER becomes."""
+    old = tmp_path / "old"
+    shutil.copytree(tiny_weights, old)
+    meta = json.loads((old / "config.json").read_text())
+    meta.pop("sampler")
+    (old / "config.json").write_text(json.dumps(meta))
+    b = EmbeddedBackend(old)
+    assert (b.solver, b.cfg_interval, b.unguided_final_steps, b.shift) == ("euler", (0.0, 0.7), 1, 1.0)

@@ -41,7 +41,15 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         raise SystemExit(f"--stage decoder needs a trained autoencoder at {ckpt_path}")
     fresh_decoder = False
     if decoder_only:  # the encoder and latent normalisation are the checkpoint's: take its autoencoder config
-        cfg = replace(cfg, vae=TrainConfig.from_dict(ck["config"]).vae)
+        was = TrainConfig.from_dict(ck["config"])
+        cfg = replace(cfg, vae=was.vae)
+        # the loss and optimiser settings are this run's (--config, else the recipe): say where they differ
+        old, new = was.to_dict(), cfg.to_dict()
+        changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in
+                   ("vae_lr", "vae_batch", "vae_object_weight", "vae_object_norm", "seed") if old.get(k) != new.get(k)]
+        if changed:
+            log("decoder settings differ from the checkpoint's (this run's --config or the recipe wins): "
+                + ", ".join(changed))
         if new_decoder and (tuple(new_decoder[0]), new_decoder[1]) != (cfg.vae.dec_ch, cfg.vae.dec_t_ch):
             cfg = replace(cfg, vae=replace(cfg.vae, dec_ch=tuple(new_decoder[0]), dec_t_ch=new_decoder[1]))
             fresh_decoder = True
