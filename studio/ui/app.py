@@ -263,6 +263,9 @@ def serve(studio: "StudioFacade", *, block: bool = False) -> gr.Blocks:
         js=PAGE_JS,
         head=page_head(),
         footer_links=["api", "gradio"],
+        # the gallery is the studio's history: Gradio's run history would keep a second copy of prompts and
+        # outputs in the browser (or a bucket), outside the gallery's owners and deletions
+        run_history=False,
         quiet=not block,
     )
     if block:  # the served studio: with the page up, load the default model while nobody waits for it

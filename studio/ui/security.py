@@ -11,6 +11,8 @@
   with the reason. A full disk answers 507 with one sentence instead of a traceback and a 500.
 - Every answer carries `X-Content-Type-Options: nosniff`; a served file that is not image or video is
   sent as an attachment, so a browser never renders it as a page.
+- **Calls name what exists**: a call to an API name or a function index the app does not have is answered
+  404 with what is wrong (Gradio's own answer is a 500 and a traceback in the log).
 - **Review links** (`/review/<token>...`, studio.ui.review) are answered here, before Gradio and without a
   login even when accounts are on: the token is the key, and it opens only its own clips. Every other route
   stays behind the login.
@@ -42,6 +44,10 @@ MEDIA_ROUTE = re.compile(r"^/media/(clip|thumb)/([0-9a-f]{32})\.(mp4|jpg)$")
 FILE_MEDIA_LINK = re.compile(r"/file=https?:/+[^/]+(/media/.*)$")
 MEDIA_KINDS = {"clip": ("mp4", "video/mp4"), "thumb": ("jpg", "image/jpeg")}
 MAX_UPLOAD_ANSWER = 1 << 20  # the upload route answers a list of paths: a few hundred bytes
+# the routes that name what to run (an API name in the path, or fn_index in the body)
+API_CALL = re.compile(r"^/gradio_api/(?:run|api|call|call/v2)/([^/]+)/?$")
+QUEUE_JOIN = "/gradio_api/queue/join"
+MAX_CALL_BODY = 1 << 20  # a call's body is JSON of the inputs (files go through the upload route): small
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -104,6 +110,9 @@ class SafeFiles:
         if path.rstrip("/") == UPLOAD_ROUTE and scope.get("method") == "POST":
             await self._upload(scope, receive, send)
             return
+        if scope.get("method") == "POST" and (path.rstrip("/") == QUEUE_JOIN or API_CALL.match(path)):
+            await self._call(scope, receive, send, path)
+            return
         if path in ("/", "") and scope.get("method") == "GET" and await _must_sign_in_with_hf(scope):
             await _redirect(send, _login_url(scope))
             return
@@ -131,6 +140,31 @@ class SafeFiles:
         response = FileResponse(found, media_type=MEDIA_KINDS[kind][1],
                                 headers={"cache-control": "private, max-age=3600"})
         await response(scope, receive, _safe_headers(send, False))
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Gradio answers an API name or a function index the app does not have with a 500 and a traceback in
+        the log: answer 404 (400 for a queue join naming nothing) with what is wrong. Only for a request
+        that may see the app; anyone else gets Gradio's own 401. The body is read, then handed on as it was."""
+        messages: list[dict] = []
+        size, more = 0, True
+        while more and size <= MAX_CALL_BODY:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        if not more and await _may_see(scope):
+            body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+            refused = _unknown_target(scope, path, body)
+            if refused is not None:
+                await _answer(send, *refused)
+                return
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, _safe_headers(send, False))
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Let Gradio store the upload, then look at what was stored: keep media, delete the rest."""
@@ -165,6 +199,35 @@ class SafeFiles:
             return
         await _safe_headers(send, False)(start)
         await send({"type": "http.response.body", "body": bytes(body)})
+
+
+def _unknown_target(scope: Scope, path: str, body: bytes) -> tuple[int, str] | None:
+    """(status, why) when a call names a function or an API endpoint the app does not have, else None
+    (a malformed body is left to Gradio, which answers 422)."""
+    app = scope.get("app")
+    if app is None or not hasattr(app, "get_blocks"):
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    fns = app.get_blocks().fns
+    index = data.get("fn_index")
+    listed = "the API's endpoints are listed at /gradio_api/info"
+    if index is not None:
+        if isinstance(index, int) and not isinstance(index, bool) and index not in fns:
+            return 404, f"there is no function {index} in this app; {listed}"
+        return None
+    match = API_CALL.match(path)
+    if match is None:
+        return 400, "a queue join needs fn_index, the function to run"
+    name = match.group(1)
+    if any(fn.api_name == name for fn in fns.values()):
+        return None
+    shown = name if len(name) <= 60 else name[:57] + "..."
+    return 404, f"there is no API endpoint {shown!r}; {listed}"
 
 
 def _check_uploads(answer: bytes) -> str | None:
