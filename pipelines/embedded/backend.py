@@ -120,6 +120,12 @@ class EmbeddedBackend:
     unguided_final_steps: int = SAMPLER_FALLBACK["unguided_final_steps"]
     inpaint_refine_steps: int = 4
     inpaint_refine_lr: float = 0.1
+    # i2v and v2v: say in the prompt what the input already shows. The analyser (analysis.analyse) reads the
+    # image's or the source's colour, shape and background (and a source's motion); what the prompt names
+    # wins (text.complete_prompt). "moves left" on an image of a green circle on beige is read as "a green
+    # circle moves left on a beige background", "make it blue" on a video as the video's description with
+    # the new colour. The manifest's prompt_read_as says what the model was given (MODEL_CARD.md, "Session 9")
+    read_inputs: bool = True
 
     def __init__(self, weights_dir: Path | None = None, device: str = "cpu", spec: ModelSpec = EMBEDDED_SPEC):
         import torch
@@ -173,6 +179,8 @@ class EmbeddedBackend:
                        + ("" if self.cfg_interval == (0.0, 1.0) else f", CFG for t in {list(self.cfg_interval)}")
                        + (f", last {self.unguided_final_steps} step(s) unguided" if self.unguided_final_steps else ""),
             "dit_steps_trained": self.meta.get("training", {}).get("dit_steps"),
+            # the prompt as the model was given it, when the last clip's input completed it (read_inputs)
+            "prompt_read_as": getattr(self, "prompt_read_as", None),
         }
 
     def unload(self) -> None:
@@ -251,6 +259,24 @@ class EmbeddedBackend:
 
         return model_to_frames(self.vae.decode(z[:1]))[0].cpu().numpy()
 
+    def _prompt_for(self, request, media) -> str:
+        """The prompt the model is given: the request's, or for i2v and v2v the request's with what the input
+        already shows said in it (read_inputs). Kept in prompt_read_as for the clip's manifest."""
+        self.prompt_read_as = None
+        if not self.read_inputs or request.mode not in ("i2v", "v2v"):
+            return request.prompt or ""
+        import numpy as np
+
+        from pipelines.embedded.analysis import analyse
+        from pipelines.embedded.text import complete_prompt
+
+        clip = np.asarray(media.image)[None] if request.mode == "i2v" else np.asarray(media.video)
+        seen = analyse(clip).labels()
+        if request.mode == "i2v":
+            seen["motion"] = None  # one frame shows no motion
+        self.prompt_read_as = complete_prompt(request.prompt or "", seen)
+        return self.prompt_read_as or request.prompt or ""
+
     def _generate(self, request, media, generators, on_step, should_cancel):
         """One clip per generator (same request otherwise), as one batch through the denoiser."""
         if getattr(request, "loras", ()):
@@ -265,7 +291,8 @@ class EmbeddedBackend:
         mode = request.mode
         k = self.vae.cfg.time_down
         # 2. encode the prompt: row 0 = prompt, row 1 = negative prompt (the empty prompt = unconditional)
-        ids = self.tokenizer.batch([request.prompt or "", request.negative_prompt or ""]).to(self.device)
+        prompt = self._prompt_for(request, media)
+        ids = self.tokenizer.batch([prompt, request.negative_prompt or ""]).to(self.device)
         ctx, ctx_mask, pooled = self.denoiser.encode_text(ids)
         # 3. conditioning latents per mode
         image = None

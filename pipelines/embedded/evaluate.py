@@ -2,10 +2,9 @@
 
     python -m pipelines.embedded.evaluate [--weights assets/embedded] [--threads 1] [--quick] [--json FILE]
 
-The analyser reads a clip's background colour (border median -> nearest palette colour), object
-colour (median of object pixels -> nearest palette colour), shape (fill ratio of the object's
-bounding box: square ~1, circle ~0.79, triangle ~0.5), motion (centroid track) and flicker. It is
-validated on ground-truth world clips (`--groundtruth`, and a test) where it should score ~100%.
+The analyser (pipelines/embedded/analysis.py) reads a clip's background and object colours, shape,
+motion, start and size. It is validated on ground-truth world clips (`--groundtruth`, and a test) where
+it should score ~100%.
 """
 
 from __future__ import annotations
@@ -21,100 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.embedded import world
-
-BG_RGB = np.array(list(world.BACKGROUNDS.values()), dtype=np.float32)
-OBJ_RGB = np.array(list(world.OBJECT_COLOURS.values()), dtype=np.float32)
-STILL_PX = 8.0  # a centroid moving less than this over the clip counts as still
-MIN_AREA = 12  # object pixels needed in a frame to use it
-
-
-@dataclass
-class Analysis:
-    bg: str
-    obj: str | None
-    shape: str | None
-    motion: str | None
-    fill: float  # median bbox fill ratio
-    displacement: tuple[float, float]  # (dx, dy) pixels over the clip
-    flicker: float  # mean abs frame-to-frame change of background pixels, 0..1
-    area_cv: float  # std/mean of object area over frames
-    track: np.ndarray  # (F, 2) object centroid (x, y) per frame, NaN where the object is missing
-    start: tuple[float, float] = (float("nan"), float("nan"))  # centroid (x, y) at frame 0 of the fitted track
-    size: float = float("nan")  # median over frames of the larger side of the bounding box of the pixels at
-    # more than half the object's contrast against the background (the world's size, for world clips)
-
-    def labels(self) -> dict:
-        return {"bg": self.bg, "obj": self.obj, "shape": self.shape, "motion": self.motion}
-
-
-def analyse(clip: np.ndarray) -> Analysis:
-    """clip: (F, H, W, 3) uint8."""
-    x = clip.astype(np.float32)
-    Fr, H, W, _ = x.shape
-    border = np.concatenate([x[:, :2].reshape(-1, 3), x[:, -2:].reshape(-1, 3), x[:, :, :2].reshape(-1, 3),
-                             x[:, :, -2:].reshape(-1, 3)])
-    bg_rgb = np.median(border, axis=0)
-    bg = world.BG_NAMES[int(np.argmin(((BG_RGB - bg_rgb) ** 2).sum(1)))]
-    dist = np.sqrt(((x - bg_rgb) ** 2).sum(-1))  # (F, H, W)
-    mask = dist > 45.0
-    core = dist > 0.6 * max(float(dist.max()), 1.0)
-    areas = mask.reshape(Fr, -1).sum(1).astype(np.float32)
-    track = np.full((Fr, 2), np.nan)
-    if core.sum() < MIN_AREA:
-        return Analysis(bg, None, None, None, 0.0, (0.0, 0.0), _flicker(x, mask), 0.0, track)
-    obj_rgb = np.median(x[core], axis=0)
-    obj = world.OBJ_NAMES[int(np.argmin(((OBJ_RGB - obj_rgb) ** 2).sum(1)))]
-    fills, cents, idx, sizes = [], [], [], []
-    contrast = float(np.sqrt(((obj_rgb - bg_rgb) ** 2).sum()))
-    ys, xs = np.mgrid[0:H, 0:W]
-    for f in range(Fr):
-        m = mask[f]
-        if m.sum() < MIN_AREA:
-            continue
-        r, c = np.nonzero(m)
-        bbox = (r.max() - r.min() + 1) * (c.max() - c.min() + 1)
-        fills.append(m.sum() / bbox)
-        half = dist[f] > 0.5 * contrast  # half the object's contrast: a blurred edge does not grow it
-        if half.any():
-            r, c = np.nonzero(half)
-            sizes.append(max(r.max() - r.min() + 1, c.max() - c.min() + 1))
-        cents.append((xs[m].mean(), ys[m].mean()))
-        idx.append(f)
-        track[f] = cents[-1]
-    fill = float(np.median(fills)) if fills else 0.0
-    shape = "square" if fill > 0.88 else "circle" if fill > 0.64 else "triangle"
-    motion, disp, start = None, (0.0, 0.0), (float("nan"), float("nan"))
-    if len(cents) >= 2:
-        c = np.array(cents)
-        t = np.array(idx, dtype=np.float32)
-        slope, icpt = np.polyfit(t, c, 1)  # (2,) pixels per frame and (2,) at frame 0, least squares over the track
-        start = (float(icpt[0]), float(icpt[1]))
-        dx, dy = float(slope[0] * (Fr - 1)), float(slope[1] * (Fr - 1))
-        disp = (dx, dy)
-        if max(abs(dx), abs(dy)) < STILL_PX:
-            motion = "still"
-        elif abs(dx) >= abs(dy):
-            motion = "right" if dx > 0 else "left"
-        else:
-            motion = "down" if dy > 0 else "up"
-    area_cv = float(areas.std() / max(areas.mean(), 1.0))
-    size = float(np.median(sizes)) if sizes else float("nan")
-    return Analysis(bg, obj, shape, motion, fill, disp, _flicker(x, mask), area_cv, track, start, size)
-
+from pipelines.embedded.analysis import Analysis, analyse  # noqa: F401 (the analyser: its own module)
 
 def jump(track: np.ndarray) -> float:
     """Largest frame-to-frame step of a centroid track (`Analysis.track`) minus the median step, in
     pixels: 0 for smooth motion."""
     steps = np.linalg.norm(np.diff(track, axis=0), axis=1)
     return float(np.nanmax(steps) - np.nanmedian(steps)) if np.isfinite(steps).sum() >= 2 else 0.0
-
-
-def _flicker(x: np.ndarray, mask: np.ndarray) -> float:
-    if x.shape[0] < 2:
-        return 0.0
-    bgpix = ~(mask[1:] | mask[:-1])
-    d = np.abs(x[1:] - x[:-1]).mean(-1)
-    return float(d[bgpix].mean() / 255.0) if bgpix.any() else 0.0
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
@@ -316,10 +228,11 @@ class EvalSize:
 def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps: int | None = None,
              solver: str | None = None, shift: float | None = None, sections: tuple[str, ...] | None = None,
              cfg_scale: float | None = None, cfg_interval: tuple[float, float] | None = None,
-             unguided_final_steps: int | None = None) -> dict:
+             unguided_final_steps: int | None = None, read_inputs: bool = True) -> dict:
     """Every figure of the model card's evaluation. steps: the default step count (None: the spec's);
     solver / shift: override the weights' sampler (experiments); sections: a subset of
-    ("speed", "recon", "t2v", "few", "modes", "partial", "diversity") (None: all)."""
+    ("speed", "recon", "t2v", "few", "modes", "partial", "diversity") (None: all); read_inputs False: i2v and
+    v2v prompts as typed, without what the input shows (the model alone)."""
     import torch
 
     from pipelines.embedded.backend import EmbeddedBackend
@@ -334,6 +247,7 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
     results["load_s"] = time.perf_counter() - t
     backend.paste_first_frame = False  # measure the model's own first frame and outside-mask pixels
     backend.composite_inpaint = False
+    backend.read_inputs = read_inputs
     if solver is not None:
         backend.solver = solver
     if shift is not None:
@@ -351,7 +265,9 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
     results["sampler"] = backend.manifest()["sampler"]
     results["steps"] = steps
     results["cfg_scale"] = backend.spec.defaults.cfg_scale
-    log(f"sampler: {results['sampler']}, {steps} steps by default, CFG {results['cfg_scale']}")
+    results["read_inputs"] = read_inputs
+    log(f"sampler: {results['sampler']}, {steps} steps by default, CFG {results['cfg_scale']}; i2v/v2v prompts "
+        + ("completed from the input" if read_inputs else "as typed (--no-read-inputs)"))
     if "speed" in want:
         _gen(backend, TextToVideoRequest(prompt="warm up", steps=steps), seed=0)
         for n_steps, key in ((steps, "t2v_s"), (size.few_steps, "t2v_few_s")):
@@ -581,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the last N sampling steps without guidance (default: the backend's)")
     p.add_argument("--sections", default=None,
                    help="comma-separated subset of speed,recon,t2v,few,modes,partial,diversity (default all)")
+    p.add_argument("--no-read-inputs", action="store_true",
+                   help="i2v and v2v prompts as typed, without what the input shows: the model alone")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--groundtruth", action="store_true", help="only validate the analyser on world clips")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -605,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = tuple(args.sections.split(",")) if args.sections else None
     results = run_eval(args.weights, size, steps=args.steps, solver=args.solver, shift=args.shift, sections=sections,
                        cfg_scale=args.cfg, cfg_interval=args.cfg_interval,
-                       unguided_final_steps=args.unguided_final_steps)
+                       unguided_final_steps=args.unguided_final_steps, read_inputs=not args.no_read_inputs)
     results["eval_size"] = dataclasses.asdict(size)
     if args.json:
         import json

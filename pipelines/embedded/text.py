@@ -99,3 +99,60 @@ class Tokenizer:
         for i, e in enumerate(enc):
             out[i, : len(e)] = torch.tensor(e)
         return out
+
+
+# ---- what a prompt names, and saying what an input already shows -----------------------------------
+_ATTRIBUTE_TABLES = (("obj", world.OBJ_WORDS), ("bg", world.BG_WORDS), ("shape", world.SHAPE_WORDS),
+                     ("motion", world.MOTION_VERBS), ("motion", world.MOTION_GERUNDS))
+
+
+def _norm(words: list[str]) -> tuple[str, ...]:
+    return tuple(ALIASES.get(w, w) for w in words)
+
+
+def _phrases() -> list[tuple[tuple[str, ...], str, str]]:
+    """(normalised words, attribute, value) for every synonym of the grammar (training and held-out),
+    longest first, so "light blue" (cyan) and "navy blue" (a background) win over "blue"."""
+    out = []
+    for key, table in _ATTRIBUTE_TABLES:
+        for value, (train, held) in table.items():
+            for phrase in train + held:
+                out.append((_norm(split_words(phrase)), key, value))
+    for value, extra in (("still", ["still", "static", "stationary"]), ("up", ["upward"]),
+                         ("down", ["downward"]), ("left", ["left", "leftward"]), ("right", ["right", "rightward"]),
+                         ("up", ["up"]), ("down", ["down"])):
+        out += [(_norm([w]), "motion", value) for w in extra]  # a direction said on its own
+    return sorted(set(out), key=lambda p: -len(p[0]))
+
+
+def named_labels(text: str) -> dict[str, str]:
+    """The world's attributes a prompt names, by the grammar's words and their aliases: {"obj": "green",
+    "motion": "left", ...}; an attribute named twice keeps its first mention."""
+    words = _norm(split_words(text or ""))
+    taken = [False] * len(words)
+    found: dict[str, tuple[int, str]] = {}
+    for phrase, key, value in _phrases():
+        n = len(phrase)
+        for i in range(len(words) - n + 1):
+            if words[i:i + n] == phrase and not any(taken[i:i + n]):
+                taken[i:i + n] = [True] * n
+                if key not in found or i < found[key][0]:
+                    found[key] = (i, value)
+    return {key: value for key, (_, value) in found.items()}
+
+
+def complete_prompt(prompt: str, seen: dict[str, "str | None"]) -> str | None:
+    """The prompt with what an input already shows said in it: `seen` holds the attributes read from an i2v
+    image or a v2v source (obj, shape, bg; motion for a video). What the prompt names wins. None when the
+    prompt already names everything the input could add, or the input shows no object (then the prompt
+    is used as it is)."""
+    if not seen.get("obj") or not seen.get("shape"):
+        return None
+    named = named_labels(prompt)
+    labels = {k: named.get(k) or seen.get(k) for k in ("obj", "shape", "bg", "motion")}
+    if all(named.get(k) or not seen.get(k) for k in labels):
+        return None
+    if labels["motion"] is None or labels["bg"] is None:
+        tail = f" on {labels['bg']}" if labels["bg"] else ""
+        return f"a {labels['obj']} {labels['shape']}{tail}"  # the grammar's partial caption
+    return world.canonical_caption(labels)

@@ -869,3 +869,58 @@ def test_a_config_without_a_sampler_samples_as_version_5_1(tiny_weights, tmp_pat
     (old / "config.json").write_text(json.dumps(meta))
     b = EmbeddedBackend(old)
     assert (b.solver, b.cfg_interval, b.unguided_final_steps, b.shift) == ("euler", (0.0, 0.7), 1, 1.0)
+
+
+@pytest.mark.parametrize("prompt, named", [
+    ("moves left", {"motion": "left"}),
+    ("a pink triangle", {"obj": "pink", "shape": "triangle"}),
+    ("make it blue", {"obj": "blue"}),
+    ("a light blue disk on a navy blue backdrop", {"obj": "cyan", "shape": "circle", "bg": "navy"}),  # longest wins
+    ("the jade thing glides west", {"obj": "green", "motion": "left"}),  # held-out words through the aliases
+    ("Square. Blue. Moves to the bottom. Gray background.",
+     {"shape": "square", "obj": "blue", "motion": "down", "bg": "gray"}),
+    ("on top of beige, a red dot that rises", {"bg": "beige", "obj": "red", "shape": "circle", "motion": "up"}),
+    ("a cat playing piano", {}),
+])
+def test_named_labels_reads_what_a_prompt_says(prompt, named):
+    from pipelines.embedded.text import named_labels
+
+    assert named_labels(prompt) == named
+
+
+def test_complete_prompt_says_what_the_input_shows_and_the_prompt_wins():
+    from pipelines.embedded.text import complete_prompt
+
+    seen = {"obj": "green", "shape": "circle", "bg": "beige", "motion": "right"}
+    assert complete_prompt("moves left", seen) == "a green circle moves left on a beige background"
+    assert complete_prompt("make it blue", seen) == "a blue circle moves right on a beige background"
+    assert complete_prompt("a triangle instead, on black", seen) == "a green triangle moves right on a black background"
+    assert complete_prompt("a green circle", {**seen, "motion": None}) == "a green circle on beige"  # no motion seen
+    assert complete_prompt("a red square rises on navy", seen) is None  # names everything: used as typed
+    assert complete_prompt("moves left", {"obj": None, "shape": None, "bg": "beige", "motion": None}) is None
+
+
+@pytest.mark.parametrize("mode", ["i2v", "v2v"])
+def test_i2v_and_v2v_read_what_the_input_shows_into_the_prompt(backend, mode):
+    """The image's or source's look (and a source's motion) is said in the prompt the model is given;
+    the manifest says what it was; off (read_inputs False), or in t2v, the prompt is used as typed."""
+    g = torch.Generator().manual_seed(3)
+    b = world.sample_batch(1, g, bg=world.BG_NAMES.index("beige"), obj=world.OBJ_NAMES.index("green"),
+                           shape=world.SHAPES.index("square"), motion=world.MOTIONS.index("down"))
+    clip = world.to_uint8(world.render(b))[0].numpy()
+    if mode == "i2v":
+        req, media = ImageToVideoRequest(prompt="moves left", image="x", steps=2), MediaInputs(image=clip[0])
+        want = "a green square moves left on a beige background"
+    else:
+        req, media = VideoToVideoRequest(prompt="make it red", video="x", steps=2), MediaInputs(video=clip)
+        want = "a red square moves down on a beige background"
+    run(backend, req, media)
+    assert backend.manifest()["prompt_read_as"] == want
+    backend.read_inputs = False
+    try:
+        run(backend, req, media)
+        assert backend.manifest()["prompt_read_as"] is None
+    finally:
+        backend.read_inputs = True
+    run(backend, TextToVideoRequest(prompt="moves left", steps=2))
+    assert backend.manifest()["prompt_read_as"] is None
