@@ -1,6 +1,7 @@
 """One JSON shape for a clip, used by the CLI (`--json`, `studio gallery`) and the API alike.
 
-Keys: id, path, prompt, negative_prompt, seed, mode, model, model_version, cfg, cfg_scale (the same
+Keys: id, path, prompt, prompt_read_as (the prompt as the model was given it when it completed it from the
+input, else None), negative_prompt, seed, mode, model, model_version, cfg, cfg_scale (the same
 value, the name the older `generate --json` used), steps, frames, fps, width, height, strength,
 profile, loras ([{"name", "sha256", "weight"}]), inputs, starred, tags, note, sweep, axes, parent, author, votes (reviewers' votes through review
 links), batch_id, seconds, created_at, interpolation (None, or for a clip made by frame interpolation
@@ -22,6 +23,9 @@ def clip_json(view: ClipView, **extra: Any) -> dict[str, Any]:
         "id": view.id,
         "path": str(view.video),
         "prompt": view.prompt,
+        # the prompt as the model was given it, when the model completed it from the input (the embedded
+        # model's i2v and v2v say what the image or source shows); None when it was used as typed
+        "prompt_read_as": (view.manifest or {}).get("prompt_read_as"),
         "negative_prompt": view.negative_prompt,
         "seed": view.seed,
         "mode": view.mode,
