@@ -95,8 +95,10 @@ def _summary(v: "ClipView") -> str:
     step = v.params.get("interpolation")
     if isinstance(step, dict):  # the source's recipe; its frames and fps are this clip's own
         strength += f" · interpolated {step.get('factor')}x ({step.get('method')}) from `{str(step.get('source'))[:8]}`"
+    read_as = (v.manifest or {}).get("prompt_read_as")  # what the model was told, completed from the input
+    said = html.escape(v.prompt) + (f" <i>(read with its input as: {html.escape(str(read_as))})</i>" if read_as else "")
     return (f"**{MODE_NAMES.get(v.mode, v.mode)}** · `{v.model_id}@{v.model_version}` · seed **{v.seed}**"
-            f"{' · ★' if v.starred else ''}<br>{html.escape(v.prompt)}<br>{v.steps} steps · CFG {v.cfg_scale:g}{strength}"
+            f"{' · ★' if v.starred else ''}<br>{said}<br>{v.steps} steps · CFG {v.cfg_scale:g}{strength}"
             f" · {v.frames} frames @ {v.fps} fps · {v.width}x{v.height} · made in {v.generation_seconds:.1f}s · "
             f"{v.created_at}")
 
