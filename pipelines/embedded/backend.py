@@ -124,7 +124,7 @@ class EmbeddedBackend:
     # image's or the source's colour, shape and background (and a source's motion); what the prompt names
     # wins (text.complete_prompt). "moves left" on an image of a green circle on beige is read as "a green
     # circle moves left on a beige background", "make it blue" on a video as the video's description with
-    # the new colour. The manifest's prompt_read_as says what the model was given (MODEL_CARD.md, "Session 9")
+    # the new colour. The manifest's prompt_read_as says what the model was given (MODEL_CARD.md, "Session 8")
     read_inputs: bool = True
 
     def __init__(self, weights_dir: Path | None = None, device: str = "cpu", spec: ModelSpec = EMBEDDED_SPEC):
