@@ -75,3 +75,20 @@ def test_words_the_model_does_not_know_are_named_before_generating(embedded_page
     pg.fill("#t2v-prompt textarea", "a red circle moving right")
     pg.wait_for_function("() => !document.querySelector('#t2v-prompt-note').innerText.includes('unknown')",
                          timeout=30_000)
+
+
+def test_an_i2v_prompt_that_says_only_the_motion_is_read_with_the_image(embedded_page, sample_image):
+    """'moves up' on an image of a red square on black: the model is given the image's look with the motion,
+    and the gallery's detail says so."""
+    pg, studio = embedded_page
+    pg.click("button[role=tab]:has-text('Image to video')")
+    pg.set_input_files("#i2v-image input[type=file]", str(sample_image))
+    pg.wait_for_selector("#i2v-image img")
+    _generate(pg, "i2v", "moves up")
+    [clip] = studio.gallery.list()
+    read_as = "a red square moves up on a black background"
+    assert clip.prompt == "moves up" and clip.manifest["prompt_read_as"] == read_as
+    pg.click("button[role=tab]:has-text('Gallery')")
+    pg.wait_for_selector("#gallery-grid video").click()
+    pg.wait_for_function("(s) => (document.querySelector('#gallery-info')?.innerText || '').includes(s)",
+                         arg=f"read with its input as: {read_as}", timeout=30_000)
