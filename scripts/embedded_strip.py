@@ -64,6 +64,19 @@ def generate(argv: list[str], data_dir: Path) -> list[dict]:
     return json.loads(buf.getvalue())
 
 
+def read_as(clip: dict) -> str:
+    """The label's last lines: the prompt as the model was given it, when it was completed from the input."""
+    said = clip.get("prompt_read_as")
+    if not said:
+        return ""
+    words, lines = said.split(), ["read as:"]
+    for w in words:  # wrapped to the label's width
+        if len(lines[-1]) + len(w) > 44:
+            lines.append("")
+        lines[-1] = (lines[-1] + " " + w).strip()
+    return "\n" + "\n".join(lines)
+
+
 def frames_of(path: Path) -> np.ndarray:
     from studio.media.limits import MediaLimits
     from studio.media.video import read_video
@@ -74,7 +87,8 @@ def frames_of(path: Path) -> np.ndarray:
 
 def row(label: str, frames: np.ndarray) -> Image.Image:
     size = 64 * SCALE
-    img = Image.new("RGB", (LABEL_W + len(FRAMES) * (size + 4), size + 8), (255, 255, 255))
+    img = Image.new("RGB", (LABEL_W + len(FRAMES) * (size + 4), max(size + 8, 14 * label.count(chr(10)) + 22)),
+                    (255, 255, 255))
     draw = ImageDraw.Draw(img)
     y = 4
     for line in label.split("\n"):
@@ -102,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row("input: first.png\n(a green circle on beige)", still))
         for prompt in ("moves up", "moves left"):
             clip = generate(["--mode", "i2v", "--image", str(image), "--prompt", prompt, "--seed", "1"], data)[0]
-            rows.append(row(f'i2v --image first.png\n--prompt "{prompt}" (seed 1)', frames_of(Path(clip["path"]))))
+            rows.append(row(f'i2v --image first.png\n--prompt "{prompt}" (seed 1)' + read_as(clip),
+                            frames_of(Path(clip["path"]))))
         rows.append(row("input: in.mp4\n(a blue square moving right on gray)", frames_of(video)))
         clip = generate(["--mode", "v2v", "--video", str(video), "--strength", "0.6", "--prompt", "a pink triangle",
                          "--seed", "1"], data)[0]
-        rows.append(row('v2v --video in.mp4 --strength 0.6\n--prompt "a pink triangle" (seed 1)',
+        rows.append(row('v2v --video in.mp4 --strength 0.6\n--prompt "a pink triangle" (seed 1)' + read_as(clip),
                         frames_of(Path(clip["path"]))))
         clips = generate(["--prompt", "a red circle moving right on navy", "--seeds", "4", "--seed", "1"], data)
         for c in clips:

@@ -434,7 +434,8 @@ def test_inpaint_keeps_pixels_outside_the_mask(backend):
 def test_v2v_strength_zero_is_the_reconstruction_and_one_ignores_input(backend):
     clips, _ = groundtruth_clips(2)
     media = MediaInputs(video=clips[0])
-    req = dict(prompt="a green square", video="x", steps=4)
+    # a prompt that names everything: nothing is read from the input into it (read_inputs)
+    req = dict(prompt="a green square moves left on a black background", video="x", steps=4)
     out0 = run(backend, VideoToVideoRequest(strength=0.0, **req), media)
     with torch.inference_mode():
         rec = backend._decode(backend._encode_pixels(clips[0]))
