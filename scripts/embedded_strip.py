@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +68,7 @@ def generate(argv: list[str], data_dir: Path) -> list[dict]:
 def read_as(clip: dict) -> str:
     """The label's last lines: the prompt as the model was given it, when it was completed from the input."""
     said = clip.get("prompt_read_as")
-    if not said:
-        return ""
-    words, lines = said.split(), ["read as:"]
-    for w in words:  # wrapped to the label's width
-        if len(lines[-1]) + len(w) > 44:
-            lines.append("")
-        lines[-1] = (lines[-1] + " " + w).strip()
-    return "\n" + "\n".join(lines)
+    return "\n" + "\n".join(textwrap.wrap(f"read as: {said}", 44)) if said else ""  # the label's width
 
 
 def frames_of(path: Path) -> np.ndarray:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.embedded import world
-from pipelines.embedded.analysis import Analysis, analyse  # noqa: F401 (the analyser: its own module)
+from pipelines.embedded.analysis import Analysis, analyse
 
 def jump(track: np.ndarray) -> float:
     """Largest frame-to-frame step of a centroid track (`Analysis.track`) minus the median step, in

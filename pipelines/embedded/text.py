@@ -8,6 +8,7 @@ fixed by the code and saved next to the weights.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from pipelines.embedded import world
@@ -110,7 +111,8 @@ def _norm(words: list[str]) -> tuple[str, ...]:
     return tuple(ALIASES.get(w, w) for w in words)
 
 
-def _phrases() -> list[tuple[tuple[str, ...], str, str]]:
+@functools.cache  # fixed by the grammar: built once, not on every prompt
+def _phrases() -> tuple[tuple[tuple[str, ...], str, str], ...]:
     """(normalised words, attribute, value) for every synonym of the grammar (training and held-out),
     longest first, so "light blue" (cyan) and "navy blue" (a background) win over "blue"."""
     out = []
@@ -122,7 +124,7 @@ def _phrases() -> list[tuple[tuple[str, ...], str, str]]:
                          ("down", ["downward"]), ("left", ["left", "leftward"]), ("right", ["right", "rightward"]),
                          ("up", ["up"]), ("down", ["down"])):
         out += [(_norm([w]), "motion", value) for w in extra]  # a direction said on its own
-    return sorted(set(out), key=lambda p: -len(p[0]))
+    return tuple(sorted(set(out), key=lambda p: -len(p[0])))
 
 
 def named_labels(text: str) -> dict[str, str]:

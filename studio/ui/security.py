@@ -110,8 +110,9 @@ class SafeFiles:
         if path.rstrip("/") == UPLOAD_ROUTE and scope.get("method") == "POST":
             await self._upload(scope, receive, send)
             return
-        if scope.get("method") == "POST" and (path.rstrip("/") == QUEUE_JOIN or API_CALL.match(path)):
-            await self._call(scope, receive, send, path)
+        named = API_CALL.match(path)
+        if scope.get("method") == "POST" and (named or path.rstrip("/") == QUEUE_JOIN):
+            await self._call(scope, receive, send, named.group(1) if named else None)
             return
         if path in ("/", "") and scope.get("method") == "GET" and await _must_sign_in_with_hf(scope):
             await _redirect(send, _login_url(scope))
@@ -141,7 +142,7 @@ class SafeFiles:
                                 headers={"cache-control": "private, max-age=3600"})
         await response(scope, receive, _safe_headers(send, False))
 
-    async def _call(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    async def _call(self, scope: Scope, receive: Receive, send: Send, api_name: str | None) -> None:
         """Gradio answers an API name or a function index the app does not have with a 500 and a traceback in
         the log: answer 404 (400 for a queue join naming nothing) with what is wrong. Only for a request
         that may see the app; anyone else gets Gradio's own 401. The body is read, then handed on as it was."""
@@ -156,7 +157,7 @@ class SafeFiles:
             more = message.get("more_body", False)
         if not more and await _may_see(scope):
             body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-            refused = _unknown_target(scope, path, body)
+            refused = _unknown_target(scope, api_name, body)
             if refused is not None:
                 await _answer(send, *refused)
                 return
@@ -201,9 +202,9 @@ class SafeFiles:
         await send({"type": "http.response.body", "body": bytes(body)})
 
 
-def _unknown_target(scope: Scope, path: str, body: bytes) -> tuple[int, str] | None:
-    """(status, why) when a call names a function or an API endpoint the app does not have, else None
-    (a malformed body is left to Gradio, which answers 422)."""
+def _unknown_target(scope: Scope, api_name: str | None, body: bytes) -> tuple[int, str] | None:
+    """(status, why) when a call names a function or an API endpoint (`api_name`, from the path; None for a
+    queue join) the app does not have, else None (a malformed body is left to Gradio, which answers 422)."""
     app = scope.get("app")
     if app is None or not hasattr(app, "get_blocks"):
         return None
@@ -220,13 +221,11 @@ def _unknown_target(scope: Scope, path: str, body: bytes) -> tuple[int, str] | N
         if isinstance(index, int) and not isinstance(index, bool) and index not in fns:
             return 404, f"there is no function {index} in this app; {listed}"
         return None
-    match = API_CALL.match(path)
-    if match is None:
+    if api_name is None:
         return 400, "a queue join needs fn_index, the function to run"
-    name = match.group(1)
-    if any(fn.api_name == name for fn in fns.values()):
+    if any(fn.api_name == api_name for fn in fns.values()):
         return None
-    shown = name if len(name) <= 60 else name[:57] + "..."
+    shown = api_name if len(api_name) <= 60 else api_name[:57] + "..."
     return 404, f"there is no API endpoint {shown!r}; {listed}"
 
 
