@@ -187,6 +187,20 @@ class StudioFacade:
         except Exception:  # an unknown model says so itself, where it is picked
             return []
 
+    def prompt_read_as(self, model_id: str | None, mode: str, prompt: str, path: str | None, *, frames: int,
+                       width: int, height: int) -> str | None:
+        """Before generating: what an i2v or v2v prompt will be read as with the image or source video at `path`
+        (an upload not yet submitted), conformed to the request's size as the job would; None when it is read
+        as typed, or when that cannot be told (no input yet, an input that cannot be read: generating says why)."""
+        field = {"i2v": "image", "v2v": "video"}.get(mode)
+        if field is None or not path:
+            return None
+        try:
+            media = self._media.preview(field, path, frames, width, height)
+            return self._registry.prompt_read_as(model_id or self.default_model_id, mode, prompt or "", media)
+        except Exception:  # an unknown model or an unreadable input says so itself, where it is picked or submitted
+            return None
+
     def missing(self, model_id: str) -> str | None:
         """None when the model can run here, else what is missing and how to get it."""
         return self._registry.missing(model_id)

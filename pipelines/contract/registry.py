@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from pipelines.contract.backend import Backend, ModelLoadError
+from pipelines.contract.backend import Backend, MediaInputs, ModelLoadError
 from pipelines.contract.spec import ModelSpec
 
 
@@ -28,6 +28,9 @@ class RegistryEntry:
     missing: Callable[[], "str | None"] | None = None
     # (prompt) -> what the model will not follow in it ("unknown words: cat, piano"); cheap, no loading
     prompt_warnings: Callable[[str], "list[str]"] | None = None
+    # (mode, prompt, conformed inputs) -> the prompt as the model will read it with its i2v image or v2v source,
+    # or None when it is read as typed; cheap (pixels only, no loading). None: the model reads prompts as typed.
+    prompt_read_as: Callable[[str, str, MediaInputs], "str | None"] | None = None
     # (LoRA name, path) -> None when the LoRA fits the model's denoiser, else why not; cheap (file headers only).
     # None: the model takes no LoRAs.
     check_lora: Callable[[str, str], "str | None"] | None = None
@@ -92,6 +95,12 @@ class ModelRegistry:
         """What `model_id` will not follow in `prompt` (words it does not know); [] when it cannot tell."""
         entry = self.entry(model_id)
         return list(entry.prompt_warnings(prompt or "")) if entry.prompt_warnings is not None else []
+
+    def prompt_read_as(self, model_id: str, mode: str, prompt: str, media: MediaInputs) -> str | None:
+        """What `model_id` will read `prompt` as, given the inputs (conformed to the request's size), when that
+        differs from the prompt as typed; else None."""
+        entry = self.entry(model_id)
+        return entry.prompt_read_as(mode, prompt or "", media) if entry.prompt_read_as is not None else None
 
     def weights_sha256(self, model_id: str) -> str | None:
         """sha256 of the model's single denoiser weights file (a GGUF transformer) as it is now, or None.

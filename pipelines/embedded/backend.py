@@ -92,7 +92,30 @@ def embedded_entry(weights_dir: Path | None = None) -> RegistryEntry:
                 return []  # no weights to ask: loading says what is missing
         return tokenizer[0].warnings(prompt)
 
-    return RegistryEntry(spec=spec, load=load, missing=lambda: missing(wdir), prompt_warnings=prompt_warnings)
+    return RegistryEntry(spec=spec, load=load, missing=lambda: missing(wdir), prompt_warnings=prompt_warnings,
+                         prompt_read_as=read_with_input)
+
+
+def read_with_input(mode: str, prompt: str, media: MediaInputs) -> str | None:
+    """What an i2v or v2v prompt is read as: the prompt with what the input already shows said in it (the
+    analyser reads the image's or the source's colour, shape and background, and a source's motion; what the
+    prompt names wins). None when nothing is added: another mode, a prompt that names everything, or an input
+    in which the analyser finds no object. Pixels only, no model: the page shows it before generating."""
+    if mode not in ("i2v", "v2v"):
+        return None
+    import numpy as np
+
+    from pipelines.embedded.analysis import analyse
+    from pipelines.embedded.text import complete_prompt
+
+    source = media.image if mode == "i2v" else media.video
+    if source is None:
+        return None
+    clip = np.asarray(source)[None] if mode == "i2v" else np.asarray(source)
+    seen = analyse(clip).labels()
+    if mode == "i2v":
+        seen["motion"] = None  # one frame shows no motion
+    return complete_prompt(prompt, seen)
 
 
 class EmbeddedBackend:
@@ -262,19 +285,7 @@ class EmbeddedBackend:
     def _prompt_for(self, request, media) -> str:
         """The prompt the model is given: the request's, or for i2v and v2v the request's with what the input
         already shows said in it (read_inputs). Kept in prompt_read_as for the clip's manifest."""
-        self.prompt_read_as = None
-        if not self.read_inputs or request.mode not in ("i2v", "v2v"):
-            return request.prompt or ""
-        import numpy as np
-
-        from pipelines.embedded.analysis import analyse
-        from pipelines.embedded.text import complete_prompt
-
-        clip = np.asarray(media.image)[None] if request.mode == "i2v" else np.asarray(media.video)
-        seen = analyse(clip).labels()
-        if request.mode == "i2v":
-            seen["motion"] = None  # one frame shows no motion
-        self.prompt_read_as = complete_prompt(request.prompt or "", seen)
+        self.prompt_read_as = read_with_input(request.mode, request.prompt or "", media) if self.read_inputs else None
         return self.prompt_read_as or request.prompt or ""
 
     def _generate(self, request, media, generators, on_step, should_cancel):

@@ -50,6 +50,17 @@ def split_words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
+@functools.cache
+def phrasing_words() -> frozenset[str]:
+    """The words that i2v and v2v prompts are phrased with around what they name ("make it blue", "a triangle
+    instead", "it just moves up"): the world's partial and edit templates without their slots. They name nothing
+    to follow, so they are not called unknown even where the vocabulary lacks them; the attributes around them
+    are read (named_labels) and, with an input, completed (complete_prompt)."""
+    templates = [t for pair in (*world.I2V_TEMPLATES.values(), *world.EDIT_PHRASES.values(), world.EDIT_OBJ_SHAPE)
+                 for split in pair for t in split]
+    return frozenset(w for t in templates for w in split_words(re.sub(r"\{\w+\}", " ", t)))
+
+
 class Tokenizer:
     def __init__(self, vocab: list[str] | None = None, max_len: int = 32):
         self.vocab = list(vocab) if vocab is not None else SPECIALS + _grammar_words()
@@ -76,10 +87,11 @@ class Tokenizer:
         return UNK
 
     def warnings(self, text: str) -> list[str]:
-        """What the model will not read in a prompt: words it has never seen (they become <unk>), and words
-        past the last one it reads. Empty when it reads every word."""
+        """What the model will not read in a prompt: words it has never seen (they become <unk>) other than the
+        phrasing words around what a prompt names (phrasing_words), and words past the last one it reads. Empty
+        when it reads every word."""
         words = split_words(text or "")
-        unknown = list(dict.fromkeys(w for w in words if self.word_id(w) == UNK))
+        unknown = list(dict.fromkeys(w for w in words if self.word_id(w) == UNK and w not in phrasing_words()))
         out = [f"unknown words: {', '.join(unknown)}"] if unknown else []
         if len(words) > self.max_len - 1:
             out.append(f"only the first {self.max_len - 1} words are read; the rest is ignored")

@@ -107,15 +107,9 @@ class MediaService:
         image = video = mask = None
         try:
             if "image" in request.media_fields:
-                img = read_image(self.files.fetch(request.image), self.limits)
-                image = conform_image(img, request.width, request.height)
+                image = self._image(self.files.fetch(request.image), request.width, request.height)
             if "video" in request.media_fields:
-                # only the frames the request uses, each resized as it is decoded: memory follows the
-                # output, not the upload (a 1,900-frame 512x512 source made a 1.8 GB server for a 64x64 clip)
-                source = self.files.fetch(request.video)
-                info = probe_video(source, self.limits)
-                video = read_video_frames(source, self.limits, frame_indices(info.frames, request.frames),
-                                          lambda f: conform_image(f, request.width, request.height))
+                info, video = self._video(self.files.fetch(request.video), request.frames, request.width, request.height)
             if "mask" in request.media_fields:
                 raw_mask = read_mask(self.files.fetch(request.mask), self.limits)
                 mask = conform_mask(raw_mask, request.frames, request.width, request.height,
@@ -123,6 +117,27 @@ class MediaService:
         except MediaError as e:
             raise RequestError("input", str(e)) from None
         return MediaInputs(image=image, video=video, mask=mask)
+
+    def preview(self, field: str, path: str, frames: int, width: int, height: int) -> MediaInputs:
+        """An upload not yet submitted (the page's image or source video), decoded and conformed as `load` would,
+        to read before generating. Nothing is stored. MediaError when it cannot be read within the limits."""
+        source = Path(path)
+        check_upload(source, self.limits)
+        if field == "image":
+            return MediaInputs(image=self._image(source, width, height))
+        if field == "video":
+            return MediaInputs(video=self._video(source, frames, width, height)[1])
+        raise ValueError(f"no preview of a {field!r} input")
+
+    def _image(self, source: Path, width: int, height: int) -> np.ndarray:
+        return conform_image(read_image(source, self.limits), width, height)
+
+    def _video(self, source: Path, frames: int, width: int, height: int) -> tuple[VideoInfo, np.ndarray]:
+        # only the frames the request uses, each resized as it is decoded: memory follows the output, not the
+        # upload (a 1,900-frame 512x512 source made a 1.8 GB server for a 64x64 clip)
+        info = probe_video(source, self.limits)
+        return info, read_video_frames(source, self.limits, frame_indices(info.frames, frames),
+                                       lambda f: conform_image(f, width, height))
 
     def first_frame(self, path: str) -> np.ndarray:
         """The first frame of an uploaded video, for painting a mask on."""

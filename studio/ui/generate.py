@@ -80,7 +80,7 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
             f["prompt"] = gr.Textbox(label="Prompt (Ctrl+Enter generates)", lines=2,
                                      placeholder="a red circle moving right on a navy background",
                                      elem_id=f"{mode}-prompt", elem_classes=["studio-prompt"])
-            tab.prompt_note = gr.Markdown("", elem_id=f"{mode}-prompt-note")  # words the model will not follow
+            tab.prompt_note = gr.Markdown("", elem_id=f"{mode}-prompt-note")  # unknown words; i2v/v2v: the prompt as read
             if mode == "t2v":
                 gr.Examples(EXAMPLE_PROMPTS, inputs=[f["prompt"]], label="Try")
             f["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
@@ -137,14 +137,25 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
     tab.branch = gr.State(None)
     dice.click(lambda: secrets.randbelow(2**31), outputs=f["seed"], api_visibility="private")
 
-    def note_prompt(model_id, prompt):  # before generating: what the model will not follow
+    source = {"i2v": "image", "v2v": "video"}.get(mode)  # the input an i2v or v2v prompt is read with
+    note_inputs = [f["model_id"], f["prompt"]] + ([f[source], f["frames"], f["width"], f["height"]] if source else [])
+
+    def note_prompt(model_id, prompt, path=None, frames=None, width=None, height=None):
+        """Before generating: the words the model will not follow and, for i2v and v2v, what the prompt will be
+        read as with the image or source (the clip's prompt_read_as)."""
         if isinstance(model_id, str) and is_server_path(model_id):  # never opened from the page (see on_model)
             return ""
-        said = studio.prompt_warnings(model_id, prompt) if isinstance(prompt, str) else []
-        return "".join(f"⚠ {html.escape(w)}  \n" for w in said)
+        prompt = prompt if isinstance(prompt, str) else ""
+        said = "".join(f"⚠ {html.escape(w)}  \n" for w in studio.prompt_warnings(model_id, prompt))
+        if source and isinstance(path, str) and path and all(isinstance(v, (int, float)) for v in (frames, width, height)):
+            read = studio.prompt_read_as(model_id, mode, prompt, path, frames=int(frames), width=int(width),
+                                         height=int(height))
+            if read:
+                said += f"Read with the {source} as: *{html.escape(read)}*  \n"
+        return said
 
-    for trigger in (f["prompt"].change, f["model_id"].change):
-        trigger(note_prompt, inputs=[f["model_id"], f["prompt"]], outputs=tab.prompt_note, show_progress="hidden",
+    for trigger in [f["prompt"].change, f["model_id"].change] + ([f[source].change] if source else []):
+        trigger(note_prompt, inputs=note_inputs, outputs=tab.prompt_note, show_progress="hidden",
                 trigger_mode="always_last", api_visibility="private")
     settings_widgets = [f[k] for k in SETTINGS if k in f]
 

@@ -84,11 +84,30 @@ def test_an_i2v_prompt_that_says_only_the_motion_is_read_with_the_image(embedded
     pg.click("button[role=tab]:has-text('Image to video')")
     pg.set_input_files("#i2v-image input[type=file]", str(sample_image))
     pg.wait_for_selector("#i2v-image img")
+    read_as = "a red square moves up on a black background"
+    pg.fill("#i2v-prompt textarea", "moves up")  # told under the prompt before generating
+    pg.wait_for_function("(s) => document.querySelector('#i2v-prompt-note').innerText.includes(s)",
+                         arg=f"Read with the image as: {read_as}", timeout=30_000)
     _generate(pg, "i2v", "moves up")
     [clip] = studio.gallery.list()
-    read_as = "a red square moves up on a black background"
     assert clip.prompt == "moves up" and clip.manifest["prompt_read_as"] == read_as
     pg.click("button[role=tab]:has-text('Gallery')")
     pg.wait_for_selector("#gallery-grid video").click()
     pg.wait_for_function("(s) => (document.querySelector('#gallery-info')?.innerText || '').includes(s)",
                          arg=f"read with its input as: {read_as}", timeout=30_000)
+
+
+def test_a_v2v_prompt_that_says_only_the_change_is_read_with_the_source(embedded_page, sample_video):
+    """'a pink triangle' on a video of a white square moving right on black: the page says before generating
+    that the model is given the source's motion and background with the change; a full prompt is read as typed."""
+    pg, _ = embedded_page
+    pg.click("button[role=tab]:has-text('Video to video')")
+    pg.set_input_files("#v2v-video input[type=file]", str(sample_video))
+    pg.wait_for_selector("#v2v-video video")
+    pg.fill("#v2v-prompt textarea", "a pink triangle")
+    pg.wait_for_function("(s) => document.querySelector('#v2v-prompt-note').innerText.includes(s)",
+                         arg="Read with the video as: a pink triangle moves right on a black background",
+                         timeout=30_000)
+    pg.fill("#v2v-prompt textarea", "a pink triangle moves left on a navy background")
+    pg.wait_for_function("() => !document.querySelector('#v2v-prompt-note').innerText.includes('Read with')",
+                         timeout=30_000)
