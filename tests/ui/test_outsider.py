@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from pipelines.contract import (
@@ -462,3 +463,36 @@ def test_a_member_cannot_make_the_server_open_a_folder_as_a_model(served, as_use
     event, error = bob.call("text_to_video", prompt="a red circle", model=str(folder))
     assert event == "error" and "is a path on the server" in error
     assert [c.id for c in served.studio.gallery.list()] == rows
+
+
+def test_the_prompt_preview_reads_only_uploads(tmp_path):
+    """The i2v prompt note reads the image it is given (what the prompt will be read as). Given a path on the
+    server instead of an upload (another user's stored input, any image), it must read nothing: an image's colour
+    and shape would come back in the note. An upload of one's own is read, so the refusal is not an accident."""
+    from PIL import Image
+
+    from studio.settings import Settings
+    from studio.wiring import build_studio
+
+    data = tmp_path / "data"
+    secret = tmp_path / "someone-elses.png"
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[16:40, 16:40] = (40, 180, 60)
+    Image.fromarray(img).save(secret)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(data / "tmp"))
+        studio = build_studio(Settings(data_dir=data, device="cpu", auth=True))  # the app's registry: embedded
+        studio.accounts.add("bob", PASSWORDS["bob"], "member")
+        try:
+            with serving(studio) as url:
+                bob = Session(url, "bob")
+                fn = bob.fn_index("i2v-prompt", "change")
+                own = bob.join(fn, bob.defaults(fn, **{"i2v-prompt": "moves up", "i2v-image": bob.upload(secret)}))
+                assert "Read with the image as: *a green square moves up on a black background*" in json.dumps(own)
+                for path in (str(secret), str(data / "studio.db"), "/etc/passwd"):
+                    by_path = {"path": path, "orig_name": "x.png", "meta": {"_type": "gradio.FileData"}}
+                    msg = bob.join(fn, bob.defaults(fn, **{"i2v-prompt": "moves up", "i2v-image": by_path}))
+                    assert "Read with" not in json.dumps(msg) and "green" not in json.dumps(msg), (path, msg)
+                bob.close()
+        finally:
+            studio.close()
