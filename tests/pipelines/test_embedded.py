@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import gc
 import json
+import random
 import shutil
 import weakref
 from pathlib import Path
@@ -29,7 +30,7 @@ from pipelines.embedded.weights import TRAIN_COMMAND, WEIGHTS_DIR, WEIGHTS_VERSI
 from pipelines.embedded.evaluate import analyse, groundtruth_clips, jump, psnr, score  # noqa: E402
 from pipelines.embedded.text import BOS, UNK, Tokenizer  # noqa: E402
 from pipelines.embedded.unet import UNetConfig, build_denoiser  # noqa: E402
-from pipelines.embedded.vae import VAEConfig, VideoAutoencoder  # noqa: E402
+from pipelines.embedded.vae import VAEConfig, VideoAutoencoder, frames_to_model  # noqa: E402
 from pipelines.contract import (  # noqa: E402
     ImageToVideoRequest,
     InpaintRequest,
@@ -190,6 +191,60 @@ def test_size_normalised_object_weight_gives_small_and_large_objects_the_same_to
     assert plain[1] > 3 * plain[0]  # without: the large object dominates
     assert torch.allclose(normed[0], normed[1], rtol=1e-4)
     assert torch.allclose(normed.sum(), plain.sum(), rtol=1e-4)  # the same total as before, redistributed
+
+
+def test_outline_weight_is_on_the_ring_around_the_object_only():
+    """vae_edge_weight: the pixels within 1 px of a still square's outline (a ring 2 px each side of the edge
+    at most) get the extra weight; the background and the object's inside do not."""
+    from pipelines.embedded.training.autoencoder import object_weight
+
+    b = world.sample_batch(1, torch.Generator().manual_seed(0), motion=4)
+    b.size = torch.tensor([16.0])
+    x = world.render(b)
+    plain, ringed = object_weight(b, x, 5.0)[0, 0, 0], object_weight(b, x, 5.0, edge=3.0)[0, 0, 0]
+    ring = (ringed - plain) / 3.0
+    assert set(ring.unique().tolist()) <= {0.0, 1.0}
+    cy, cx = (int(v) for v in b.start[0].round().tolist()[::-1])
+    assert ring[cy, cx] == 0 and ring[0, 0] == 0  # the centre and a corner of the frame
+    rows, cols = ring.nonzero(as_tuple=True)
+    assert 16 <= cols.max() - cols.min() + 1 <= 16 + 6  # the outline of a 16 px square, grown by 1-2 px a side
+    assert 4 * 16 <= ring.sum() <= 4 * 20 * 3  # a ring, not a disc: 2-3 px wide around the perimeter
+
+
+def test_the_decoder_stage_can_train_on_the_denoisers_predictions(tmp_path):
+    """decoder_on_denoised: part of each batch is decoded from dit.pt's prediction of the clean latent (as a
+    sampled clip's latents are); the encoder stays as it was, and the prediction is near the latent at small t."""
+    from pipelines.embedded.training.autoencoder import DenoisedLatents, train_vae
+    from pipelines.embedded.training.common import load_vae, save_atomic
+
+    torch.manual_seed(0)
+    vcfg = VAEConfig(ch=(4, 4, 4), t_ch=8)
+    cfg = dataclasses.replace(TrainConfig.shipped(), vae=vcfg, vae_batch=4, log_every=1, decoder_on_denoised=1.0,
+                              decoder_denoised_t=(0.05, 0.05))
+    vae = VideoAutoencoder(vcfg)
+    save_atomic({"model": vae.state_dict(), "opt": {}, "step": 3, "config": cfg.to_dict(), "decoder_only": False},
+                tmp_path / "vae.pt")
+    tok = Tokenizer()
+    dcfg = DiTConfig(vocab_size=max(256, len(tok)), latent_channels=vcfg.latent_channels, **TINY_DIT)
+    dcfg = dataclasses.replace(dcfg, latent_size=8)
+    dit = build_denoiser(dcfg.to_dict())
+    save_atomic({"model": dit.state_dict(), "ema": dit.state_dict(), "opt": None, "step": 5,
+                 "dit_config": dcfg.to_dict(), "vocab": tok.vocab}, tmp_path / "dit.pt")
+    b = world.sample_batch(2, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        z = vae.encoder(frames_to_model(world.render(b)))
+        zd = DenoisedLatents(tmp_path, vae, (0.05, 0.05), "cpu")(z, [b.labels(i) for i in range(2)],
+                                                                   torch.Generator().manual_seed(2), random.Random(0))
+    assert zd.shape == z.shape and 0 < (zd - z).abs().mean() < z.abs().mean()
+    train_vae(cfg, tmp_path, 0.02, True, "cpu", decoder_only=True, new_decoder=(cfg.decoder_ch, cfg.decoder_t_ch))
+    new = load_vae(tmp_path)
+    x = torch.rand(1, 3, 16, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(new.encoder(x), vae.encoder(x))
+    assert torch.load(tmp_path / "vae.pt", weights_only=False)["step"] > 3
+    (tmp_path / "dit.pt").unlink()
+    with pytest.raises(SystemExit, match="needs the denoiser"):
+        train_vae(cfg, tmp_path, 0.01, True, "cpu", decoder_only=True, new_decoder=(cfg.decoder_ch, cfg.decoder_t_ch))
 
 
 

@@ -7,7 +7,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import random
+
 import torch
+import torch.nn.functional as F
 
 from pipelines.embedded import world
 from pipelines.embedded.training.common import cosine_lr, log, render_clips, save_atomic
@@ -15,16 +18,59 @@ from pipelines.embedded.training.config import TrainConfig
 from pipelines.embedded.vae import VideoAutoencoder, frames_to_model
 
 
-def object_weight(b: world.Batch, x: torch.Tensor, w: float, norm: bool = False) -> torch.Tensor:
+def object_weight(b: world.Batch, x: torch.Tensor, w: float, norm: bool = False, edge: float = 0.0) -> torch.Tensor:
     """(B, 1, F, H, W) loss weights: 1 on background, 1 + w where the pixel differs from it. norm: the
     object weight of each clip scaled by the batch's mean object area over its own (clamped to 1/4..8),
-    so a small object's edges weigh as much as a large one's (small shapes are the ones drawn round)."""
+    so a small object's edges weigh as much as a large one's (small shapes are the ones drawn round).
+    edge: a further weight on the pixels within 1 px of the object's outline (inside or out), where a
+    decoder that hedges rounds corners and blunts apexes."""
     bg = torch.tensor(list(world.BACKGROUNDS.values()), dtype=torch.float32)[b.bg] / 255.0  # (B, 3)
     diff = ((x - bg[:, None, None, None, :]).abs().sum(-1) > 0.02).float()  # (B, F, H, W)
+    outline = None
+    if edge:
+        m = diff.flatten(0, 1)[:, None]  # (B*F, 1, H, W)
+        grown, shrunk = F.max_pool2d(m, 3, 1, 1), -F.max_pool2d(-m, 3, 1, 1)
+        outline = (grown - shrunk).view_as(diff)
     if norm:
         area = diff.sum((1, 2, 3)).clamp(min=1.0)  # (B,)
         diff = diff * (area.mean() / area).clamp(0.25, 8.0)[:, None, None, None]
-    return (1 + w * diff)[:, None]
+    wt = 1 + w * diff
+    if outline is not None:
+        wt = wt + edge * outline
+    return wt[:, None]
+
+
+class DenoisedLatents:
+    """The denoiser's prediction of clean latents (decoder_on_denoised): a clip's normalised latent noised to
+    t ~ U(lo, hi), one unguided prediction under the clip's training caption, x0 = x_t - t v (the step a
+    sampler ends with), returned in the encoder's raw scale."""
+
+    def __init__(self, out: Path, vae: VideoAutoencoder, t_range: tuple[float, float], device: str):
+        from pipelines.embedded.text import Tokenizer
+        from pipelines.embedded.training.denoiser import build_denoiser
+
+        path = out / "dit.pt"
+        if not path.exists():
+            raise SystemExit(f"decoder_on_denoised needs the denoiser at {path} (train --from-assets seeds it)")
+        ck = torch.load(path, map_location=device, weights_only=False)
+        self.model = build_denoiser(ck["dit_config"]).to(device).eval()
+        self.model.load_state_dict(ck["ema"])
+        self.model.requires_grad_(False)
+        self.tok = Tokenizer(ck["vocab"], max_len=int(ck["dit_config"]["text_len"]))
+        self.vae, self.t_range, self.step = vae, t_range, ck["step"]
+
+    @torch.no_grad()
+    def __call__(self, z_raw: torch.Tensor, labels: list[dict], g: torch.Generator, rng) -> torch.Tensor:
+        shift = self.vae.shift[None, :, None, None, None]
+        scale = self.vae.scale[None, :, None, None, None]
+        z = (z_raw - shift) / scale
+        lo, hi = self.t_range
+        t = lo + (hi - lo) * torch.rand(z.shape[0], generator=g)
+        tt = t[:, None, None, None, None]
+        xt = (1 - tt) * z + tt * torch.randn(z.shape, generator=g)
+        ids = self.tok.batch([world.caption(lab, rng, "train") for lab in labels])
+        v = self.model(xt, t, self.model.encode_text(ids))
+        return (xt - tt * v) * scale + shift
 
 
 def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device: str,
@@ -42,11 +88,13 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
     fresh_decoder = False
     if decoder_only:  # the encoder and latent normalisation are the checkpoint's: take its autoencoder config
         was = TrainConfig.from_dict(ck["config"])
-        cfg = replace(cfg, vae=was.vae)
+        cfg = replace(cfg, vae=replace(was.vae, latent_noise=cfg.vae.latent_noise))  # the noise is a loss setting
         # the loss and optimiser settings are this run's (--config, else the recipe): say where they differ
         old, new = was.to_dict(), cfg.to_dict()
+        old["latent_noise"], new["latent_noise"] = was.vae.latent_noise, cfg.vae.latent_noise
         changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in
-                   ("vae_lr", "vae_batch", "vae_object_weight", "vae_object_norm", "seed") if old.get(k) != new.get(k)]
+                   ("vae_lr", "vae_batch", "vae_object_weight", "vae_object_norm", "vae_edge_weight",
+                    "decoder_on_denoised", "decoder_denoised_t", "latent_noise", "seed") if old.get(k) != new.get(k)]
         if changed:
             log("decoder settings differ from the checkpoint's (this run's --config or the recipe wins): "
                 + ", ".join(changed))
@@ -78,6 +126,12 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                      "config": cfg.to_dict(), "decoder_only": decoder_only}, ckpt_path)
 
+    denoised = None
+    if decoder_only and cfg.decoder_on_denoised > 0:
+        denoised = DenoisedLatents(out, model, tuple(cfg.decoder_denoised_t), device)
+        log(f"{cfg.decoder_on_denoised:.0%} of each batch decoded from the denoiser's predictions "
+            f"(dit.pt step {denoised.step}, t in {tuple(cfg.decoder_denoised_t)})")
+    rng = random.Random(cfg.seed + step)
     t_start, t_ck, ema_loss, s0 = time.time(), time.time(), None, step
     t_end = t_start + minutes * 60
     t0 = t_start
@@ -90,13 +144,23 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
             pg["lr"] = lr
         b, x = render_clips(cfg.vae_batch, g)
         k = cfg.vae.time_down
-        first = torch.randint(0, x.shape[1] // k, (x.shape[0],), generator=g) * k  # one chunk per clip
-        x = x[torch.arange(x.shape[0])[:, None], first[:, None] + torch.arange(k)[None]]  # (B, k, H, W, 3)
-        wt = object_weight(b, x, cfg.vae_object_weight, cfg.vae_object_norm).to(device)
+        chunk = torch.randint(0, x.shape[1] // k, (x.shape[0],), generator=g)  # one chunk per clip
+        full = x
+        x = x[torch.arange(x.shape[0])[:, None], chunk[:, None] * k + torch.arange(k)[None]]  # (B, k, H, W, 3)
+        wt = object_weight(b, x, cfg.vae_object_weight, cfg.vae_object_norm, cfg.vae_edge_weight).to(device)
         xm = frames_to_model(x).to(device)
         with torch.set_grad_enabled(not decoder_only):
             z = model.encoder(xm)
         zn = z + cfg.vae.latent_noise * z.detach().std() * torch.randn_like(z)
+        if denoised is not None:  # these clips' latents are the denoiser's prediction, made on the whole clip
+            pick = torch.rand(x.shape[0], generator=g) < cfg.decoder_on_denoised
+            if pick.any():
+                rows = pick.nonzero()[:, 0]
+                with torch.no_grad():
+                    zc = model.encoder(frames_to_model(full[rows]).to(device))
+                    zd = denoised(zc, [b.labels(int(i)) for i in rows], g, rng)
+                zn = zn.clone()
+                zn[rows] = zd[torch.arange(len(rows)), :, chunk[rows]][:, :, None]
         rec = model.decoder(zn)
         err = rec - xm
         loss = (wt * (err.pow(2) + 0.5 * err.abs())).mean() / wt.mean() + 1e-4 * z.pow(2).mean()

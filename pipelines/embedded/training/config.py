@@ -59,6 +59,12 @@ class TrainConfig:
     p_edit_change: float = 0.0  # edit samples captioned with only what changes ("make it blue")
     p_t_uniform: float = 0.0  # training timesteps drawn uniformly in [0, 1] instead of logit-normal
     vae_object_norm: bool = False  # autoencoder loss: each clip's object pixels weigh the same in total, whatever its size
+    vae_edge_weight: float = 0.0  # autoencoder loss: extra weight on the pixels within 1 px of the object's outline
+    # stage decoder: this share of each batch is decoded from the denoiser's (dit.pt's EMA) prediction of the clean
+    # latent, made from the clip's latent noised to a t in decoder_denoised_t under its caption, instead of from the
+    # encoder's latent: the latents a sampled clip ends on are the denoiser's, not the encoder's
+    decoder_on_denoised: float = 0.0
+    decoder_denoised_t: tuple[float, float] = (0.02, 0.3)
     # bookkeeping
     checkpoint_every_s: float = 180.0
     log_every: int = 20
@@ -91,6 +97,8 @@ class TrainConfig:
         d["vae"] = d["vae"] if isinstance(d["vae"], VAEConfig) else VAEConfig.from_dict(d["vae"])
         d["decoder_ch"] = tuple(d["decoder_ch"])
         d["edit_t"] = tuple(d["edit_t"])
+        if "decoder_denoised_t" in d:
+            d["decoder_denoised_t"] = tuple(d["decoder_denoised_t"])
         d["denoiser"] = dict(d["denoiser"])
         return cls(**d)
 
