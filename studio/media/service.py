@@ -4,6 +4,8 @@ interpolation of decoded frames, with the learned interpolator's weights when it
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ from studio.media.masks import read_mask
 from studio.media.video import VideoInfo, check_upload, probe_video, read_video, read_video_frames
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+PREVIEWS_KEPT = 8  # decoded uploads preview() keeps (conformed to the request's size: 64x64x16 is 200 KB)
 
 
 class MediaService:
@@ -26,6 +29,8 @@ class MediaService:
         self.files = files
         self.limits = limits
         self.rife = rife  # None: no learned interpolator (method rife refused, the automatic choice is dis-flow)
+        self._previews: OrderedDict[tuple, MediaInputs] = OrderedDict()  # preview(): the last few, decoded
+        self._previews_lock = threading.Lock()
 
     def interpolation_method(self, method: str | None) -> str:
         """The method an interpolation runs with (None: rife where its weights file exists, else dis-flow)."""
@@ -120,14 +125,27 @@ class MediaService:
 
     def preview(self, field: str, path: str, frames: int, width: int, height: int) -> MediaInputs:
         """An upload not yet submitted (the page's image or source video), decoded and conformed as `load` would,
-        to read before generating. Nothing is stored. MediaError when it cannot be read within the limits."""
+        to read before generating. Nothing is stored. MediaError when it cannot be read within the limits.
+        The last few are kept in memory (by path, size, mtime and the request's size): the page asks again at
+        every change of the prompt, and a source video would otherwise be decoded at each."""
         source = Path(path)
-        check_upload(source, self.limits)
+        if field not in ("image", "video"):
+            raise ValueError(f"no preview of a {field!r} input")
+        size = check_upload(source, self.limits)
+        key = (field, str(source), size, source.stat().st_mtime_ns, frames, width, height)
+        with self._previews_lock:
+            if key in self._previews:
+                self._previews.move_to_end(key)
+                return self._previews[key]
         if field == "image":
-            return MediaInputs(image=self._image(source, width, height))
-        if field == "video":
-            return MediaInputs(video=self._video(source, frames, width, height)[1])
-        raise ValueError(f"no preview of a {field!r} input")
+            media = MediaInputs(image=self._image(source, width, height))
+        else:
+            media = MediaInputs(video=self._video(source, frames, width, height)[1])
+        with self._previews_lock:
+            self._previews[key] = media
+            while len(self._previews) > PREVIEWS_KEPT:
+                self._previews.popitem(last=False)
+        return media
 
     def _image(self, source: Path, width: int, height: int) -> np.ndarray:
         return conform_image(read_image(source, self.limits), width, height)

@@ -452,3 +452,28 @@ def test_a_long_source_video_is_decoded_only_as_far_as_the_output_needs(tmp_path
     assert peak < 4 * 1024 * 1024, peak  # the whole source would be 47 MB decoded
     with pytest.raises(MediaError, match="frame 400 was asked for"):
         read_video_frames(path, limits, [0, 400], lambda f: f)
+
+
+def test_a_preview_conforms_like_the_job_keeps_the_last_few_and_stores_nothing(tmp_path: Path, monkeypatch) -> None:
+    """MediaService.preview: an upload read before generating (the page's "read as" note) is conformed as load()
+    conforms a submitted one; asked again for the same file and size it is not decoded again, and a changed file
+    is; nothing lands in the data dir."""
+    write_mp4(stripes(30, 16), 8, tmp_path / "v.mp4")
+    media = MediaService(FileStore(tmp_path / "data"), Settings(data_dir=tmp_path).media_limits)
+    stored = media.ingest(InpaintRequest(prompt="p", video=str(tmp_path / "v.mp4"), mask=str(tmp_path / "v.mp4"),
+                                         frames=6, fps=8, width=8, height=8, seed=1))
+    decodes = []
+    real = video_module.read_video_frames
+    monkeypatch.setattr("studio.media.service.read_video_frames", lambda *a: decodes.append(1) or real(*a))
+    before = leftovers(tmp_path / "data")
+    first = media.preview("video", str(tmp_path / "v.mp4"), 6, 8, 8)
+    assert np.array_equal(first.video, media.load(stored).video)
+    assert media.preview("video", str(tmp_path / "v.mp4"), 6, 8, 8) is first and len(decodes) == 2  # preview, load
+    assert media.preview("video", str(tmp_path / "v.mp4"), 4, 8, 8).video.shape == (4, 8, 8, 3)
+    write_mp4(np.ascontiguousarray(stripes(30, 16)[:, :, ::-1]), 8, tmp_path / "v.mp4")  # white on the left now
+    assert not np.array_equal(media.preview("video", str(tmp_path / "v.mp4"), 6, 8, 8).video, first.video)
+    assert leftovers(tmp_path / "data") == before
+    with pytest.raises(MediaError, match="no such file"):
+        media.preview("image", str(tmp_path / "absent.png"), 6, 8, 8)
+    with pytest.raises(ValueError, match="no preview of a 'mask'"):
+        media.preview("mask", str(tmp_path / "v.mp4"), 6, 8, 8)
