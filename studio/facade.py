@@ -18,9 +18,11 @@ from pipelines.contract import (
     GenerationRequest,
     ImageToVideoRequest,
     JobStatus,
+    ModelLoadError,
     ModelSpec,
     RequestError,
     SweepRequest,
+    UnknownModel,
     request_from_params,
 )
 from storage.files import atomic_write
@@ -191,15 +193,26 @@ class StudioFacade:
                        width: int, height: int) -> str | None:
         """Before generating: what an i2v or v2v prompt will be read as with the image or source video at `path`
         (an upload not yet submitted), conformed to the request's size as the job would; None when it is read
-        as typed, or when that cannot be told (no input yet, an input that cannot be read: generating says why)."""
+        as typed, or when that cannot be told (no input yet, a model that reads prompts as typed, a size the
+        model refuses, an input that cannot be read: submitting says why). Reads `path`: the caller passes
+        only the page's own uploads."""
         field = {"i2v": "image", "v2v": "video"}.get(mode)
         if field is None or not path:
             return None
+        model_id = model_id or self.default_model_id
+        try:
+            entry = self._registry.entry(model_id)
+        except (UnknownModel, ModelLoadError, OSError):  # said where the model is picked
+            return None
+        lim = entry.spec.limits
+        if entry.prompt_read_as is None or not all(
+                rng.min <= v <= rng.max for v, rng in ((frames, lim.frames), (width, lim.width), (height, lim.height))):
+            return None  # nothing to read, or a request that submitting refuses (and no decoding at that size)
         try:
             media = self._media.preview(field, path, frames, width, height)
-            return self._registry.prompt_read_as(model_id or self.default_model_id, mode, prompt or "", media)
-        except Exception:  # an unknown model or an unreadable input says so itself, where it is picked or submitted
+        except MediaError:  # an unreadable input is named when it is submitted
             return None
+        return self._registry.prompt_read_as(model_id, mode, prompt or "", media)
 
     def missing(self, model_id: str) -> str | None:
         """None when the model can run here, else what is missing and how to get it."""

@@ -92,8 +92,11 @@ def embedded_entry(weights_dir: Path | None = None) -> RegistryEntry:
                 return []  # no weights to ask: loading says what is missing
         return tokenizer[0].warnings(prompt)
 
+    def prompt_read_as(mode: str, prompt: str, media: MediaInputs) -> str | None:  # as the backend will read it
+        return read_with_input(mode, prompt, media) if EmbeddedBackend.read_inputs else None
+
     return RegistryEntry(spec=spec, load=load, missing=lambda: missing(wdir), prompt_warnings=prompt_warnings,
-                         prompt_read_as=read_with_input)
+                         prompt_read_as=prompt_read_as)
 
 
 def read_with_input(mode: str, prompt: str, media: MediaInputs) -> str | None:

@@ -58,6 +58,7 @@ def phrasing_words() -> frozenset[str]:
     are read (named_labels) and, with an input, completed (complete_prompt)."""
     templates = [t for pair in (*world.I2V_TEMPLATES.values(), *world.EDIT_PHRASES.values(), world.EDIT_OBJ_SHAPE)
                  for split in pair for t in split]
+    templates += [j for split in world.EDIT_JOINS for j in split]  # "plus", "and" between the phrases
     return frozenset(w for t in templates for w in split_words(re.sub(r"\{\w+\}", " ", t)))
 
 

@@ -21,7 +21,8 @@ from studio.media.masks import read_mask
 from studio.media.video import VideoInfo, check_upload, probe_video, read_video, read_video_frames
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
-PREVIEWS_KEPT = 8  # decoded uploads preview() keeps (conformed to the request's size: 64x64x16 is 200 KB)
+PREVIEWS_KEPT = 8  # decoded uploads preview() keeps (conformed to the request's size: 64x64x16 is 200 KB),
+PREVIEW_BYTES = 64 * 2**20  # and at most this many bytes of them
 
 
 class MediaService:
@@ -141,9 +142,12 @@ class MediaService:
             media = MediaInputs(image=self._image(source, width, height))
         else:
             media = MediaInputs(video=self._video(source, frames, width, height)[1])
+        array = media.image if media.image is not None else media.video
+        array.setflags(write=False)  # shared by every caller that asks for the same upload
         with self._previews_lock:
             self._previews[key] = media
-            while len(self._previews) > PREVIEWS_KEPT:
+            while len(self._previews) > PREVIEWS_KEPT or sum(
+                    (m.image if m.image is not None else m.video).nbytes for m in self._previews.values()) > PREVIEW_BYTES:
                 self._previews.popitem(last=False)
         return media
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import gradio as gr
 
 from pipelines.contract import AXES, RequestError, SweepRequest, parse_axis
 from studio.facade import NotAllowed, is_server_path
+from studio.ui.refusals import is_upload, upload_folder
 from studio.ui.common import GridCell, axes_label, grid_html, model_choice, setting_props, signed_in, SETTINGS
 from studio.ui.widgets import contact_sheet, format_eta, mask_from_editor, request_from_widgets
 
@@ -147,14 +149,17 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
             return ""
         prompt = prompt if isinstance(prompt, str) else ""
         said = "".join(f"⚠ {html.escape(w)}  \n" for w in studio.prompt_warnings(model_id, prompt))
-        if source and isinstance(path, str) and path and all(isinstance(v, (int, float)) for v in (frames, width, height)):
+        # only the page's own uploads are read (Gradio refuses other paths before this runs; this says so here too)
+        if source and is_upload(path, upload_folder()) and all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in (frames, width, height)):
             read = studio.prompt_read_as(model_id, mode, prompt, path, frames=int(frames), width=int(width),
                                          height=int(height))
             if read:
                 said += f"Read with the {source} as: *{html.escape(read)}*  \n"
         return said
 
-    for trigger in [f["prompt"].change, f["model_id"].change] + ([f[source].change] if source else []):
+    sources = [f[source].change, f["frames"].change, f["width"].change, f["height"].change] if source else []
+    for trigger in [f["prompt"].change, f["model_id"].change] + sources:
         trigger(note_prompt, inputs=note_inputs, outputs=tab.prompt_note, show_progress="hidden",
                 trigger_mode="always_last", api_visibility="private")
     settings_widgets = [f[k] for k in SETTINGS if k in f]

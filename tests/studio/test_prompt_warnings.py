@@ -67,6 +67,8 @@ def test_what_an_i2v_or_v2v_prompt_is_read_as_is_told_before_generating(app_stud
     assert read(None, "i2v", "moves up", str(tmp_path / "broken.png"), **size) is None
     assert read(None, "i2v", "moves up", str(tmp_path / "absent.png"), **size) is None
     assert read("no-such-model", "i2v", "moves up", str(sample_image), **size) is None
+    # a size the model refuses is not decoded at all (a 4096x4096 preview would be gigabytes)
+    assert read(None, "v2v", "a pink triangle", str(sample_video), frames=200, width=4096, height=4096) is None
     assert app_studio.gallery.list() == []  # nothing was stored or queued
 
 
@@ -89,4 +91,12 @@ def test_the_words_an_edit_or_motion_prompt_is_phrased_with_are_not_called_unkno
     for prompt in ("make it blue", "a triangle instead", "it just moves up", "replace it with a pink square this time",
                    "on a black background"):
         assert warn(prompt) == [], prompt
+    assert warn("a triangle instead plus a black background") == []
     assert warn("make it a cat") == ["unknown words: cat"]
+
+
+def test_a_model_that_reads_prompts_as_typed_decodes_nothing_for_the_preview(studio, sample_video, monkeypatch):
+    """The test backend has no prompt_read_as: the page's note never decodes the upload for it."""
+    monkeypatch.setattr(studio.facade._media, "preview", lambda *a: pytest.fail("decoded for a model that cannot read it"))
+    assert studio.facade.prompt_read_as(None, "v2v", "a pink triangle", str(sample_video), frames=8, width=32,
+                                        height=32) is None

@@ -493,6 +493,7 @@ def test_the_prompt_preview_reads_only_uploads(tmp_path):
                     by_path = {"path": path, "orig_name": "x.png", "meta": {"_type": "gradio.FileData"}}
                     msg = bob.join(fn, bob.defaults(fn, **{"i2v-prompt": "moves up", "i2v-image": by_path}))
                     assert "Read with" not in json.dumps(msg) and "green" not in json.dumps(msg), (path, msg)
+                    assert "paths on the server are not accepted" in refusal(msg), msg  # the studio's refusal
                 bob.close()
         finally:
             studio.close()

@@ -65,10 +65,10 @@ class DenoisedLatents:
         scale = self.vae.scale[None, :, None, None, None]
         z = (z_raw - shift) / scale
         lo, hi = self.t_range
-        t = lo + (hi - lo) * torch.rand(z.shape[0], generator=g)
+        t = (lo + (hi - lo) * torch.rand(z.shape[0], generator=g)).to(z.device)  # the generator is the CPU's
         tt = t[:, None, None, None, None]
-        xt = (1 - tt) * z + tt * torch.randn(z.shape, generator=g)
-        ids = self.tok.batch([world.caption(lab, rng, "train") for lab in labels])
+        xt = (1 - tt) * z + tt * torch.randn(z.shape, generator=g).to(z.device)
+        ids = self.tok.batch([world.caption(lab, rng, "train") for lab in labels]).to(z.device)
         v = self.model(xt, t, self.model.encode_text(ids))
         return (xt - tt * v) * scale + shift
 
@@ -152,7 +152,9 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
         with torch.set_grad_enabled(not decoder_only):
             z = model.encoder(xm)
         zn = z + cfg.vae.latent_noise * z.detach().std() * torch.randn_like(z)
-        if denoised is not None:  # these clips' latents are the denoiser's prediction, made on the whole clip
+        # these clips' latents are the denoiser's prediction, made on the whole clip, without the latent noise
+        # (the prediction's own error is the perturbation a sampled clip's latent carries)
+        if denoised is not None:
             pick = torch.rand(x.shape[0], generator=g) < cfg.decoder_on_denoised
             if pick.any():
                 rows = pick.nonzero()[:, 0]
