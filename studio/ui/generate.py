@@ -158,10 +158,11 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
                 said += f"Read with the {source} as: *{html.escape(read)}*  \n"
         return said
 
+    # one listener for every trigger, so the notes run one at a time and the last change wins: as separate
+    # listeners, an upload's slower note (prompt still empty) could land after the prompt's and overwrite it
     sources = [f[source].change, f["frames"].change, f["width"].change, f["height"].change] if source else []
-    for trigger in [f["prompt"].change, f["model_id"].change] + sources:
-        trigger(note_prompt, inputs=note_inputs, outputs=tab.prompt_note, show_progress="hidden",
-                trigger_mode="always_last", api_visibility="private")
+    gr.on([f["prompt"].change, f["model_id"].change] + sources, note_prompt, inputs=note_inputs,
+          outputs=tab.prompt_note, show_progress="hidden", trigger_mode="always_last", api_visibility="private")
     settings_widgets = [f[k] for k in SETTINGS if k in f]
 
     def on_model(model_id):

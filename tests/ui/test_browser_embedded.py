@@ -88,6 +88,8 @@ def test_an_i2v_prompt_that_says_only_the_motion_is_read_with_the_image(embedded
     pg.fill("#i2v-prompt textarea", "moves up")  # told under the prompt before generating
     pg.wait_for_function("(s) => document.querySelector('#i2v-prompt-note').innerText.includes(s)",
                          arg=f"Read with the image as: {read_as}", timeout=30_000)
+    pg.wait_for_timeout(1500)  # and it stays: the upload's own note (prompt still empty) does not land after it
+    assert f"Read with the image as: {read_as}" in pg.inner_text("#i2v-prompt-note")
     _generate(pg, "i2v", "moves up")
     [clip] = studio.gallery.list()
     assert clip.prompt == "moves up" and clip.manifest["prompt_read_as"] == read_as
