@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WEIGHTS_VERSION = "5.2"  # export writes it into config.json; bump it when shipping new weights or a sampler
+WEIGHTS_VERSION = "5.3"  # export writes it into config.json; bump it when shipping new weights or a sampler
 # that changes what a seed gives (5.1: the weights of 5 with guidance only for t <= 0.7 and an unguided last step;
-# 5.2: the same weights, i2v and v2v prompts completed from the input, backend.read_inputs)
+# 5.2: the same weights, i2v and v2v prompts completed from the input, backend.read_inputs;
+# 5.3: 5.2's encoder and denoiser with the decoder continued on an outline-weighted loss, training/decoder_53.json)
 # The sampler export writes into config.json (with the training's timestep shift): guidance only for
 # t <= 0.7, the last step unguided (MODEL_CARD.md, "Second round"). Change it for new weights only.
 SAMPLER = {"solver": "euler", "cfg_interval": [0.0, 0.7], "unguided_final_steps": 1}
