@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from studio.settings import Settings
 
 FROM_CLIP = {"i2v": "image", "extend": "image", "v2v": "video", "inpaint": "video"}
+READ_WITH = {"i2v": "image", "v2v": "video"}  # the input a mode's prompt can be read with (prompt_read_as)
 
 
 def read_recipe(path: str | Path) -> tuple[GenerationRequest, str | None]:
@@ -196,23 +197,23 @@ class StudioFacade:
         as typed, or when that cannot be told (no input yet, a model that reads prompts as typed, a size the
         model refuses, an input that cannot be read: submitting says why). Reads `path`: the caller passes
         only the page's own uploads."""
-        field = {"i2v": "image", "v2v": "video"}.get(mode)
+        field = READ_WITH.get(mode)
         if field is None or not path:
             return None
         model_id = model_id or self.default_model_id
         try:
             entry = self._registry.entry(model_id)
+            if entry.prompt_read_as is None:
+                return None  # the model reads prompts as typed: nothing to decode
+            # the checks submitting makes (sizes, the prompt), so nothing is decoded at a size the model refuses
+            request_from_params({"mode": mode, "prompt": prompt or "", field: path, "frames": frames, "width": width,
+                                 "height": height, "model_id": model_id}).validate(entry.spec)
+            media = self._media.preview(field, path, frames, width, height)
         except (UnknownModel, ModelLoadError, OSError):  # said where the model is picked
             return None
-        lim = entry.spec.limits
-        if entry.prompt_read_as is None or not all(
-                rng.min <= v <= rng.max for v, rng in ((frames, lim.frames), (width, lim.width), (height, lim.height))):
-            return None  # nothing to read, or a request that submitting refuses (and no decoding at that size)
-        try:
-            media = self._media.preview(field, path, frames, width, height)
-        except MediaError:  # an unreadable input is named when it is submitted
+        except (RequestError, MediaError):  # a request or an input that submitting refuses, and says why
             return None
-        return self._registry.prompt_read_as(model_id, mode, prompt or "", media)
+        return entry.prompt_read_as(mode, prompt or "", media)
 
     def missing(self, model_id: str) -> str | None:
         """None when the model can run here, else what is missing and how to get it."""

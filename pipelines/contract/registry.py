@@ -96,12 +96,6 @@ class ModelRegistry:
         entry = self.entry(model_id)
         return list(entry.prompt_warnings(prompt or "")) if entry.prompt_warnings is not None else []
 
-    def prompt_read_as(self, model_id: str, mode: str, prompt: str, media: MediaInputs) -> str | None:
-        """What `model_id` will read `prompt` as, given the inputs (conformed to the request's size), when that
-        differs from the prompt as typed; else None."""
-        entry = self.entry(model_id)
-        return entry.prompt_read_as(mode, prompt or "", media) if entry.prompt_read_as is not None else None
-
     def weights_sha256(self, model_id: str) -> str | None:
         """sha256 of the model's single denoiser weights file (a GGUF transformer) as it is now, or None.
         OSError when the file cannot be read."""

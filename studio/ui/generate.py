@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from pipelines.contract import AXES, RequestError, SweepRequest, parse_axis
-from studio.facade import NotAllowed, is_server_path
-from studio.ui.refusals import is_upload, upload_folder
+from studio.facade import READ_WITH, NotAllowed, is_server_path
 from studio.ui.common import GridCell, axes_label, grid_html, model_choice, setting_props, signed_in, SETTINGS
+from studio.ui.refusals import is_upload, upload_folder
 from studio.ui.widgets import contact_sheet, format_eta, mask_from_editor, request_from_widgets
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
     tab.branch = gr.State(None)
     dice.click(lambda: secrets.randbelow(2**31), outputs=f["seed"], api_visibility="private")
 
-    source = {"i2v": "image", "v2v": "video"}.get(mode)  # the input an i2v or v2v prompt is read with
+    source = READ_WITH.get(mode)  # the input an i2v or v2v prompt is read with
     note_inputs = [f["model_id"], f["prompt"]] + ([f[source], f["frames"], f["width"], f["height"]] if source else [])
 
     def note_prompt(model_id, prompt, path=None, frames=None, width=None, height=None):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import replace
 from pathlib import Path
-
-import random
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +44,7 @@ class DenoisedLatents:
     t ~ U(lo, hi), one unguided prediction under the clip's training caption, x0 = x_t - t v (the step a
     sampler ends with), returned in the encoder's raw scale."""
 
-    def __init__(self, out: Path, vae: VideoAutoencoder, t_range: tuple[float, float], device: str):
+    def __init__(self, out: Path, vae: VideoAutoencoder, t_range: tuple[float, float], device: str, seed: int = 0):
         from pipelines.embedded.text import Tokenizer
         from pipelines.embedded.training.denoiser import build_denoiser
 
@@ -58,9 +57,10 @@ class DenoisedLatents:
         self.model.requires_grad_(False)
         self.tok = Tokenizer(ck["vocab"], max_len=int(ck["dit_config"]["text_len"]))
         self.vae, self.t_range, self.step = vae, t_range, ck["step"]
+        self.rng = random.Random(seed)  # the captions' templates
 
     @torch.no_grad()
-    def __call__(self, z_raw: torch.Tensor, labels: list[dict], g: torch.Generator, rng) -> torch.Tensor:
+    def __call__(self, z_raw: torch.Tensor, labels: list[dict], g: torch.Generator) -> torch.Tensor:
         shift = self.vae.shift[None, :, None, None, None]
         scale = self.vae.scale[None, :, None, None, None]
         z = (z_raw - shift) / scale
@@ -68,7 +68,7 @@ class DenoisedLatents:
         t = (lo + (hi - lo) * torch.rand(z.shape[0], generator=g)).to(z.device)  # the generator is the CPU's
         tt = t[:, None, None, None, None]
         xt = (1 - tt) * z + tt * torch.randn(z.shape, generator=g).to(z.device)
-        ids = self.tok.batch([world.caption(lab, rng, "train") for lab in labels]).to(z.device)
+        ids = self.tok.batch([world.caption(lab, self.rng, "train") for lab in labels]).to(z.device)
         v = self.model(xt, t, self.model.encode_text(ids))
         return (xt - tt * v) * scale + shift
 
@@ -128,10 +128,9 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
 
     denoised = None
     if decoder_only and cfg.decoder_on_denoised > 0:
-        denoised = DenoisedLatents(out, model, tuple(cfg.decoder_denoised_t), device)
+        denoised = DenoisedLatents(out, model, tuple(cfg.decoder_denoised_t), device, seed=cfg.seed + step)
         log(f"{cfg.decoder_on_denoised:.0%} of each batch decoded from the denoiser's predictions "
             f"(dit.pt step {denoised.step}, t in {tuple(cfg.decoder_denoised_t)})")
-    rng = random.Random(cfg.seed + step)
     t_start, t_ck, ema_loss, s0 = time.time(), time.time(), None, step
     t_end = t_start + minutes * 60
     t0 = t_start
@@ -160,8 +159,7 @@ def train_vae(cfg: TrainConfig, out: Path, minutes: float, resume: bool, device:
                 rows = pick.nonzero()[:, 0]
                 with torch.no_grad():
                     zc = model.encoder(frames_to_model(full[rows]).to(device))
-                    zd = denoised(zc, [b.labels(int(i)) for i in rows], g, rng)
-                zn = zn.clone()
+                    zd = denoised(zc, [b.labels(int(i)) for i in rows], g)
                 zn[rows] = zd[torch.arange(len(rows)), :, chunk[rows]][:, :, None]
         rec = model.decoder(zn)
         err = rec - xm
