@@ -194,9 +194,10 @@ class StudioFacade:
                        width: int, height: int) -> str | None:
         """Before generating: what an i2v or v2v prompt will be read as with the image or source video at `path`
         (an upload not yet submitted), conformed to the request's size as the job would; None when it is read
-        as typed, or when that cannot be told (no input yet, a model that reads prompts as typed, a size the
-        model refuses, an input that cannot be read: submitting says why). Reads `path`: the caller passes
-        only the page's own uploads."""
+        as typed, or when that cannot be told (no input yet, a model that reads prompts as typed, a model that
+        is not there). RequestError when submitting would refuse the request (a size the model refuses is not
+        decoded at all), MediaError when the input cannot be read: the reason submitting would give. Reads
+        `path`: the caller passes only the page's own uploads."""
         field = READ_WITH.get(mode)
         if field is None or not path:
             return None
@@ -208,11 +209,12 @@ class StudioFacade:
             # the checks submitting makes (sizes, the prompt), so nothing is decoded at a size the model refuses
             request_from_params({"mode": mode, "prompt": prompt or "", field: path, "frames": frames, "width": width,
                                  "height": height, "model_id": model_id}).validate(entry.spec)
+        except (UnknownModel, ModelLoadError):  # said where the model is picked
+            return None
+        try:
             media = self._media.preview(field, path, frames, width, height)
-        except (UnknownModel, ModelLoadError, OSError):  # said where the model is picked
-            return None
-        except (RequestError, MediaError):  # a request or an input that submitting refuses, and says why
-            return None
+        except OSError as e:  # gone or unreadable between the upload and now
+            raise MediaError(f"{field}: cannot read the upload ({e.strerror or e})") from e
         return entry.prompt_read_as(mode, prompt or "", media)
 
     def missing(self, model_id: str) -> str | None:

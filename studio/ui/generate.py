@@ -13,6 +13,7 @@ import gradio as gr
 
 from pipelines.contract import AXES, RequestError, SweepRequest, parse_axis
 from studio.facade import READ_WITH, NotAllowed, is_server_path
+from studio.media.limits import MediaError
 from studio.ui.common import GridCell, axes_label, grid_html, model_choice, setting_props, signed_in, SETTINGS
 from studio.ui.refusals import is_upload, upload_folder
 from studio.ui.widgets import contact_sheet, format_eta, mask_from_editor, request_from_widgets
@@ -152,8 +153,11 @@ def build_mode_tab(studio: "StudioFacade", mode: str) -> ModeTab:
         # only the page's own uploads are read (Gradio refuses other paths before this runs; this says so here too)
         if source and is_upload(path, upload_folder()) and all(
                 isinstance(v, (int, float)) and math.isfinite(v) for v in (frames, width, height)):
-            read = studio.prompt_read_as(model_id, mode, prompt, path, frames=int(frames), width=int(width),
-                                         height=int(height))
+            try:
+                read = studio.prompt_read_as(model_id, mode, prompt, path, frames=int(frames), width=int(width),
+                                             height=int(height))
+            except (RequestError, MediaError) as e:  # what submitting would refuse, said before it is tried
+                return said + f"⚠ {html.escape(str(e))}  \n"
             if read:
                 said += f"Read with the {source} as: *{html.escape(read)}*  \n"
         return said

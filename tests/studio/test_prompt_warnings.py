@@ -62,13 +62,20 @@ def test_what_an_i2v_or_v2v_prompt_is_read_as_is_told_before_generating(app_stud
     assert read(None, "i2v", "a red square moves up on a black background", str(sample_image), **size) is None
     assert read(None, "t2v", "moves up", str(sample_image), **size) is None
     assert read(None, "i2v", "moves up", None, **size) is None
-    # an input that cannot be read, or a model that is not there: nothing to tell; submitting says why
-    (tmp_path / "broken.png").write_bytes(b"not an image")
-    assert read(None, "i2v", "moves up", str(tmp_path / "broken.png"), **size) is None
-    assert read(None, "i2v", "moves up", str(tmp_path / "absent.png"), **size) is None
+    # a model that is not there: nothing to tell (said where the model is picked)
     assert read("no-such-model", "i2v", "moves up", str(sample_image), **size) is None
-    # a size the model refuses is not decoded at all (a 4096x4096 preview would be gigabytes)
-    assert read(None, "v2v", "a pink triangle", str(sample_video), frames=200, width=4096, height=4096) is None
+    # an input that cannot be read: the reason submitting would give, before it is tried
+    from pipelines.contract import RequestError
+    from studio.media.limits import MediaError
+
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(MediaError, match="image"):
+        read(None, "i2v", "moves up", str(tmp_path / "broken.png"), **size)
+    with pytest.raises(MediaError):
+        read(None, "i2v", "moves up", str(tmp_path / "absent.png"), **size)
+    # a size the model refuses is named and not decoded at all (a 4096x4096 preview would be gigabytes)
+    with pytest.raises(RequestError, match="width|height|frames"):
+        read(None, "v2v", "a pink triangle", str(sample_video), frames=200, width=4096, height=4096)
     assert app_studio.gallery.list() == []  # nothing was stored or queued
 
 

@@ -113,3 +113,21 @@ def test_a_v2v_prompt_that_says_only_the_change_is_read_with_the_source(embedded
     pg.fill("#v2v-prompt textarea", "a pink triangle moves left on a navy background")
     pg.wait_for_function("() => !document.querySelector('#v2v-prompt-note').innerText.includes('Read with')",
                          timeout=30_000)
+
+
+def test_a_source_that_cannot_be_read_is_named_under_the_prompt_before_generating(embedded_page, sample_video,
+                                                                                 tmp_path):
+    """A truncated video (an mp4 by its content, so the upload is taken) as the v2v source: the note says why
+    submitting would refuse it, instead of reading the prompt with nothing."""
+    pg, studio = embedded_page
+    broken = tmp_path / "holiday.mp4"
+    data = sample_video.read_bytes()
+    broken.write_bytes(data[: len(data) // 3])
+    pg.click("button[role=tab]:has-text('Video to video')")
+    pg.set_input_files("#v2v-video input[type=file]", str(broken))
+    pg.fill("#v2v-prompt textarea", "a pink triangle")
+    pg.wait_for_function("() => document.querySelector('#v2v-prompt-note').innerText.includes('holiday.mp4:')",
+                         timeout=30_000)
+    note = pg.inner_text("#v2v-prompt-note")
+    assert "Read with" not in note and str(tmp_path) not in note  # the reason, not a server path
+    assert studio.gallery.list() == []
