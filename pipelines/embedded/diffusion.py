@@ -45,8 +45,10 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.T
 
 def fm_loss(velocity: Velocity, x0: torch.Tensor, generator: torch.Generator | None = None,
             shift: float = 1.0, src: torch.Tensor | None = None, edit: torch.Tensor | None = None,
-            edit_t: tuple[float, float] = (0.3, 0.9), p_uniform: float = 0.0) -> torch.Tensor:
-    """Mean squared error between predicted and true velocity at a random (shifted) t.
+            edit_t: tuple[float, float] = (0.3, 0.9), p_uniform: float = 0.0,
+            weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error between predicted and true velocity at a random (shifted) t; weight (broadcast
+    to x0, e.g. (B, 1, T, h, w)): a weighted mean instead, normalised by the weights' mean.
 
     src + edit (B,) bool: for the edit samples the path is SDEdit's: it starts from src noised to a
     strength t_e drawn from edit_t and runs straight to x0, so x_t = x0 + t * v with the constant
@@ -66,7 +68,9 @@ def fm_loss(velocity: Velocity, x0: torch.Tensor, generator: torch.Generator | N
         t = torch.where(edit, te * u, t)
     xt = x0 + per_sample(t, x0) * target
     v = velocity(xt, t)
-    return (v - target).pow(2).mean()
+    if weight is None:
+        return (v - target).pow(2).mean()
+    return (weight * (v - target).pow(2)).mean() / weight.expand_as(x0).mean()
 
 
 def timesteps(steps: int, t_start: float = 1.0, shift: float = 1.0) -> torch.Tensor:

@@ -304,14 +304,42 @@ def test_edit_paths_run_straight_from_the_noised_input_to_the_target():
     assert plain.item() < 1e-6
 
 
-def test_cache_and_dit_stages_train_on_edit_pairs(tmp_path):
-    """`--stage cache` stores each clip's edit partner; `--stage dit` with p_edit > 0 trains on them,
-    checkpoints and resumes."""
+def test_object_weight_weighs_the_cells_that_differ_from_the_plain_background():
+    from pipelines.embedded.training.denoiser import object_cells
+
+    bg = torch.zeros(4, 8, 4, 8, 8)
+    bg[2] = 3.0  # background code 2 has another latent
+    x0 = bg[torch.tensor([0, 2])].clone()
+    x0[0, :, 1, 2:4, 5] += 1.0  # an "object" in clip 0
+    cells = object_cells(x0, bg, torch.tensor([0, 2], dtype=torch.int8), 0.2)
+    assert cells.shape == (2, 1, 4, 8, 8)
+    assert cells[0, 0, 1, 2:4, 5].eq(1).all() and cells.sum() == 2  # clip 1 is its plain background: none
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(16, 8, 4, 8, 8, generator=g)
+    wrong = torch.zeros(1, 1, 4, 8, 8)
+    wrong[..., 0, 0] = 1.0  # a velocity wrong on one cell only
+
+    def off(xt, t):  # the exact velocity, plus an error on that cell
+        return (xt - x0) / t.view(-1, 1, 1, 1, 1) + wrong
+
+    ones = diffusion.fm_loss(off, x0, torch.Generator().manual_seed(1), weight=torch.ones(16, 1, 4, 8, 8))
+    assert ones.item() == pytest.approx(diffusion.fm_loss(off, x0, torch.Generator().manual_seed(1)).item())
+    on_cell = diffusion.fm_loss(off, x0, torch.Generator().manual_seed(1), weight=1 + 4 * wrong.expand(16, -1, -1, -1, -1))
+    elsewhere = diffusion.fm_loss(off, x0, torch.Generator().manual_seed(1), weight=1 + 4 * (1 - wrong).expand(16, -1, -1, -1, -1))
+    assert on_cell > ones > elsewhere  # a weighted mean: the error counts more where the weight is
+
+
+@pytest.mark.parametrize("object_weight", [0.0, 2.0])
+def test_cache_and_dit_stages_train_on_edit_pairs(tmp_path, object_weight):
+    """`--stage cache` stores each clip's edit partner; `--stage dit` with p_edit > 0 trains on them (with the
+    object's cells weighted or not), checkpoints and resumes."""
     from pipelines.embedded.training.common import save_atomic
     from pipelines.embedded.training.denoiser import build_cache, train_denoiser as train_dit
 
     cfg = dataclasses.replace(TrainConfig.shipped(), vae=TINY_VAE, cache_clips=6,
-                              denoiser={**TINY_DIT, "latent_size": 16}, denoiser_batch=4, p_edit=0.5, log_every=1)
+                              denoiser={**TINY_DIT, "latent_size": 16}, denoiser_batch=4, p_edit=0.5, log_every=1,
+                              denoiser_object_weight=object_weight)
     torch.manual_seed(0)
     save_atomic({"model": VideoAutoencoder(cfg.vae).state_dict(), "step": 1, "config": cfg.to_dict()},
                 tmp_path / "vae.pt")

@@ -65,6 +65,11 @@ class TrainConfig:
     # encoder's latent: the latents a sampled clip ends on are the denoiser's, not the encoder's
     decoder_on_denoised: float = 0.0
     decoder_denoised_t: tuple[float, float] = (0.02, 0.3)
+    # stage dit: extra loss weight on the latent cells that show the object (where the clip's latent differs from the
+    # latent of its plain background by more than denoiser_object_threshold on average over channels): the object
+    # covers ~16% of the cells, so an unweighted loss is mostly the uniform background's
+    denoiser_object_weight: float = 0.0
+    denoiser_object_threshold: float = 0.2
     # bookkeeping
     checkpoint_every_s: float = 180.0
     log_every: int = 20

@@ -59,6 +59,22 @@ def build_cache(cfg: TrainConfig, out: Path, device: str, batch: int = 64) -> No
     log(f"cache done: {N} clips and their edit partners, latent std {lat.float().std():.3f}")
 
 
+@torch.no_grad()
+def background_latents(vae) -> torch.Tensor:
+    """(backgrounds, C, T, h, w): the normalised latent of a clip of each world background alone, in
+    world.BACKGROUNDS order (a cache label's bg code indexes it)."""
+    wcfg = world.WorldConfig()
+    bgs = torch.tensor(list(world.BACKGROUNDS.values()), dtype=torch.uint8)
+    plain = bgs[:, None, None, None, :].expand(-1, wcfg.frames, wcfg.height, wcfg.width, 3)
+    return vae.encode(frames_to_model(plain.contiguous()).to(next(vae.parameters()).device)).float()
+
+
+def object_cells(x0: torch.Tensor, bg_latents: torch.Tensor, bg: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(B, 1, T, h, w) 1.0 on the latent cells of x0 that differ from the latent of the clip's plain background
+    (bg: (B,) codes) by more than threshold on average over channels: the object and the cells it bleeds into."""
+    return ((x0 - bg_latents[bg.long()]).abs().mean(1, keepdim=True) > threshold).float()
+
+
 def denoiser_dict(cfg: TrainConfig, vae: VAEConfig, tok: Tokenizer) -> dict:
     """The denoiser's config dict (as config.json stores it): cfg.denoiser's fields, filled in from the
     autoencoder (latent channels and grid) and the tokenizer (vocabulary size)."""
@@ -147,6 +163,10 @@ def train_denoiser(cfg: TrainConfig, out: Path, minutes: float, resume: bool, de
         save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
                      "dit_config": dcfg, "config": cfg.to_dict(), "vocab": tok.vocab}, ckpt_path)
 
+    bg_latents = None
+    if cfg.denoiser_object_weight > 0:
+        bg_latents = background_latents(load_vae(out, device))
+        log(f"object cells weighted {1 + cfg.denoiser_object_weight:g}x (threshold {cfg.denoiser_object_threshold})")
     B = cfg.denoiser_batch
     t_end, t_ck, t0, s0, ema_loss = time.time() + minutes * 60, time.time(), time.time(), step, None
     model.train()
@@ -175,9 +195,13 @@ def train_denoiser(cfg: TrainConfig, out: Path, minutes: float, resume: bool, de
                        min(1.0, (step - warm_from + 1) / cfg.denoiser_warmup))
         for pg in opt.param_groups:
             pg["lr"] = lr
+        weight = None
+        if bg_latents is not None:
+            weight = 1 + cfg.denoiser_object_weight * object_cells(x0, bg_latents, lab[:, 0].to(device),
+                                                                    cfg.denoiser_object_threshold)
         text = model.encode_text(ids)
         loss = fm_loss(lambda xt, t: model(xt, t, text, image, has_image), x0, g, cfg.t_shift, src, edit,
-                       tuple(cfg.edit_t), cfg.p_t_uniform)
+                       tuple(cfg.edit_t), cfg.p_t_uniform, weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
