@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from pipelines.contract import AXES, RequestError, SweepRequest, parse_axis
-from studio.facade import READ_WITH, NotAllowed, is_server_path
-from studio.media.limits import MediaError
+from studio.facade import READ_WITH, MediaError, NotAllowed, is_server_path
 from studio.ui.common import GridCell, axes_label, grid_html, model_choice, setting_props, signed_in, SETTINGS
 from studio.ui.refusals import is_upload, upload_folder
 from studio.ui.widgets import contact_sheet, format_eta, mask_from_editor, request_from_widgets
