@@ -211,11 +211,7 @@ class StudioFacade:
                                  "height": height, "model_id": model_id}).validate(entry.spec)
         except (UnknownModel, ModelLoadError):  # said where the model is picked
             return None
-        try:
-            media = self._media.preview(field, path, frames, width, height)
-        except OSError as e:  # gone or unreadable between the upload and now
-            raise MediaError(f"{field}: cannot read the upload ({e.strerror or e})") from e
-        return entry.prompt_read_as(mode, prompt or "", media)
+        return entry.prompt_read_as(mode, prompt or "", self._media.preview(field, path, frames, width, height))
 
     def missing(self, model_id: str) -> str | None:
         """None when the model can run here, else what is missing and how to get it."""

@@ -133,7 +133,11 @@ class MediaService:
         if field not in ("image", "video"):
             raise ValueError(f"no preview of a {field!r} input")
         size = check_upload(source, self.limits)
-        key = (field, str(source), size, source.stat().st_mtime_ns, frames, width, height)
+        try:
+            mtime = source.stat().st_mtime_ns
+        except OSError as e:  # gone since the check (the readers below say their own OSErrors as MediaError)
+            raise MediaError(f"{source.name}: cannot be read ({e.strerror or e})") from e
+        key = (field, str(source), size, mtime, frames, width, height)
         with self._previews_lock:
             if key in self._previews:
                 self._previews.move_to_end(key)
