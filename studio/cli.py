@@ -650,6 +650,23 @@ def exposure(settings) -> str | None:  # type: ignore[no-untyped-def]
     return None
 
 
+def _token_as_argument(argv: list[str]) -> list[str]:
+    """`share revoke -AbC.xyz`: a token made before ids avoided a leading `-` would read as an unknown option; put it
+    after `--` so argparse takes it as the token. Other commands' arguments are left as they are."""
+    if argv[:2] != ["share", "revoke"] or "--" in argv:
+        return argv
+    rest, tokens, skip = [], [], False
+    for arg in argv[2:]:
+        if skip or not arg.startswith("-") or arg in ("-h", "--help") or arg.startswith("--data-dir"):
+            rest.append(arg)
+            skip = arg == "--data-dir"
+        elif "." in arg:  # a token is `<id>.<signature>`; an option never has a dot
+            tokens.append(arg)
+        else:
+            rest.append(arg)
+    return argv[:2] + rest + (["--", *tokens] if tokens else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("train-embedded", "eval-embedded"):  # their own parsers read every flag, --help too
@@ -660,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.embedded.evaluate import main as eval_main
 
         return eval_main(argv[1:]) or 0
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_token_as_argument(argv))
     from studio.wiring import DataDirError, ExecutorUnavailable
 
     commands = {"loras": cmd_loras, "generate": cmd_generate, "serve": cmd_serve, "gallery": cmd_gallery, "recall": cmd_recall,

@@ -90,6 +90,15 @@ def parse_expiry(text: str | None) -> timedelta | None:
     return span
 
 
+def new_review_id() -> str:
+    """A random id for a new link that never begins with `-`, so its token reads as an argument on a command line
+    (`studio share revoke <token>`), not as an option. Links made before this keep working: ids are looked up, not parsed."""
+    while True:
+        review_id = secrets.token_urlsafe(16)
+        if not review_id.startswith("-"):
+            return review_id
+
+
 def sign(secret: bytes, review_id: str) -> str:
     digest = hmac.new(secret, _SIGNING + review_id.encode("ascii"), hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
@@ -212,7 +221,7 @@ class ReviewService:
                 if gallery.get(clip_id) is None:
                     raise ReviewError("clips", f"no clip {str(clip_id)[:40]!r}")
             review = ReviewRepository(session, self._clock).add(Review(
-                id=secrets.token_urlsafe(16), kind=kind, subject=subject, clip_ids=ids, author=author, created_at=now,
+                id=new_review_id(), kind=kind, subject=subject, clip_ids=ids, author=author, created_at=now,
                 expires_at=now + expires if expires is not None else None, comments_allowed=bool(comments)))
             return self._view(review)
 

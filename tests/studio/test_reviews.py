@@ -307,3 +307,29 @@ def test_cli_share_create_list_revoke_and_gallery_show(studio, capsys, monkeypat
                         (["share", "create"], "one of the arguments")):
         code, _, err = run(capsys, *argv, "--data-dir", data)
         assert code == 2 and words in err, err
+
+
+def test_a_token_that_begins_with_a_dash_is_revoked_from_the_command_line(studio, capsys, monkeypatch):
+    """URL-safe base64 starts 1 id in 64 with `-`: argparse took such a token for an option. New ids never start
+    so, and `share revoke` still takes the token of an older link that does (and one given after `--`)."""
+    drawn = iter(["-older0000000000000000", "-second000000000000000", "plain00000000000000000"])
+    monkeypatch.setattr("studio.reviews.secrets.token_urlsafe", lambda n: next(drawn))
+    from studio.reviews import new_review_id
+    assert new_review_id() == "plain00000000000000000"  # the two that begin with `-` were drawn again
+    monkeypatch.undo()
+
+    data = studio.settings.data_dir
+    clips = make(studio.facade, 2)
+    for review_id in ("-dashed000000000000000", "-another00000000000000"):
+        monkeypatch.setattr("studio.reviews.new_review_id", lambda rid=review_id: rid)
+        review = studio.facade.share("clip", [clips[0].id])
+        assert review.token.startswith("-") and len(review_id) == 22
+        argv = (["share", "revoke", review.token, "--data-dir", data] if review_id.startswith("-d")
+                else ["share", "revoke", "--data-dir", data, "--", review.token])
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        assert out.strip() == f"revoked {review.token}"
+        with pytest.raises(ReviewNotFound):
+            studio.facade.open_review(review.token)
+    code, _, err = run(capsys, "share", "revoke", "-x", "--data-dir", data)  # not a token: argparse still refuses it
+    assert code == 2 and "required: token" in err
