@@ -144,6 +144,10 @@ class EmbeddedBackend:
     # and motion 100% (from 79 / 88 / 94%), default steps unchanged. config.json's sampler.unguided_final_steps
     # overrides (measurements: MODEL_CARD.md, "Second round")
     unguided_final_steps: int = SAMPLER_FALLBACK["unguided_final_steps"]
+    # guided steps also move away from the prompt with its shape said as the confusable one ("square" ->
+    # "circle": diffusion.cfg_velocity's contrast, text.contrast_prompt); 0 turns it off. config.json's
+    # sampler.shape_contrast overrides (measurements: MODEL_CARD.md, "Session 11")
+    shape_contrast: float = SAMPLER_FALLBACK["shape_contrast"]
     inpaint_refine_steps: int = 4
     inpaint_refine_lr: float = 0.1
     # i2v and v2v: say in the prompt what the input already shows. The analyser (analysis.analyse) reads the
@@ -183,6 +187,7 @@ class EmbeddedBackend:
         self.solver = str(meta.get("sampler", {}).get("solver", SAMPLER_FALLBACK["solver"]))  # diffusion.SOLVERS
         self.cfg_interval = tuple(float(v) for v in meta.get("sampler", {}).get("cfg_interval", self.cfg_interval))
         self.unguided_final_steps = int(meta.get("sampler", {}).get("unguided_final_steps", self.unguided_final_steps))
+        self.shape_contrast = float(meta.get("sampler", {}).get("shape_contrast", self.shape_contrast))
         self.meta = meta
         self.spec = spec
         h = hashlib.sha256()
@@ -203,7 +208,8 @@ class EmbeddedBackend:
             "torch": torch.__version__,
             "sampler": f"flow-matching {self.solver}, shift {self.shift}"
                        + ("" if self.cfg_interval == (0.0, 1.0) else f", CFG for t in {list(self.cfg_interval)}")
-                       + (f", last {self.unguided_final_steps} step(s) unguided" if self.unguided_final_steps else ""),
+                       + (f", last {self.unguided_final_steps} step(s) unguided" if self.unguided_final_steps else "")
+                       + (f", shape contrast {self.shape_contrast}" if self.shape_contrast else ""),
             "dit_steps_trained": self.meta.get("training", {}).get("dit_steps"),
             # the prompt as the model was given it, when the last clip's input completed it (read_inputs)
             "prompt_read_as": getattr(self, "prompt_read_as", None),
@@ -299,6 +305,7 @@ class EmbeddedBackend:
         import torch
 
         from pipelines.embedded import diffusion
+        from pipelines.embedded.text import contrast_prompt
 
         # 1. check inputs
         self._check_inputs(request, media)
@@ -306,7 +313,9 @@ class EmbeddedBackend:
         k = self.vae.cfg.time_down
         # 2. encode the prompt: row 0 = prompt, row 1 = negative prompt (the empty prompt = unconditional)
         prompt = self._prompt_for(request, media)
-        ids = self.tokenizer.batch([prompt, request.negative_prompt or ""]).to(self.device)
+        contrast = contrast_prompt(prompt) if self.shape_contrast > 0 else None  # row 2, when the prompt names a shape
+        rows = [prompt, request.negative_prompt or ""] + ([contrast] if contrast is not None else [])
+        ids = self.tokenizer.batch(rows).to(self.device)
         ctx, ctx_mask, pooled = self.denoiser.encode_text(ids)
         # 3. conditioning latents per mode
         image = None
@@ -344,15 +353,17 @@ class EmbeddedBackend:
             on_step(request.steps, request.steps, None)
             return [self._composite(frames, media) if mode == "inpaint" else frames.copy() for _ in range(B)]
 
-        # 5. denoise, with classifier-free guidance: [prompt x B; negative x B] on the batch
+        # 5. denoise, with classifier-free guidance: [prompt x B; negative x B (; contrast x B)] on the batch
         scale = float(request.cfg_scale)
 
-        def model_fn(x, t, n):  # x: (n * B, ...), the prompt's rows first
-            text = tuple(a[:n].repeat_interleave(B, dim=0) for a in (ctx, ctx_mask, pooled))
-            img = None if image is None else image.expand(n * B, -1, -1, -1)
+        def model_fn(x, t, rows):  # x: (len(rows) * B, ...); rows index ctx: 0 prompt, 1 negative, 2 contrast
+            index = torch.tensor(rows, device=self.device).repeat_interleave(B)
+            text = tuple(a[index] for a in (ctx, ctx_mask, pooled))
+            img = None if image is None else image.expand(len(rows) * B, -1, -1, -1)
             return self.denoiser(x, t, text, img)
 
-        velocity = diffusion.cfg_velocity(model_fn, scale, self._guidance_interval(int(request.steps), strength, x_start))
+        velocity = diffusion.cfg_velocity(model_fn, scale, self._guidance_interval(int(request.steps), strength, x_start),
+                                          contrast=self.shape_contrast if contrast is not None else 0.0)
 
         def step_cb(i, total, x0):
             preview = None

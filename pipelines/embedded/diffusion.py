@@ -78,19 +78,27 @@ def timesteps(steps: int, t_start: float = 1.0, shift: float = 1.0) -> torch.Ten
     return shift_t(torch.linspace(t_start, 0.0, steps + 1), shift)
 
 
-def cfg_velocity(model_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], scale: float,
-                 interval: tuple[float, float] = (0.0, 1.0)) -> Velocity:
-    """Classifier-free guidance: model_fn(x_pair, t_pair, n) sees [cond; uncond] stacked on the batch.
+def cfg_velocity(model_fn: Callable[[torch.Tensor, torch.Tensor, tuple[int, ...]], torch.Tensor], scale: float,
+                 interval: tuple[float, float] = (0.0, 1.0), contrast: float = 0.0) -> Velocity:
+    """Classifier-free guidance. model_fn(x_rows, t_rows, rows) evaluates the denoiser under the conditions
+    `rows` (0: the prompt, 1: the negative prompt, 2: the contrast prompt), stacked on the batch in that order.
     interval (lo, hi): guide only while lo <= t <= hi (Kynkäänniemi et al. 2024), elsewhere the
-    prompt's branch alone (one network evaluation)."""
+    prompt's branch alone (one network evaluation).
+    contrast > 0: on the guided steps, also move away from the prompt with a confusable attribute said instead
+    (text.contrast_prompt): + contrast (vc - vx), a negative prompt aimed at what the model hedges towards,
+    where the empty prompt's average does not tell a square from a circle."""
 
     def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t0 = float(t.reshape(-1)[0])
-        if scale == 1.0 or not interval[0] <= t0 <= interval[1]:
-            return model_fn(x, t, 1)
-        out = model_fn(torch.cat([x, x]), torch.cat([t, t]), 2)
-        vc, vu = out.chunk(2)
-        return vu + scale * (vc - vu)
+        rows: tuple[int, ...] = (0,)  # CFG 1 or outside the interval: the prompt's branch alone
+        if scale != 1.0 and interval[0] <= t0 <= interval[1]:
+            rows = (0, 1, 2) if contrast != 0.0 else (0, 1)
+        vs = model_fn(torch.cat([x] * len(rows)), torch.cat([t] * len(rows)), rows).chunk(len(rows))
+        if len(rows) == 1:
+            return vs[0]
+        vc, vu = vs[0], vs[1]
+        guided = vu + scale * (vc - vu)
+        return guided + contrast * (vc - vs[2]) if len(rows) == 3 else guided
 
     return v
 

@@ -228,7 +228,8 @@ class EvalSize:
 def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps: int | None = None,
              solver: str | None = None, shift: float | None = None, sections: tuple[str, ...] | None = None,
              cfg_scale: float | None = None, cfg_interval: tuple[float, float] | None = None,
-             unguided_final_steps: int | None = None, read_inputs: bool = True) -> dict:
+             unguided_final_steps: int | None = None, read_inputs: bool = True,
+             shape_contrast: float | None = None) -> dict:
     """Every figure of the model card's evaluation. steps: the default step count (None: the spec's);
     solver / shift: override the weights' sampler (experiments); sections: a subset of
     ("speed", "recon", "t2v", "few", "modes", "partial", "diversity") (None: all); read_inputs False: i2v and
@@ -256,6 +257,8 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
         backend.cfg_interval = tuple(cfg_interval)
     if unguided_final_steps is not None:
         backend.unguided_final_steps = unguided_final_steps
+    if shape_contrast is not None:
+        backend.shape_contrast = shape_contrast
     if cfg_scale is not None:  # every request below leaves cfg_scale to the spec's default
         import dataclasses
 
@@ -495,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="lo,hi: guide only while lo <= t <= hi (experiments)")
     p.add_argument("--unguided-final-steps", type=int, default=None,
                    help="the last N sampling steps without guidance (default: the backend's)")
+    p.add_argument("--shape-contrast", type=float, default=None,
+                   help="override the sampler's shape-contrastive guidance scale (experiments; 0 = off)")
     p.add_argument("--sections", default=None,
                    help="comma-separated subset of speed,recon,t2v,few,modes,partial,diversity (default all)")
     p.add_argument("--no-read-inputs", action="store_true",
@@ -523,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = tuple(args.sections.split(",")) if args.sections else None
     results = run_eval(args.weights, size, steps=args.steps, solver=args.solver, shift=args.shift, sections=sections,
                        cfg_scale=args.cfg, cfg_interval=args.cfg_interval,
-                       unguided_final_steps=args.unguided_final_steps, read_inputs=not args.no_read_inputs)
+                       unguided_final_steps=args.unguided_final_steps, read_inputs=not args.no_read_inputs,
+                       shape_contrast=args.shape_contrast)
     results["eval_size"] = dataclasses.asdict(size)
     if args.json:
         import json

@@ -140,20 +140,48 @@ def _phrases() -> tuple[tuple[tuple[str, ...], str, str], ...]:
     return tuple(sorted(set(out), key=lambda p: -len(p[0])))
 
 
-def named_labels(text: str) -> dict[str, str]:
-    """The world's attributes a prompt names, by the grammar's words and their aliases: {"obj": "green",
-    "motion": "left", ...}; an attribute named twice keeps its first mention."""
-    words = _norm(split_words(text or ""))
+def _named_spans(words: tuple[str, ...]) -> list[tuple[int, int, str, str]]:
+    """(start, end, attribute, value) of every grammar phrase in the normalised words, longest phrase first,
+    no word in two phrases."""
     taken = [False] * len(words)
-    found: dict[str, tuple[int, str]] = {}
+    spans = []
     for phrase, key, value in _phrases():
         n = len(phrase)
         for i in range(len(words) - n + 1):
             if words[i:i + n] == phrase and not any(taken[i:i + n]):
                 taken[i:i + n] = [True] * n
-                if key not in found or i < found[key][0]:
-                    found[key] = (i, value)
+                spans.append((i, i + n, key, value))
+    return spans
+
+
+def named_labels(text: str) -> dict[str, str]:
+    """The world's attributes a prompt names, by the grammar's words and their aliases: {"obj": "green",
+    "motion": "left", ...}; an attribute named twice keeps its first mention."""
+    found: dict[str, tuple[int, str]] = {}
+    for i, _, key, value in _named_spans(_norm(split_words(text or ""))):
+        if key not in found or i < found[key][0]:
+            found[key] = (i, value)
     return {key: value for key, (_, value) in found.items()}
+
+
+# the shape a small model hedges a named shape towards: squares and circles meet in a squircle, a triangle's
+# corners blunt into a round blob (MODEL_CARD.md, "Session 11")
+CONFUSABLE_SHAPE = {"square": "circle", "circle": "square", "triangle": "circle"}
+
+
+def contrast_prompt(text: str) -> str | None:
+    """The prompt with its shape said as the shape the model confuses it with ("a small khaki square ..." ->
+    "a small khaki circle ..."), for shape-contrastive guidance; None when the prompt names no shape. Every
+    mention of the shape is swapped; the other words are kept as they are (lower case, punctuation dropped)."""
+    raw = split_words(text or "")
+    spans = [s for s in _named_spans(_norm(raw)) if s[2] == "shape"]
+    if not spans:
+        return None
+    out, at = [], 0
+    for start, end, _, value in sorted(spans):
+        out += [*raw[at:start], CONFUSABLE_SHAPE[value]]
+        at = end
+    return " ".join(out + raw[at:])
 
 
 def complete_prompt(prompt: str, seen: dict[str, "str | None"]) -> str | None:

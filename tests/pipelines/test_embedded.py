@@ -456,8 +456,8 @@ def test_t2v_shape_determinism_progress_and_previews(backend):
     assert not np.array_equal(out, other)
     # the negative prompt is the guidance's other branch: guide every step and look at what the denoiser
     # predicts (the tiny random nets' text path moves the frames by less than a level of 255 on some CPUs)
-    saved = backend.cfg_interval, backend.unguided_final_steps
-    backend.cfg_interval, backend.unguided_final_steps = (0.0, 1.0), 0
+    saved = backend.cfg_interval, backend.unguided_final_steps, backend.shape_contrast
+    backend.cfg_interval, backend.unguided_final_steps, backend.shape_contrast = (0.0, 1.0), 0, 0.0  # two rows
     predicted: list[list] = [[]]  # per run, the denoiser's output at every step
     hook = backend.denoiser.register_forward_hook(lambda m, i, o: predicted[-1].append(o.detach().clone()))
     try:
@@ -466,7 +466,7 @@ def test_t2v_shape_determinism_progress_and_previews(backend):
         run(backend, TextToVideoRequest(prompt="a red circle moving left", negative_prompt="blue", steps=8))
     finally:
         hook.remove()
-        backend.cfg_interval, backend.unguided_final_steps = saved
+        backend.cfg_interval, backend.unguided_final_steps, backend.shape_contrast = saved
     pos, neg = predicted
     assert len(pos) == len(neg) == 8 and all(p.shape[0] == 2 for p in pos)  # prompt and negative rows, each step
     assert torch.equal(pos[0][0], neg[0][0])  # the prompt's row is the same: only the other branch differs
@@ -923,14 +923,21 @@ def test_solvers_are_deterministic_exact_on_straight_paths_and_second_order_ones
 def test_interval_guidance_evaluates_the_prompt_alone_outside_its_interval():
     calls = []
 
-    def model_fn(x, t, n):
-        calls.append(n)
-        return torch.cat([torch.ones_like(x[: x.shape[0] // n]), torch.zeros_like(x[: x.shape[0] // n])][:n])
+    def model_fn(x, t, rows):
+        calls.append(rows)
+        n = x.shape[0] // len(rows)
+        return torch.cat([torch.full_like(x[:n], {0: 1.0, 1: 0.0, 2: 3.0}[r]) for r in rows])
 
     v = diffusion.cfg_velocity(model_fn, 5.0, (0.2, 1.0))
     x = torch.zeros(2, 3)
-    assert torch.equal(v(x, torch.full((2,), 0.5)), torch.full((2, 3), 5.0)) and calls == [2]  # guided: 0 + 5 (1 - 0)
-    assert torch.equal(v(x, torch.full((2,), 0.1)), torch.ones(2, 3)) and calls == [2, 1]  # the prompt's branch only
+    assert torch.equal(v(x, torch.full((2,), 0.5)), torch.full((2, 3), 5.0)) and calls == [(0, 1)]  # 0 + 5 (1 - 0)
+    assert torch.equal(v(x, torch.full((2,), 0.1)), torch.ones(2, 3)) and calls == [(0, 1), (0,)]  # the prompt alone
+    calls.clear()  # the contrast branch (2) pushes away from it: 5 + 2 (1 - 3) = 1, on the guided steps only
+    v = diffusion.cfg_velocity(model_fn, 5.0, (0.2, 1.0), contrast=2.0)
+    assert torch.equal(v(x, torch.full((2,), 0.5)), torch.full((2, 3), 1.0)) and calls == [(0, 1, 2)]
+    assert torch.equal(v(x, torch.full((2,), 0.1)), torch.ones(2, 3)) and calls[-1] == (0,)
+    v = diffusion.cfg_velocity(model_fn, 1.0, (0.2, 1.0), contrast=2.0)  # CFG 1 guides nothing, the contrast neither
+    assert torch.equal(v(x, torch.full((2,), 0.5)), torch.ones(2, 3)) and calls[-1] == (0,)
 
 
 def test_guidance_skips_the_noisiest_steps_and_the_last_by_default_and_the_manifest_says_so(tiny_weights):
@@ -949,14 +956,14 @@ def test_guidance_skips_the_noisiest_steps_and_the_last_by_default_and_the_manif
 
 def test_a_config_without_a_sampler_samples_as_version_5_1(tiny_weights, tmp_path):
     """config.json files written before export recorded the sampler keep their sampler: euler, guidance for
-    t <= 0.7, the last step unguided, whatever the exporter's SAMPLER becomes."""
+    t <= 0.7, the last step unguided, no shape contrast, whatever the exporter's SAMPLER becomes."""
     old = tmp_path / "old"
     shutil.copytree(tiny_weights, old)
     meta = json.loads((old / "config.json").read_text())
     meta.pop("sampler")
     (old / "config.json").write_text(json.dumps(meta))
     b = EmbeddedBackend(old)
-    assert (b.solver, b.cfg_interval, b.unguided_final_steps, b.shift) == ("euler", (0.0, 0.7), 1, 1.0)
+    assert (b.solver, b.cfg_interval, b.unguided_final_steps, b.shift, b.shape_contrast) == ("euler", (0.0, 0.7), 1, 1.0, 0.0)
 
 
 @pytest.mark.parametrize("prompt, named", [
@@ -974,6 +981,40 @@ def test_named_labels_reads_what_a_prompt_says(prompt, named):
     from pipelines.embedded.text import named_labels
 
     assert named_labels(prompt) == named
+
+
+@pytest.mark.parametrize("prompt, contrast", [
+    ("a small khaki square drifting up over sand", "a small khaki circle drifting up over sand"),
+    ("Ruby-colored CUBE lifting off!", "ruby colored circle lifting off"),  # a held-out synonym, through the aliases
+    ("a round shape on black", "a square on black"),
+    ("on beige, a white triangle that stays put", "on beige a white circle that stays put"),
+    ("a trigon, then a box", "a circle then a circle"),  # every mention
+    ("moves left", None), ("a cat playing piano", None), ("", None),
+])
+def test_contrast_prompt_says_the_shape_the_model_hedges_towards(prompt, contrast):
+    from pipelines.embedded.text import contrast_prompt
+
+    assert contrast_prompt(prompt) == contrast
+
+
+def test_shape_contrast_adds_a_branch_only_for_a_prompt_that_names_a_shape(tiny_weights):
+    """The denoiser sees [prompt; negative; contrast] on guided steps when the prompt names a shape, [prompt;
+    negative] otherwise; off (shape_contrast 0), never."""
+    b = EmbeddedBackend(tiny_weights)
+    b.shape_contrast = 2.0
+    batches, forward = [], b.denoiser.forward
+    b.denoiser.forward = lambda x, *a, **k: (batches.append(x.shape[0]), forward(x, *a, **k))[1]
+    shaped = TextToVideoRequest(prompt="a red square moving left on black", steps=4).resolve(b.spec, 3)
+    b.generate(shaped, MediaInputs(), torch.Generator().manual_seed(3), lambda *a: None, lambda: False)
+    assert 3 in batches and "shape contrast 2.0" in b.manifest()["sampler"]
+    batches.clear()
+    b.generate(TextToVideoRequest(prompt="something red moving left", steps=4).resolve(b.spec, 3), MediaInputs(),
+               torch.Generator().manual_seed(3), lambda *a: None, lambda: False)
+    assert 3 not in batches and 2 in batches
+    b.shape_contrast = 0.0
+    batches.clear()
+    b.generate(shaped, MediaInputs(), torch.Generator().manual_seed(3), lambda *a: None, lambda: False)
+    assert 3 not in batches and "shape contrast" not in b.manifest()["sampler"]
 
 
 def test_complete_prompt_says_what_the_input_shows_and_the_prompt_wins():
