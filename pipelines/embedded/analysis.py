@@ -75,7 +75,8 @@ def analyse(clip: np.ndarray) -> Analysis:
         idx.append(f)
         track[f] = cents[-1]
     fill = float(np.median(fills)) if fills else 0.0
-    shape = "square" if fill > 0.88 else "circle" if fill > 0.64 else "triangle"
+    # no frame shows an object (only a faint smudge passed the core test): no shape, not a "triangle" of fill 0
+    shape = None if not fills else "square" if fill > 0.88 else "circle" if fill > 0.64 else "triangle"
     motion, disp, start = None, (0.0, 0.0), (float("nan"), float("nan"))
     if len(cents) >= 2:
         c = np.array(cents)

@@ -94,6 +94,10 @@ def test_analyser_scores_ground_truth_clips_perfectly():
     teleport = clips[0].copy()
     teleport[8:] = np.roll(teleport[8:], 20, axis=2)  # the object (and all) moves 20 px at frame 8
     assert jump(analyse(teleport).track) > 15
+    smudge = np.full_like(clips[0], 120)  # a gray clip with a faint blotch in every frame, no object in any
+    smudge[:, 30:34, 30:34] = 140
+    a = analyse(smudge)
+    assert a.fill == 0.0 and a.shape is None  # not scored as a triangle (fill 0 used to read as one)
 
 
 def test_copy_measures_count_close_pairs_and_world_clips_are_the_reference():
