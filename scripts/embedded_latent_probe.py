@@ -37,20 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     vae = EmbeddedBackend(args.weights).vae
 
     def chunks(n: int, seed: int):
-        """(n * T, C, h, w) latents of each chunk, with the clip's shape index for each."""
+        """(n * T, C, h, w) latents of each chunk, with the clip's shape index for each (and its colour and
+        background indices, for the breakdown)."""
         g = torch.Generator().manual_seed(seed)
-        zs, ys = [], []
+        zs, ys, looks = [], [], []
         for _ in range(0, n, 64):
             b = world.sample_batch(64, g)
             with torch.no_grad():
                 z = vae.encode(frames_to_model(world.to_uint8(world.render(b))))  # (64, C, T, h, w)
             zs.append(z.permute(0, 2, 1, 3, 4).flatten(0, 1))
             ys.append(b.shape.repeat_interleave(z.shape[2]))
-        return torch.cat(zs), torch.cat(ys)
+            looks.append(torch.stack([b.obj, b.bg], 1).repeat_interleave(z.shape[2], dim=0))
+        return torch.cat(zs), torch.cat(ys), torch.cat(looks)
 
     t0 = time.time()
-    x_tr, y_tr = chunks(args.clips, 1)
-    x_te, y_te = chunks(args.held_out, 2)
+    x_tr, y_tr, _ = chunks(args.clips, 1)
+    x_te, y_te, look_te = chunks(args.held_out, 2)
     C = x_tr.shape[1]
     net = torch.nn.Sequential(
         torch.nn.Conv2d(C, 64, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.GELU(),
@@ -71,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         best = max(best, acc)
         print(f"epoch {epoch + 1}: held-out shape accuracy per chunk {acc:.1%} ({time.time() - t0:.0f} s)", flush=True)
     print(f"best held-out accuracy {best:.1%} on {len(x_te)} chunks of {args.held_out} clips")
+    # where the last epoch's probe misses: squares by colour and by background (the shapes the model rounds most)
+    with torch.no_grad():
+        right = net(x_te).argmax(1) == y_te
+    square = y_te == world.SHAPES.index("square")
+    for col, names in ((0, world.OBJ_NAMES), (1, world.BG_NAMES)):
+        parts = [f"{name} {right[square & (look_te[:, col] == i)].float().mean().item():.0%}"
+                 for i, name in enumerate(names) if (square & (look_te[:, col] == i)).any()]
+        print(f"squares told right per chunk, by {'colour' if col == 0 else 'background'}: " + ", ".join(parts))
     return 0
 
 
