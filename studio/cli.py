@@ -655,15 +655,11 @@ def _token_as_argument(argv: list[str]) -> list[str]:
     after `--` so argparse takes it as the token. Other commands' arguments are left as they are."""
     if argv[:2] != ["share", "revoke"] or "--" in argv:
         return argv
-    rest, tokens, skip = [], [], False
-    for arg in argv[2:]:
-        if skip or not arg.startswith("-") or arg in ("-h", "--help") or arg.startswith("--data-dir"):
-            rest.append(arg)
-            skip = arg == "--data-dir"
-        elif "." in arg:  # a token is `<id>.<signature>`; an option never has a dot
-            tokens.append(arg)
-        else:
-            rest.append(arg)
+    rest, tokens, after_data_dir = [], [], False
+    for arg in argv[2:]:  # a token is `<id>.<signature>`; no option has a dot (--data-dir's value may)
+        is_token = not after_data_dir and arg.startswith("-") and "." in arg and not arg.startswith("--data-dir")
+        (tokens if is_token else rest).append(arg)
+        after_data_dir = arg == "--data-dir"
     return argv[:2] + rest + (["--", *tokens] if tokens else [])
 
 
