@@ -74,7 +74,7 @@ class GenerationRequest:
         if self.profile is None and spec.profiles:
             changes["profile"] = spec.profiles[0]
         if "strength" in {f.name for f in dataclasses.fields(self)} and getattr(self, "strength") is None:
-            changes["strength"] = 1.0 if self.mode == "inpaint" else d.strength
+            changes["strength"] = d.strength_for(self.mode)
         return dataclasses.replace(self, **changes)
 
     def validate(self, spec: ModelSpec) -> None:

@@ -25,7 +25,14 @@ class ModelDefaults:
     fps: int
     width: int
     height: int
-    strength: float = 0.6  # v2v default; inpaint uses 1.0 unless told
+    strength: float = 0.6  # v2v default
+    # inpaint default: 1 starts the masked region from noise; below 1 from the input noised to that t, so
+    # that what the mask covers (where and how large the object is, how it moves) seeds the new content
+    inpaint_strength: float = 1.0
+
+    def strength_for(self, mode: str) -> float:
+        """The strength a v2v or inpaint request gets when it gives none."""
+        return self.inpaint_strength if mode == "inpaint" else self.strength
 
 
 @dataclass(frozen=True)

@@ -326,7 +326,7 @@ class DiffusersBackend:
             else:
                 strength = getattr(request, "strength", None)
                 if strength is None:
-                    strength = 1.0 if mode == "inpaint" else self.spec.defaults.strength
+                    strength = self.spec.defaults.strength_for(mode)
                 x0 = self._encode(pipe, video) if family.v2v_from_latents or mode == "inpaint" else None
                 if {"strength", "denoise_strength"} & params:  # else a t2v pipeline: from noise, strength 1
                     batched = x0.expand(n, *x0.shape[1:]) if x0 is not None and n > 1 else x0  # one per seed

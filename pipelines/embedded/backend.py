@@ -47,7 +47,11 @@ EMBEDDED_SPEC = ModelSpec(
     label="Embedded shapes (CPU, 64x64)",
     family="embedded",
     modes=MODES,
-    defaults=ModelDefaults(steps=20, cfg_scale=5.0, frames=16, fps=8, width=64, height=64, strength=0.6),
+    # inpaint starts from the input noised to t = 0.75: from pure noise (1.0) the model places and sizes the
+    # object at random, and what falls outside the mask is erased, so an object in a tight mask comes out small
+    # or not at all (MODEL_CARD.md, "Session 12")
+    defaults=ModelDefaults(steps=20, cfg_scale=5.0, frames=16, fps=8, width=64, height=64, strength=0.6,
+                           inpaint_strength=0.75),
     limits=ModelLimits(
         steps=Range(1, 100),
         cfg_scale=Range(0.0, 20.0),
@@ -334,7 +338,7 @@ class EmbeddedBackend:
             src_px = self._pixels(media.video)
             src = self.vae.encode(src_px)  # (1, C, T, h, w)
             s = getattr(request, "strength", None)
-            strength = float(s if s is not None else (1.0 if mode == "inpaint" else self.spec.defaults.strength))
+            strength = float(s if s is not None else self.spec.defaults.strength_for(mode))
             x_start = src
             if mode == "inpaint":
                 mask_px = torch.from_numpy(np.asarray(media.mask, dtype=np.float32)).to(self.device)  # (F, H, W)

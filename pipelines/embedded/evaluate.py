@@ -218,6 +218,7 @@ class EvalSize:
     prompts: int = 40  # label sets with paraphrased t2v prompts
     modes: int = 20  # clips per i2v / inpaint / v2v check (full prompts)
     partial: int = 36  # clips per i2v-partial / v2v-change-only check (plus the issue's examples)
+    inpaint: int = 60  # clips per inpaint-redraw check (the object's whole path masked)
     diversity_prompts: int = 6  # of DIVERSITY_PROMPTS
     diversity_seeds: int = 32  # per prompt for the spread (the first 8 for near-copies)
     few_steps: int = 8
@@ -232,7 +233,7 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
              shape_contrast: float | None = None) -> dict:
     """Every figure of the model card's evaluation. steps: the default step count (None: the spec's);
     solver / shift: override the weights' sampler (experiments); sections: a subset of
-    ("speed", "recon", "t2v", "few", "modes", "partial", "diversity") (None: all); read_inputs False: i2v and
+    ("speed", "recon", "t2v", "few", "modes", "partial", "inpaint", "diversity") (None: all); read_inputs False: i2v and
     v2v prompts as typed, without what the input shows (the model alone)."""
     import torch
 
@@ -240,7 +241,7 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
     from pipelines.contract import (ImageToVideoRequest, InpaintRequest, MediaInputs, TextToVideoRequest,
                                     VideoToVideoRequest)
 
-    want = set(sections or ("speed", "recon", "t2v", "few", "modes", "partial", "diversity"))
+    want = set(sections or ("speed", "recon", "t2v", "few", "modes", "partial", "inpaint", "diversity"))
     results: dict = {}
     # speed first, while the process is small
     t = time.perf_counter()
@@ -422,6 +423,33 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
         log(f"v2v strength 0.6, change-only prompts ({len(cases)} clips): " + _fmt(results["v2v_change_only"]))
         log("  examples: " + "; ".join(examples))
 
+    if "inpaint" in want:
+        # inpaint over the object's whole path (its bounding box over the clip, grown by 4 px), at the model's default
+        # strength: the prompt describes the clip, or the clip with another shape, or another colour; and the first
+        # kind from pure noise (strength 1) for comparison. Right = all four attributes as the prompt says.
+        clips, labels = groundtruth_clips(size.inpaint, seed=654)
+        rng = random.Random(4)
+        default = backend.spec.defaults.inpaint_strength
+        kinds = (("describes the clip", None, default), ("another shape", "shape", default),
+                 ("another colour", "obj", default), ("describes the clip, from noise", None, 1.0))
+        results["inpaint_redraw"] = {"default_strength": default, "clips": size.inpaint}
+        for name, key, strength in kinds:
+            pairs = []
+            for i in range(size.inpaint):
+                lab = dict(labels[i])
+                if key is not None:
+                    names = world.SHAPES if key == "shape" else world.OBJ_NAMES
+                    lab[key] = rng.choice([v for v in names if v != lab[key]])
+                out = _gen(backend, InpaintRequest(prompt=world.caption(lab, rng, "eval"), video="-", mask="-",
+                                                   steps=steps, strength=strength),
+                           MediaInputs(video=clips[i], mask=object_mask(clips[i], labels[i])), seed=i)
+                pairs.append((lab, analyse(out)))
+            sc = score(pairs)
+            sc["all"] = float(np.mean([a.labels() == lab for lab, a in pairs]))
+            results["inpaint_redraw"][name] = sc
+            log(f"inpaint, the object's path masked, strength {strength:g}, the prompt {name} ({len(pairs)} clips): "
+                + _fmt(sc))
+
     if "diversity" in want:
         hits = pairs_n = geo_hits = w_mad = w_geo = w_pairs = 0
         dist, floor, per_prompt = [], [], {}
@@ -485,11 +513,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", type=int, default=None, help="clips per i2v / inpaint / v2v check (default 20)")
     p.add_argument("--partial", type=int, default=None,
                    help="clips per i2v-partial / v2v-change-only check, plus the issue's examples (default 36)")
+    p.add_argument("--inpaint", type=int, default=None, help="clips per inpaint-redraw check (default 60)")
     p.add_argument("--diversity-prompts", type=int, default=None, help=f"of {len(DIVERSITY_PROMPTS)} (default all)")
     p.add_argument("--diversity-seeds", type=int, default=None, help="seeds per diversity prompt (default 32)")
     p.add_argument("--few-steps", type=int, default=8, help="the few-step t2v check's step count")
     p.add_argument("--quick", action="store_true",
-                   help="small sizes (10 prompts x 1 seed, 8 modes, 12 partial, 3 diversity prompts x 16 seeds, 48 clips through the autoencoder)")
+                   help="small sizes (10 prompts x 1 seed, 8 modes, 12 partial, 12 inpaint, 3 diversity prompts x 16 seeds, 48 clips through the autoencoder)")
     p.add_argument("--steps", type=int, default=None, help="default step count to evaluate (default: the spec's)")
     p.add_argument("--solver", default=None, help="override the sampler's solver (experiments)")
     p.add_argument("--shift", type=float, default=None, help="override the sampler's timestep shift (experiments)")
@@ -501,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape-contrast", type=float, default=None,
                    help="override the sampler's shape-contrastive guidance scale (experiments; 0 = off)")
     p.add_argument("--sections", default=None,
-                   help="comma-separated subset of speed,recon,t2v,few,modes,partial,diversity (default all)")
+                   help="comma-separated subset of speed,recon,t2v,few,modes,partial,inpaint,diversity (default all)")
     p.add_argument("--no-read-inputs", action="store_true",
                    help="i2v and v2v prompts as typed, without what the input shows: the model alone")
     p.add_argument("--threads", type=int, default=1)
@@ -516,10 +545,10 @@ def main(argv: list[str] | None = None) -> int:
         s = score([(lab, analyse(c)) for c, lab in zip(clips, labels)])
         print("analyser on 500 ground-truth clips: " + _fmt(s))
         return 0
-    base = (EvalSize(seeds=1, prompts=10, modes=8, partial=12, diversity_prompts=3, diversity_seeds=16, recon=48,
+    base = (EvalSize(seeds=1, prompts=10, modes=8, partial=12, inpaint=12, diversity_prompts=3, diversity_seeds=16, recon=48,
                       world_draws=10)
             if args.quick else EvalSize())
-    given = {"seeds": args.seeds, "prompts": args.prompts, "modes": args.modes, "partial": args.partial,
+    given = {"seeds": args.seeds, "prompts": args.prompts, "modes": args.modes, "partial": args.partial, "inpaint": args.inpaint,
              "diversity_prompts": args.diversity_prompts, "diversity_seeds": args.diversity_seeds,
              "few_steps": args.few_steps}
     import dataclasses

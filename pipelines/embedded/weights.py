@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WEIGHTS_VERSION = "5.4"  # export writes it into config.json; bump it when shipping new weights or a sampler
+WEIGHTS_VERSION = "5.5"  # export writes it into config.json; bump it when shipping new weights or a sampler
 # that changes what a seed gives (5.1: the weights of 5 with guidance only for t <= 0.7 and an unguided last step;
 # 5.2: the same weights, i2v and v2v prompts completed from the input, backend.read_inputs;
 # 5.3: 5.2's encoder and denoiser with the decoder continued on an outline-weighted loss, training/decoder_53.json;
-# 5.4: 5.3's tensors with shape-contrastive guidance, sampler.shape_contrast)
+# 5.4: 5.3's tensors with shape-contrastive guidance, sampler.shape_contrast;
+# 5.5: 5.4's tensors and sampler, inpaint by default from the input noised to t = 0.75 (backend.EMBEDDED_SPEC))
 # The sampler export writes into config.json (with the training's timestep shift): guidance only for
 # t <= 0.7, the last step unguided (MODEL_CARD.md, "Second round"), and on the guided steps a push away from the
 # prompt with its shape said as the confusable one, scale 2 (MODEL_CARD.md, "Session 11"). Change it for new weights only.

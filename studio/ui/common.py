@@ -6,6 +6,7 @@ import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pipelines.contract import ModelDefaults
 from studio.ui.security import media_url
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ def setting_props(spec: "ModelSpec | None", mode: str) -> dict[str, dict]:
     """Per settings widget, what a model gives it (value, hints): used to build the widgets and to
     update them when the model changes, so the two cannot drift apart. Values are not clamped by the
     widgets: an out-of-range value reaches validation, which names it."""
-    strength = 1.0 if mode == "inpaint" else (spec.defaults.strength if spec else 0.6)
+    defaults = spec.defaults if spec else ModelDefaults  # no model: the class's own defaults
+    strength = ModelDefaults.strength_for(defaults, mode)
     if spec is None:
         return {"steps": dict(value=20, info=None), "cfg_scale": dict(value=5.0, minimum=0, maximum=20),
                 **{n: dict(value=None, info=None) for n in ("frames", "fps", "width", "height")},

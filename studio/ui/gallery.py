@@ -643,7 +643,7 @@ def build_gallery(studio: "StudioFacade", tabs: dict[str, ModeTab], tabs_contain
                 request = studio.absolute_inputs(studio.from_clip(request, clip_id, pick))
                 if hasattr(request, "strength"):
                     spec = studio.spec(request.model_id)
-                    request = dataclasses.replace(request, strength=1.0 if mode == "inpaint" else spec.defaults.strength)
+                    request = dataclasses.replace(request, strength=spec.defaults.strength_for(mode))
             except (RequestError, KeyError) as e:
                 raise gr.Error(str(e))
             if mode == "inpaint":

@@ -65,8 +65,18 @@ def test_media_and_strength_are_checked():
 
 
 def test_strength_defaults_per_mode():
+    import dataclasses
+
+    from studio.ui.common import setting_props
+
     assert resolved(VideoToVideoRequest(prompt="x", video="v.mp4")).strength == 0.6
     assert resolved(InpaintRequest(prompt="x", video="v.mp4", mask="m.png")).strength == 1.0
+    # a model may start inpainting from the input (the embedded model does, at 0.75); a given strength wins
+    spec = dataclasses.replace(TEST_SPEC, defaults=dataclasses.replace(TEST_SPEC.defaults, inpaint_strength=0.8))
+    assert InpaintRequest(prompt="x", video="v.mp4", mask="m.png").resolve(spec, 1).strength == 0.8
+    assert InpaintRequest(prompt="x", video="v.mp4", mask="m.png", strength=1.0).resolve(spec, 1).strength == 1.0
+    assert VideoToVideoRequest(prompt="x", video="v.mp4").resolve(spec, 1).strength == 0.6
+    assert setting_props(spec, "inpaint")["strength"]["value"] == 0.8
 
 
 def test_mode_the_model_cannot_do_is_refused():
