@@ -364,8 +364,8 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
         results["v2v_motion_kept"] = float(np.mean(v2v_mot))
         log(f"i2v ({n_modes} clips, full prompts): first-frame PSNR {results['i2v_first_frame_psnr']:.1f} dB, "
             f"jump {results['i2v_jump_px']:.1f} px (largest centroid step over the median), " + _fmt(results["i2v"]))
-        log(f"inpaint ({n_modes} clips): outside-mask PSNR {results['inpaint_outside_psnr']:.1f} dB; "
-            f"object's whole path masked: " + _fmt(results["inpaint_object"]))
+        log(f"inpaint ({n_modes} clips, strength {backend.spec.defaults.inpaint_strength:g}): outside-mask PSNR "
+            f"{results['inpaint_outside_psnr']:.1f} dB; object's whole path masked: " + _fmt(results["inpaint_object"]))
         log(f"v2v strength 0.6 ({n_modes} clips, full prompts): new colour {results['v2v_new_colour']:.0%}, "
             f"motion kept {results['v2v_motion_kept']:.0%}")
 
@@ -428,12 +428,12 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
         # strength: the prompt describes the clip, or the clip with another shape, or another colour; and the first
         # kind from pure noise (strength 1) for comparison. Right = all four attributes as the prompt says.
         clips, labels = groundtruth_clips(size.inpaint, seed=654)
-        rng = random.Random(4)
         default = backend.spec.defaults.inpaint_strength
         kinds = (("describes the clip", None, default), ("another shape", "shape", default),
                  ("another colour", "obj", default), ("describes the clip, from noise", None, 1.0))
         results["inpaint_redraw"] = {"default_strength": default, "clips": size.inpaint}
         for name, key, strength in kinds:
+            rng = random.Random(4)  # afresh per kind: the clip described at two strengths in the same words
             pairs = []
             for i in range(size.inpaint):
                 lab = dict(labels[i])

@@ -54,8 +54,10 @@ def setting_props(spec: "ModelSpec | None", mode: str) -> dict[str, dict]:
     """Per settings widget, what a model gives it (value, hints): used to build the widgets and to
     update them when the model changes, so the two cannot drift apart. Values are not clamped by the
     widgets: an out-of-range value reaches validation, which names it."""
-    defaults = spec.defaults if spec else ModelDefaults  # no model: the class's own defaults
-    strength = ModelDefaults.strength_for(defaults, mode)
+    if spec is not None:
+        strength = spec.defaults.strength_for(mode)
+    else:  # no model: the field defaults
+        strength = ModelDefaults.inpaint_strength if mode == "inpaint" else ModelDefaults.strength
     if spec is None:
         return {"steps": dict(value=20, info=None), "cfg_scale": dict(value=5.0, minimum=0, maximum=20),
                 **{n: dict(value=None, info=None) for n in ("frames", "fps", "width", "height")},

@@ -77,6 +77,8 @@ def test_strength_defaults_per_mode():
     assert InpaintRequest(prompt="x", video="v.mp4", mask="m.png", strength=1.0).resolve(spec, 1).strength == 1.0
     assert VideoToVideoRequest(prompt="x", video="v.mp4").resolve(spec, 1).strength == 0.6
     assert setting_props(spec, "inpaint")["strength"]["value"] == 0.8
+    assert setting_props(None, "inpaint")["strength"]["value"] == 1.0  # no model registered
+    assert setting_props(None, "v2v")["strength"]["value"] == 0.6
 
 
 def test_mode_the_model_cannot_do_is_refused():
