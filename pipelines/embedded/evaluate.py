@@ -95,8 +95,7 @@ def geometry(analyses: list[Analysis]) -> np.ndarray:
 
 def _world_clips(labels: dict, n: int, g) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
     """n world clips (uint8) with the attributes `labels` names fixed, the others drawn as in training."""
-    fixed = {"bg": world.BG_NAMES, "obj": world.OBJ_NAMES, "shape": world.SHAPES, "motion": world.MOTIONS}
-    b = world.sample_batch(n, g, **{k: names.index(labels[k]) for k, names in fixed.items() if k in labels})
+    b = world.sample_batch(n, g, **{k: names.index(labels[k]) for k, names in world.VALUES.items() if k in labels})
     return list(world.to_uint8(world.render(b)).numpy())
 
 
@@ -399,8 +398,7 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
             lab = labels[i]
             new = dict(lab)
             for key in V2V_CHANGES[i % len(V2V_CHANGES)]:
-                names = {"obj": world.OBJ_NAMES, "shape": world.SHAPES, "bg": world.BG_NAMES}[key]
-                new[key] = rng.choice([v for v in names if v != lab[key]])
+                new[key] = rng.choice([v for v in world.VALUES[key] if v != lab[key]])
             cases.append((clips[i], lab, new, world.edit_caption(lab, new, rng, "eval")))
         for i, (lab, prompt, change) in enumerate(V2V_EXAMPLES):
             cases.append((clip_with(lab, 60 + i), lab, {**lab, **change}, prompt))
@@ -438,8 +436,7 @@ def run_eval(weights: Path | None, size: EvalSize = EvalSize(), log=print, steps
             for i in range(size.inpaint):
                 lab = dict(labels[i])
                 if key is not None:
-                    names = world.SHAPES if key == "shape" else world.OBJ_NAMES
-                    lab[key] = rng.choice([v for v in names if v != lab[key]])
+                    lab[key] = rng.choice([v for v in world.VALUES[key] if v != lab[key]])
                 out = _gen(backend, InpaintRequest(prompt=world.caption(lab, rng, "eval"), video="-", mask="-",
                                                    steps=steps, strength=strength),
                            MediaInputs(video=clips[i], mask=object_mask(clips[i], labels[i])), seed=i)

@@ -38,6 +38,7 @@ MOTIONS = ("left", "right", "up", "down", "still")
 
 OBJ_NAMES = tuple(OBJECT_COLOURS)
 BG_NAMES = tuple(BACKGROUNDS)
+VALUES = {"bg": BG_NAMES, "obj": OBJ_NAMES, "shape": SHAPES, "motion": MOTIONS}  # each attribute's values
 
 
 @dataclass(frozen=True)

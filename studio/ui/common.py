@@ -54,11 +54,8 @@ def setting_props(spec: "ModelSpec | None", mode: str) -> dict[str, dict]:
     """Per settings widget, what a model gives it (value, hints): used to build the widgets and to
     update them when the model changes, so the two cannot drift apart. Values are not clamped by the
     widgets: an out-of-range value reaches validation, which names it."""
-    if spec is not None:
-        strength = spec.defaults.strength_for(mode)
-    else:  # no model: the field defaults
+    if spec is None:  # no model: the field defaults
         strength = ModelDefaults.inpaint_strength if mode == "inpaint" else ModelDefaults.strength
-    if spec is None:
         return {"steps": dict(value=20, info=None), "cfg_scale": dict(value=5.0, minimum=0, maximum=20),
                 **{n: dict(value=None, info=None) for n in ("frames", "fps", "width", "height")},
                 "profile": dict(choices=["default"], value="default", interactive=False),
@@ -68,7 +65,7 @@ def setting_props(spec: "ModelSpec | None", mode: str) -> dict[str, dict]:
     props = {
         "cfg_scale": dict(value=d.cfg_scale, minimum=lim.cfg_scale.min, maximum=lim.cfg_scale.max),
         "profile": dict(choices=profiles, value=profiles[0], interactive=bool(spec.profiles)),
-        "strength": dict(value=strength),
+        "strength": dict(value=d.strength_for(mode)),
     }
     for name in ("steps", "frames", "fps", "width", "height"):
         props[name] = dict(value=getattr(d, name), info=range_info(getattr(lim, name)))
